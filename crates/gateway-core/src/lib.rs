@@ -1,0 +1,32 @@
+//! The shared vocabulary of the gateway: every other crate speaks these types.
+//!
+//! Reading order:
+//! - [`openai`]: Chat Completions wire types (requests, responses, chunks, models, the error
+//!   envelope), with unknown fields kept.
+//! - [`GatewayError`] ([`error`]): the one opaque error, its kinds, HTTP status mapping and the
+//!   OpenAI envelope.
+//! - [`RetryHint`] ([`retry`]): when an upstream says to come back, from headers and error bodies.
+//! - [`sse`]: an incremental server-sent-events decoder and an encoder.
+//! - [`body`]: the streaming body type passed between crates.
+//! - [`Transport`] ([`transport`]): how a service reaches the network, implemented by
+//!   `gateway-proxy`.
+//! - [`ChatBackend`] ([`backend`]): what an in-process chat backend offers the composition crate.
+//!
+//! Invariants:
+//! - No IO, no runtime, no logging: this crate is a leaf that anything can depend on.
+//! - No panics on any input: malformed JSON and streams become typed errors.
+//! - Error messages are lowercase, have no trailing period and never contain secrets.
+
+pub mod backend;
+pub mod body;
+pub mod error;
+pub mod openai;
+pub mod retry;
+pub mod sse;
+pub mod transport;
+
+pub use backend::{ChatBackend, ChatContext, ChatOutput, ChunkStream};
+pub use body::Body;
+pub use error::{ErrorKind, GatewayError, Side};
+pub use retry::RetryHint;
+pub use transport::{CallOptions, Expect, Timeouts, Transport};

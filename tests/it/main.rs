@@ -1,0 +1,5 @@
+//! End-to-end tests: one integration binary, one module per area.
+//!
+//! Every test talks only to 127.0.0.1 on ephemeral ports; every loop is bounded.
+
+mod contracts;
