@@ -60,6 +60,9 @@ pub enum ErrorKind {
     Truncated,
     /// The client went away; nobody will read this error.
     Cancelled,
+    /// The request has already passed through too many gateways (508): a backend points back
+    /// at a gateway in the same chain.
+    LoopDetected,
     /// A bug or an unexpected local failure (500).
     Internal,
 }
@@ -209,7 +212,7 @@ impl GatewayError {
         match self.inner.kind {
             InvalidRequest | Unauthorized | PermissionDenied | ModelNotFound | NotFound
             | MethodNotAllowed | PayloadTooLarge | HeadersTooLarge | Cancelled => Side::Client,
-            RateLimited | Overloaded | Unavailable | Internal => Side::Gateway,
+            RateLimited | Overloaded | Unavailable | LoopDetected | Internal => Side::Gateway,
             Connect | ConnectTimeout | HeadersTimeout | FirstByteTimeout | IdleTimeout
             | AttemptTimeout | Transport | Upstream | UpstreamProtocol | Truncated => {
                 Side::Upstream
@@ -288,6 +291,7 @@ impl GatewayError {
                 .unwrap_or(StatusCode::BAD_GATEWAY),
             // Nobody reads it; 499 is what access logs conventionally record.
             Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+            LoopDetected => StatusCode::LOOP_DETECTED,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -347,11 +351,7 @@ impl fmt::Debug for GatewayError {
 
 impl fmt::Display for GatewayError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.inner.message)?;
-        if let Some(source) = &self.inner.source {
-            write!(f, ": {source}")?;
-        }
-        Ok(())
+        f.write_str(&self.inner.message)
     }
 }
 

@@ -6,6 +6,7 @@
 //! - [`GatewayError`] ([`error`]): the one opaque error, its kinds, HTTP status mapping and the
 //!   OpenAI envelope.
 //! - [`RetryHint`] ([`retry`]): when an upstream says to come back, from headers and error bodies.
+//! - [`Secret`]: a credential that prints as `[redacted]`.
 //! - [`sse`]: an incremental server-sent-events decoder and an encoder.
 //! - [`body`]: the streaming body type passed between crates.
 //! - [`Transport`] ([`transport`]): how a service reaches the network, implemented by
@@ -22,6 +23,7 @@ pub mod body;
 pub mod error;
 pub mod openai;
 pub mod retry;
+mod secret;
 pub mod sse;
 pub mod transport;
 
@@ -29,4 +31,5 @@ pub use backend::{ChatBackend, ChatContext, ChatOutput, ChunkStream};
 pub use body::Body;
 pub use error::{ErrorKind, GatewayError, Side};
 pub use retry::RetryHint;
+pub use secret::Secret;
 pub use transport::{CallOptions, Expect, Timeouts, Transport};

@@ -25,10 +25,11 @@ pub trait Transport: Send + Sync + 'static {
 }
 
 /// Per-phase time budgets for one attempt. `None` means no limit for that phase.
+///
+/// The connect budget (TCP, proxy tunnel and TLS) belongs to the transport's own configuration,
+/// because a pooled connection outlives the request that opened it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
-    /// TCP connect plus TLS handshake (and proxy tunnel).
-    pub connect: Option<Duration>,
     /// From sending the request to the response headers.
     pub headers: Option<Duration>,
     /// From the response headers to the first body byte.
@@ -42,7 +43,6 @@ pub struct Timeouts {
 impl Default for Timeouts {
     fn default() -> Self {
         Self {
-            connect: Some(Duration::from_secs(5)),
             headers: Some(Duration::from_secs(60)),
             first_byte: Some(Duration::from_secs(60)),
             idle: Some(Duration::from_secs(120)),

@@ -1,3 +1,14 @@
 //! Dev-only helpers for the gateway's tests. Never a normal dependency of a product crate.
 //!
-//! Status: the scriptable mock upstream lands with the proxy issue.
+//! - [`MockUpstream`]: a scriptable OpenAI-compatible upstream with fault injection, request and
+//!   connection counters, abort detection and request recording.
+//! - [`ConnectProxy`]: a minimal HTTP CONNECT proxy for outbound-proxy tests.
+//!
+//! Invariants: everything listens on 127.0.0.1 with an ephemeral port and stops when dropped;
+//! every wait is bounded.
+
+mod connect_proxy;
+pub mod mock;
+
+pub use connect_proxy::ConnectProxy;
+pub use mock::{Behaviour, MockUpstream, Recorded};

@@ -1,0 +1,534 @@
+//! A scriptable OpenAI-compatible upstream on 127.0.0.1 with fault injection.
+//!
+//! Behaviour is chosen per request: first from the script queue ([`MockUpstream::push`]), else
+//! from `x-mock-*` request headers ([`Behaviour::from_headers`]). The mock counts requests,
+//! connections and aborted responses, and records every request it received.
+
+use std::{
+    collections::VecDeque,
+    net::SocketAddr,
+    pin::Pin,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, header};
+use http_body::Frame;
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto,
+};
+use tokio::{net::TcpListener, sync::mpsc, task::JoinHandle};
+
+type MockBody = BoxBody<Bytes, std::io::Error>;
+
+/// What the mock does for one request. The defaults answer a normal completion.
+#[derive(Debug, Clone)]
+pub struct Behaviour {
+    /// Response status (`x-mock-status`).
+    pub status: u16,
+    /// `Retry-After` value to send (`x-mock-retry-after`).
+    pub retry_after: Option<String>,
+    /// Delay before the response headers (`x-mock-delay-ms`).
+    pub headers_delay: Duration,
+    /// Delay between the headers and the first body bytes (`x-mock-ttft-ms`).
+    pub first_chunk_delay: Duration,
+    /// Content chunks in a stream (`x-mock-chunks`).
+    pub chunks: usize,
+    /// Delay between stream chunks (`x-mock-interval-ms`).
+    pub interval: Duration,
+    /// Cut the connection after this many chunks (`x-mock-drop-after`).
+    pub drop_after: Option<usize>,
+    /// Stop sending after this many chunks, keeping the connection open (`x-mock-stall-after`).
+    pub stall_after: Option<usize>,
+    /// Write each event in two pieces split inside a UTF-8 code point (`x-mock-split-writes`).
+    pub split_writes: bool,
+    /// Put invalid UTF-8 into the second chunk (`x-mock-invalid-utf8`).
+    pub invalid_utf8: bool,
+    /// Send one event whose line has this many bytes (`x-mock-giant-line`).
+    pub giant_line: Option<usize>,
+    /// Override the response content type (`x-mock-content-type`).
+    pub content_type: Option<String>,
+    /// Leave out `data: [DONE]` (`x-mock-no-done`).
+    pub no_done: bool,
+    /// Send an error event after this many chunks (`x-mock-error-event-after`).
+    pub error_event_after: Option<usize>,
+    /// Close the connection without answering (`x-mock-reset`).
+    pub reset_before_headers: bool,
+    /// A literal body instead of the generated one (`x-mock-body`).
+    pub body: Option<Bytes>,
+    /// Answer a stream even if the request did not ask for one (`x-mock-stream`).
+    pub force_stream: Option<bool>,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Self {
+            status: 200,
+            retry_after: None,
+            headers_delay: Duration::ZERO,
+            first_chunk_delay: Duration::ZERO,
+            chunks: 3,
+            interval: Duration::ZERO,
+            drop_after: None,
+            stall_after: None,
+            split_writes: false,
+            invalid_utf8: false,
+            giant_line: None,
+            content_type: None,
+            no_done: false,
+            error_event_after: None,
+            reset_before_headers: false,
+            body: None,
+            force_stream: None,
+        }
+    }
+}
+
+impl Behaviour {
+    /// Read the `x-mock-*` headers; absent or unparsable ones keep their defaults.
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let num = |name: &str| text(name).and_then(|v| v.parse::<u64>().ok());
+        let ms = |name: &str| num(name).map(Duration::from_millis);
+        let flag = |name: &str| text(name).is_some_and(|v| v == "1" || v == "true");
+        let d = Self::default();
+        Self {
+            status: num("x-mock-status").map_or(d.status, |v| v as u16),
+            retry_after: text("x-mock-retry-after").map(str::to_owned),
+            headers_delay: ms("x-mock-delay-ms").unwrap_or(d.headers_delay),
+            first_chunk_delay: ms("x-mock-ttft-ms").unwrap_or(d.first_chunk_delay),
+            chunks: num("x-mock-chunks").map_or(d.chunks, |v| v as usize),
+            interval: ms("x-mock-interval-ms").unwrap_or(d.interval),
+            drop_after: num("x-mock-drop-after").map(|v| v as usize),
+            stall_after: num("x-mock-stall-after").map(|v| v as usize),
+            split_writes: flag("x-mock-split-writes"),
+            invalid_utf8: flag("x-mock-invalid-utf8"),
+            giant_line: num("x-mock-giant-line").map(|v| v as usize),
+            content_type: text("x-mock-content-type").map(str::to_owned),
+            no_done: flag("x-mock-no-done"),
+            error_event_after: num("x-mock-error-event-after").map(|v| v as usize),
+            reset_before_headers: flag("x-mock-reset"),
+            body: text("x-mock-body").map(|v| Bytes::copy_from_slice(v.as_bytes())),
+            force_stream: text("x-mock-stream").map(|v| v == "1" || v == "true"),
+        }
+    }
+}
+
+/// One request the mock received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// The method.
+    pub method: Method,
+    /// The path and query.
+    pub uri: Uri,
+    /// The headers as received.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+impl Recorded {
+    /// The body parsed as JSON (`Null` when it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_default()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    requests: AtomicUsize,
+    connections: AtomicUsize,
+    open: AtomicUsize,
+    aborts: AtomicUsize,
+    recorded: Mutex<Vec<Recorded>>,
+    script: Mutex<VecDeque<Behaviour>>,
+    changed: tokio::sync::Notify,
+}
+
+/// A running mock upstream; stops when dropped.
+#[derive(Debug)]
+pub struct MockUpstream {
+    addr: SocketAddr,
+    state: Arc<State>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("requests", &self.requests)
+            .field("connections", &self.connections)
+            .field("aborts", &self.aborts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for MockUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl MockUpstream {
+    /// Start on 127.0.0.1 with an ephemeral port.
+    pub async fn start() -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State::default());
+        let task = tokio::spawn(accept_loop(listener, state.clone()));
+        Ok(Self { addr, state, task })
+    }
+
+    /// The socket address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Queue a behaviour for the next request that arrives (first in, first out).
+    pub fn push(&self, behaviour: Behaviour) {
+        lock(&self.state.script).push_back(behaviour);
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> usize {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// Connections currently open.
+    pub fn open_connections(&self) -> usize {
+        self.state.open.load(Ordering::SeqCst)
+    }
+
+    /// Responses whose body was dropped by the peer before the mock finished sending it.
+    pub fn aborts(&self) -> usize {
+        self.state.aborts.load(Ordering::SeqCst)
+    }
+
+    /// Every request received so far, in order.
+    pub fn recorded(&self) -> Vec<Recorded> {
+        lock(&self.state.recorded).clone()
+    }
+
+    /// Wait until `predicate` holds for the mock, at most `limit` (tokio time). Returns whether
+    /// it held.
+    pub async fn wait_until(&self, limit: Duration, predicate: impl Fn(&Self) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let changed = self.state.changed.notified();
+            if predicate(self) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return predicate(self);
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<State>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        state.connections.fetch_add(1, Ordering::SeqCst);
+        state.open.fetch_add(1, Ordering::SeqCst);
+        state.changed.notify_waiters();
+        let state = state.clone();
+        tokio::spawn(async move {
+            let per_request = state.clone();
+            let service = hyper::service::service_fn(move |req| handle(req, per_request.clone()));
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            state.open.fetch_sub(1, Ordering::SeqCst);
+            state.changed.notify_waiters();
+        });
+    }
+}
+
+#[derive(Debug)]
+struct Reset;
+
+impl std::fmt::Display for Reset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("mock reset")
+    }
+}
+
+impl std::error::Error for Reset {}
+
+async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<MockBody>, Reset> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let behaviour = lock(&state.script)
+        .pop_front()
+        .unwrap_or_else(|| Behaviour::from_headers(&parts.headers));
+    let recorded = Recorded {
+        method: parts.method.clone(),
+        uri: parts.uri.clone(),
+        headers: parts.headers.clone(),
+        body: body.clone(),
+    };
+    lock(&state.recorded).push(recorded);
+    state.requests.fetch_add(1, Ordering::SeqCst);
+    state.changed.notify_waiters();
+
+    if behaviour.reset_before_headers {
+        return Err(Reset);
+    }
+    if !behaviour.headers_delay.is_zero() {
+        tokio::time::sleep(behaviour.headers_delay).await;
+    }
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let model = json["model"].as_str().unwrap_or("mock-model").to_owned();
+    let status = StatusCode::from_u16(behaviour.status).unwrap_or(StatusCode::OK);
+    let mut builder = Response::builder().status(status);
+    if let Some(retry_after) = &behaviour.retry_after {
+        builder = builder.header(header::RETRY_AFTER, retry_after.as_str());
+    }
+
+    let stream = behaviour
+        .force_stream
+        .unwrap_or_else(|| json["stream"].as_bool().unwrap_or(false));
+    let (content_type, body): (&str, MockBody) = if let Some(body) = behaviour.body.clone() {
+        ("application/json", full(body))
+    } else if !status.is_success() {
+        let message = format!("mock error {}", status.as_u16());
+        let body = serde_json::json!({"error": {"message": message, "type": "mock_error", "param": null, "code": null}});
+        ("application/json", full(body.to_string()))
+    } else if parts.uri.path().ends_with("/models") {
+        let body = serde_json::json!({"object": "list", "data": [
+            {"id": "mock-model", "object": "model", "created": 0, "owned_by": "mock"},
+            {"id": "mock-model-2", "object": "model", "created": 0, "owned_by": "mock"}
+        ]});
+        ("application/json", full(body.to_string()))
+    } else if stream {
+        (
+            "text/event-stream",
+            stream_body(behaviour.clone(), model, state.clone()),
+        )
+    } else {
+        if !behaviour.first_chunk_delay.is_zero() {
+            tokio::time::sleep(behaviour.first_chunk_delay).await;
+        }
+        ("application/json", full(completion_json(&model)))
+    };
+    let content_type = behaviour.content_type.as_deref().unwrap_or(content_type);
+    builder
+        .header(header::CONTENT_TYPE, content_type)
+        .body(body)
+        .map_err(|_| Reset)
+}
+
+fn full(bytes: impl Into<Bytes>) -> MockBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// The whole non-streaming completion the mock answers for `model`.
+pub fn completion_json(model: &str) -> String {
+    serde_json::json!({
+        "id": "chatcmpl-mock",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from the mock 世界"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 6, "total_tokens": 11}
+    })
+    .to_string()
+}
+
+/// Content chunk `index` of a mock stream (index 0 carries the role).
+pub fn chunk_event(model: &str, index: usize) -> Vec<u8> {
+    let delta = if index == 0 {
+        serde_json::json!({"role": "assistant", "content": ""})
+    } else {
+        serde_json::json!({"content": format!("tok{index} 世界🌏 ")})
+    };
+    event(&serde_json::json!({
+        "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1_700_000_000,
+        "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": null}]
+    }))
+}
+
+/// The finishing chunk of a mock stream.
+pub fn finish_event(model: &str) -> Vec<u8> {
+    event(&serde_json::json!({
+        "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1_700_000_000,
+        "model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]
+    }))
+}
+
+/// The exact bytes of a healthy mock stream with `chunks` content chunks.
+pub fn stream_bytes(model: &str, chunks: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for index in 0..chunks {
+        out.extend(chunk_event(model, index));
+    }
+    out.extend(finish_event(model));
+    out.extend_from_slice(b"data: [DONE]\n\n");
+    out
+}
+
+fn event(json: &serde_json::Value) -> Vec<u8> {
+    format!("data: {json}\n\n").into_bytes()
+}
+
+/// Streams events from a producer task through a one-slot channel, so a slow reader slows the
+/// producer and a reader that goes away is noticed at once.
+fn stream_body(behaviour: Behaviour, model: String, state: Arc<State>) -> MockBody {
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    let guard = AbortGuard {
+        state: state.clone(),
+        finished: false,
+    };
+    tokio::spawn(produce(behaviour, model, tx));
+    BodyExt::boxed(ChannelBody { rx, guard })
+}
+
+async fn produce(b: Behaviour, model: String, tx: mpsc::Sender<Result<Bytes, std::io::Error>>) {
+    let pause = |d: Duration| {
+        let tx = tx.clone();
+        async move {
+            tokio::select! {
+                () = tokio::time::sleep(d) => true,
+                () = tx.closed() => false,
+            }
+        }
+    };
+    if !b.first_chunk_delay.is_zero() && !pause(b.first_chunk_delay).await {
+        return;
+    }
+    for index in 0..b.chunks {
+        if b.drop_after == Some(index) {
+            let _ = tx.send(Err(std::io::Error::other("mock drop"))).await;
+            return;
+        }
+        if b.stall_after == Some(index) {
+            // Hold the connection open until the reader gives up.
+            tx.closed().await;
+            return;
+        }
+        if b.error_event_after == Some(index) {
+            let error = serde_json::json!({"error": {"message": "mock error event", "type": "server_error", "param": null, "code": null}});
+            let _ = tx.send(Ok(Bytes::from(event(&error)))).await;
+            return;
+        }
+        if index > 0 && !b.interval.is_zero() && !pause(b.interval).await {
+            return;
+        }
+        let mut bytes = chunk_event(&model, index);
+        if b.invalid_utf8 && index == 1 {
+            bytes = b"data: {\"choices\":[{\"delta\":{\"content\":\"\xff\xfe\"}}]}\n\n".to_vec();
+        }
+        if b.giant_line.is_some() && index == 1 {
+            let size = b.giant_line.unwrap_or(0);
+            bytes = format!("data: {{\"pad\":\"{}\"}}\n\n", "x".repeat(size)).into_bytes();
+        }
+        let pieces = if b.split_writes {
+            split_inside_code_point(bytes)
+        } else {
+            vec![bytes]
+        };
+        for piece in pieces {
+            if tx.send(Ok(Bytes::from(piece))).await.is_err() {
+                return;
+            }
+        }
+    }
+    if b.stall_after == Some(b.chunks) {
+        tx.closed().await;
+        return;
+    }
+    if tx
+        .send(Ok(Bytes::from(finish_event(&model))))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    if !b.no_done {
+        let _ = tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await;
+    }
+}
+
+/// Split an event in two, the cut falling inside the first multi-byte code point.
+fn split_inside_code_point(bytes: Vec<u8>) -> Vec<Vec<u8>> {
+    match bytes.iter().position(|b| *b >= 0x80) {
+        Some(at) => vec![bytes[..=at].to_vec(), bytes[at + 1..].to_vec()],
+        None => vec![bytes],
+    }
+}
+
+struct AbortGuard {
+    state: Arc<State>,
+    finished: bool,
+}
+
+impl Drop for AbortGuard {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.state.aborts.fetch_add(1, Ordering::SeqCst);
+            self.state.changed.notify_waiters();
+        }
+    }
+}
+
+struct ChannelBody {
+    rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
+    guard: AbortGuard,
+}
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(Ok(bytes))) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
+            Poll::Ready(Some(Err(err))) => {
+                // An injected fault, not the reader going away.
+                self.guard.finished = true;
+                Poll::Ready(Some(Err(err)))
+            }
+            Poll::Ready(None) => {
+                self.guard.finished = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
