@@ -129,6 +129,44 @@ impl GatewayError {
         Self::new(ErrorKind::Upstream, message).with_status(status)
     }
 
+    /// The error for an upstream's error response: its status, the provider's message (from an
+    /// OpenAI or Google error body, else the start of the body text), its retry hint, and the
+    /// body kept for the client. `target` names the upstream (`scheme://host:port`) when the body
+    /// says nothing.
+    pub fn from_upstream_response(
+        status: StatusCode,
+        headers: &http::HeaderMap,
+        body: Bytes,
+        target: &str,
+    ) -> Self {
+        let hint = RetryHint::from_response(headers, &body, std::time::SystemTime::now());
+        let json: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
+        let message = json
+            .as_ref()
+            .and_then(|v| {
+                let error = v.get("error").unwrap_or(v);
+                error
+                    .get("message")
+                    .and_then(serde_json::Value::as_str)
+                    .or_else(|| error.as_str())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| {
+                let text = String::from_utf8_lossy(&body);
+                let text = text.trim();
+                if text.is_empty() {
+                    format!("{target} answered {status}")
+                } else {
+                    text.chars().take(300).collect()
+                }
+            });
+        let mut error = Self::upstream(status, message).with_body(body);
+        if !hint.is_empty() {
+            error = error.with_retry(hint);
+        }
+        error
+    }
+
     /// Attach the HTTP status the upstream answered with (or that should be reported).
     #[must_use]
     pub fn with_status(mut self, status: StatusCode) -> Self {

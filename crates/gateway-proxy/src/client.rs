@@ -32,7 +32,7 @@ use rustls::pki_types::CertificateDer;
 use tokio::{net::TcpStream, time::Instant};
 use tower_service::Service;
 
-use gateway_core::{Body, CallOptions, ErrorKind, Expect, GatewayError, RetryHint, Transport};
+use gateway_core::{Body, CallOptions, ErrorKind, Expect, GatewayError, Transport};
 
 use crate::{headers::strip_hop_by_hop, timeout::TimedBody};
 
@@ -195,7 +195,12 @@ impl Client {
         let body = TimedBody::new(incoming, &timeouts, total_deadline, target.to_string());
         if !parts.status.is_success() {
             let bytes = read_limited(body, self.error_body_limit).await;
-            return Err(upstream_error(parts.status, &parts.headers, bytes, &target));
+            return Err(GatewayError::from_upstream_response(
+                parts.status,
+                &parts.headers,
+                bytes,
+                &target.0,
+            ));
         }
         if let Some(wanted) = unexpected_content_type(options.expect, &parts.headers) {
             let snippet = read_limited(body, 512).await;
@@ -319,40 +324,6 @@ async fn read_limited(body: TimedBody, limit: usize) -> Bytes {
         }
     }
     out.freeze()
-}
-
-fn upstream_error(
-    status: http::StatusCode,
-    headers: &HeaderMap,
-    body: Bytes,
-    target: &Target,
-) -> GatewayError {
-    let hint = RetryHint::from_response(headers, &body, std::time::SystemTime::now());
-    let json: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
-    let message = json
-        .as_ref()
-        .and_then(|v| {
-            let error = v.get("error").unwrap_or(v);
-            error
-                .get("message")
-                .and_then(|m| m.as_str())
-                .or_else(|| error.as_str())
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| {
-            let text = String::from_utf8_lossy(&body);
-            let text = text.trim();
-            if text.is_empty() {
-                format!("{target} answered {status}")
-            } else {
-                text.chars().take(300).collect()
-            }
-        });
-    let mut error = GatewayError::upstream(status, message).with_body(body);
-    if !hint.is_empty() {
-        error = error.with_retry(hint);
-    }
-    error
 }
 
 /// The messages of an error and its sources, joined with ": ", skipping hyper-util's generic
