@@ -2,4 +2,11 @@
 //!
 //! Every test talks only to 127.0.0.1 on ephemeral ports; every loop is bounded.
 
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers fail loudly on broken setup"
+)]
+
+mod antigravity;
 mod contracts;

@@ -1,15 +1,36 @@
 //! In-process OpenAI chat completions served through Google's Antigravity (Cloud Code) API.
 //!
-//! Purpose: the composition crate calls this service directly (no loopback HTTP) for
-//! `/chat/completions` and `/models` on the `antigravity` backend. It translates OpenAI requests
-//! to the Antigravity protocol and the upstream's event stream back to OpenAI chunks, keeps
-//! thought signatures across turns, and manages the Google account pool.
+//! The composition crate calls [`Service::chat`] directly (no loopback HTTP) for
+//! `/chat/completions`, and [`Service::models`] for `/models`. The service translates the OpenAI
+//! request to the Antigravity protocol, calls the upstream through `gateway_core::Transport`
+//! with credentials from a [`Credentials`] implementation, and translates the upstream's event
+//! stream back to OpenAI chunks, incrementally.
+//!
+//! Reading order: `models` (the canonical model table), `schema` (JSON-schema cleaning), `names`
+//! (reversible tool-name rewriting), `request` (OpenAI → Antigravity), `signatures` (thought
+//! signatures across turns), `response` (Antigravity → OpenAI), `credentials`, `service`.
 //!
 //! Invariants (the specification is `shared/docs/antigravity.md`):
-//! - The network is reached only through `gateway_core::Transport`, so everything here is
-//!   testable without sockets.
+//! - The network is reached only through `Transport`, so everything here is testable without
+//!   sockets.
 //! - Unsupported input is a 400 naming the field; nothing is dropped silently.
-//! - Exactly one finish chunk per response; a stream without a finish reason is an error.
+//! - Exactly one finish chunk per response; a stream without a finish reason is an error; no text
+//!   is ever injected into the model's output.
 //! - The project id sent upstream is always the one of the account whose token is used.
-//!
-//! Status: the crate is a placeholder until the translation issue lands; it exposes nothing yet.
+//! - Upstream wire types stay private to this crate.
+
+mod credentials;
+mod models;
+mod names;
+mod request;
+mod response;
+mod schema;
+mod service;
+mod signatures;
+mod wire;
+
+pub use credentials::{AccountFile, Credentials, DEFAULT_TOKEN_URL, Lease, SingleAccount};
+pub use service::{DEFAULT_BASE_URLS, DEFAULT_USER_AGENT, Service, ServiceConfig};
+
+#[cfg(test)]
+mod tests;

@@ -36,6 +36,14 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Secrets are read from configuration and credential files; they are never serialized back
+/// through serde (writing a credential file is an explicit act that calls [`Secret::expose`]).
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        <String as serde::Deserialize>::deserialize(deserializer).map(Self)
+    }
+}
+
 impl From<String> for Secret {
     fn from(value: String) -> Self {
         Self(value)

@@ -325,6 +325,31 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Mo
         let message = format!("mock error {}", status.as_u16());
         let body = serde_json::json!({"error": {"message": message, "type": "mock_error", "param": null, "code": null}});
         ("application/json", full(body.to_string()))
+    } else if parts.uri.path().ends_with("/token") {
+        let body = serde_json::json!({"access_token": "ya29.mock-fresh-token", "expires_in": 3599, "token_type": "Bearer"});
+        ("application/json", full(body.to_string()))
+    } else if parts
+        .uri
+        .path()
+        .ends_with("v1internal:fetchAvailableModels")
+    {
+        let body = serde_json::json!({"models": {
+            "gemini-3-pro-high": {"quotaInfo": {"remainingFraction": 0.8, "resetTime": "2026-11-26T12:00:00Z"}},
+            "claude-sonnet-4-5": {"quotaInfo": {"remainingFraction": 1.0}}
+        }});
+        ("application/json", full(body.to_string()))
+    } else if parts
+        .uri
+        .path()
+        .ends_with("v1internal:streamGenerateContent")
+    {
+        let body = stream_body(
+            behaviour.clone(),
+            model,
+            Flavour::Antigravity,
+            state.clone(),
+        );
+        ("text/event-stream", body)
     } else if parts.uri.path().ends_with("/models") {
         let body = serde_json::json!({"object": "list", "data": [
             {"id": "mock-model", "object": "model", "created": 0, "owned_by": "mock"},
@@ -334,7 +359,7 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Mo
     } else if stream {
         (
             "text/event-stream",
-            stream_body(behaviour.clone(), model, state.clone()),
+            stream_body(behaviour.clone(), model, Flavour::OpenAi, state.clone()),
         )
     } else {
         if !behaviour.first_chunk_delay.is_zero() {
@@ -404,19 +429,57 @@ fn event(json: &serde_json::Value) -> Vec<u8> {
     format!("data: {json}\n\n").into_bytes()
 }
 
+/// Which protocol a mock stream speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flavour {
+    OpenAi,
+    Antigravity,
+}
+
+/// Content event `index` of a mock Antigravity stream.
+pub fn antigravity_event(index: usize) -> Vec<u8> {
+    event(&serde_json::json!({"response": {
+        "candidates": [{"content": {"role": "model", "parts": [{"text": format!("tok{index} 世界🌏 ")}]}}],
+        "modelVersion": "mock"
+    }}))
+}
+
+/// The finishing event of a mock Antigravity stream, with usage.
+pub fn antigravity_finish_event() -> Vec<u8> {
+    event(&serde_json::json!({"response": {
+        "candidates": [{"content": {"role": "model", "parts": [{"text": ""}]}, "finishReason": "STOP"}],
+        "usageMetadata": {"promptTokenCount": 7, "candidatesTokenCount": 5, "thoughtsTokenCount": 2, "totalTokenCount": 14}
+    }}))
+}
+
+/// The text a client receives from a healthy mock Antigravity stream of `chunks` events.
+pub fn antigravity_text(chunks: usize) -> String {
+    (0..chunks).map(|i| format!("tok{i} 世界🌏 ")).collect()
+}
+
 /// Streams events from a producer task through a one-slot channel, so a slow reader slows the
 /// producer and a reader that goes away is noticed at once.
-fn stream_body(behaviour: Behaviour, model: String, state: Arc<State>) -> MockBody {
+fn stream_body(
+    behaviour: Behaviour,
+    model: String,
+    flavour: Flavour,
+    state: Arc<State>,
+) -> MockBody {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(1);
     let guard = AbortGuard {
         state: state.clone(),
         finished: false,
     };
-    tokio::spawn(produce(behaviour, model, tx));
+    tokio::spawn(produce(behaviour, model, flavour, tx));
     BodyExt::boxed(ChannelBody { rx, guard })
 }
 
-async fn produce(b: Behaviour, model: String, tx: mpsc::Sender<Result<Bytes, std::io::Error>>) {
+async fn produce(
+    b: Behaviour,
+    model: String,
+    flavour: Flavour,
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+) {
     let pause = |d: Duration| {
         let tx = tx.clone();
         async move {
@@ -447,7 +510,10 @@ async fn produce(b: Behaviour, model: String, tx: mpsc::Sender<Result<Bytes, std
         if index > 0 && !b.interval.is_zero() && !pause(b.interval).await {
             return;
         }
-        let mut bytes = chunk_event(&model, index);
+        let mut bytes = match flavour {
+            Flavour::OpenAi => chunk_event(&model, index),
+            Flavour::Antigravity => antigravity_event(index),
+        };
         if b.invalid_utf8 && index == 1 {
             bytes = b"data: {\"choices\":[{\"delta\":{\"content\":\"\xff\xfe\"}}]}\n\n".to_vec();
         }
@@ -470,14 +536,14 @@ async fn produce(b: Behaviour, model: String, tx: mpsc::Sender<Result<Bytes, std
         tx.closed().await;
         return;
     }
-    if tx
-        .send(Ok(Bytes::from(finish_event(&model))))
-        .await
-        .is_err()
-    {
+    let finish = match flavour {
+        Flavour::OpenAi => finish_event(&model),
+        Flavour::Antigravity => antigravity_finish_event(),
+    };
+    if tx.send(Ok(Bytes::from(finish))).await.is_err() {
         return;
     }
-    if !b.no_done {
+    if !b.no_done && flavour == Flavour::OpenAi {
         let _ = tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await;
     }
 }

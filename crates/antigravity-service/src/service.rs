@@ -1,0 +1,371 @@
+//! [`Service`]: chat completions and the model list, served through Antigravity.
+
+use std::{
+    collections::VecDeque,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use bytes::Bytes;
+use futures_core::Stream;
+use http::{HeaderValue, Request, Response, header};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+
+use gateway_core::{
+    Body, CallOptions, ChatBackend, ChatContext, ChatOutput, ErrorKind, Expect, GatewayError,
+    Timeouts, Transport, body,
+    openai::{ChatCompletionChunk, ChatRequest, Model, ModelList},
+    sse,
+};
+
+use crate::{
+    credentials::{Credentials, Lease},
+    request::translate,
+    response::{Collector, ResponseMeta, StreamTranslator},
+    signatures::SignatureCache,
+    wire::{AvailableModels, Envelope},
+};
+
+/// The default upstream base URLs, tried in order.
+pub const DEFAULT_BASE_URLS: [&str; 2] = [
+    "https://daily-cloudcode-pa.sandbox.googleapis.com",
+    "https://daily-cloudcode-pa.googleapis.com",
+];
+
+/// The default `User-Agent` sent upstream.
+pub const DEFAULT_USER_AGENT: &str = "antigravity/1.11.3 windows/amd64";
+
+/// How the service talks to Antigravity.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Base URLs in order; 429, 5xx and connection failures move to the next one.
+    pub base_urls: Vec<String>,
+    /// `User-Agent` for upstream requests.
+    pub user_agent: String,
+    /// Time budgets for generate calls.
+    pub timeouts: Timeouts,
+    /// How many thought signatures to remember.
+    pub signature_capacity: usize,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            base_urls: DEFAULT_BASE_URLS.iter().map(|s| (*s).to_owned()).collect(),
+            user_agent: DEFAULT_USER_AGENT.to_owned(),
+            timeouts: Timeouts::default(),
+            signature_capacity: 10_000,
+        }
+    }
+}
+
+/// The in-process chat-completions service.
+#[derive(Debug)]
+pub struct Service<T, C> {
+    transport: T,
+    credentials: C,
+    config: ServiceConfig,
+    cache: Arc<SignatureCache>,
+}
+
+impl<T: Transport, C: Credentials> Service<T, C> {
+    /// A service sending through `transport` with accounts from `credentials`.
+    pub fn new(transport: T, credentials: C, config: ServiceConfig) -> Self {
+        Self {
+            cache: Arc::new(SignatureCache::new(config.signature_capacity)),
+            transport,
+            credentials,
+            config,
+        }
+    }
+
+    /// The credentials in use (for admin views).
+    pub fn credentials(&self) -> &C {
+        &self.credentials
+    }
+
+    /// Serve one chat completion: a whole completion, or a chunk stream without `[DONE]`.
+    ///
+    /// Errors before the upstream stream starts are returned as `Err`; errors after it started
+    /// end the chunk stream with an `Err` item.
+    pub async fn chat(
+        &self,
+        request: ChatRequest,
+        context: ChatContext,
+    ) -> Result<ChatOutput, GatewayError> {
+        let translated = translate(&request, &self.cache, context.conversation_id.as_deref())?;
+        let spec = &translated.spec;
+        let lease = self.credentials.acquire(&spec.upstream).await?;
+        let envelope = Envelope {
+            project: &lease.project_id,
+            model: &spec.upstream,
+            request_id: format!("agent/{}", uuid::Uuid::new_v4()),
+            user_agent: "antigravity",
+            request_type: if spec.image { "image_gen" } else { "agent" },
+            request: &translated.request,
+        };
+        let payload = Bytes::from(serde_json::to_vec(&envelope).map_err(|e| {
+            GatewayError::internal(format!("cannot encode the upstream request: {e}"))
+        })?);
+        let result = self
+            .post(
+                "v1internal:streamGenerateContent?alt=sse",
+                &lease,
+                envelope.request_type,
+                payload,
+                Expect::EventStream,
+            )
+            .await;
+        self.credentials
+            .report(&lease, &spec.upstream, result.as_ref().map(|_| ()));
+        let response = result?;
+        let meta = ResponseMeta {
+            id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
+            created: unix_now(),
+            model: request.model.clone(),
+            include_usage: request.include_usage() || !request.is_stream(),
+        };
+        let translator = StreamTranslator::new(
+            meta.clone(),
+            translated.names,
+            spec.family,
+            self.cache.clone(),
+        );
+        let mut chunks = ChunkStream::new(response.into_body(), translator);
+        if request.is_stream() {
+            return Ok(ChatOutput::Stream(Box::pin(chunks)));
+        }
+        let mut collector = Collector::default();
+        while let Some(chunk) = std::future::poll_fn(|cx| Pin::new(&mut chunks).poll_next(cx)).await
+        {
+            collector.push(chunk?);
+        }
+        Ok(ChatOutput::Complete(Box::new(collector.finish(&meta))))
+    }
+
+    /// The models the upstream offers to the first account, from `fetchAvailableModels`.
+    pub async fn models(&self) -> Result<ModelList, GatewayError> {
+        let lease = self.credentials.acquire("").await?;
+        let result = self
+            .post(
+                "v1internal:fetchAvailableModels",
+                &lease,
+                "agent",
+                Bytes::from_static(b"{}"),
+                Expect::Json,
+            )
+            .await;
+        self.credentials
+            .report(&lease, "", result.as_ref().map(|_| ()));
+        let bytes = result?.into_body().collect().await.map(|c| c.to_bytes())?;
+        let available: AvailableModels = serde_json::from_slice(&bytes).map_err(|e| {
+            GatewayError::new(
+                ErrorKind::UpstreamProtocol,
+                format!("invalid model list from antigravity: {e}"),
+            )
+        })?;
+        let mut ids: Vec<&String> = available.models.keys().collect();
+        ids.sort();
+        Ok(ModelList::new(
+            ids.into_iter()
+                .map(|id| Model::new(id.clone(), "antigravity"))
+                .collect(),
+        ))
+    }
+
+    /// POST `payload` to `{base}/{method}`, moving to the next base URL on 429, 5xx and
+    /// connection failures.
+    async fn post(
+        &self,
+        method: &str,
+        lease: &Lease,
+        request_type: &'static str,
+        payload: Bytes,
+        expect: Expect,
+    ) -> Result<Response<Body>, GatewayError> {
+        let mut last = None;
+        for base in &self.config.base_urls {
+            let url = format!("{}/{method}", base.trim_end_matches('/'));
+            let request = self.request(&url, lease, request_type, payload.clone(), expect)?;
+            match self.transport.send(request).await {
+                Ok(response) => return Ok(response),
+                Err(err) if next_base_may_help(&err) => last = Some(err),
+                Err(err) => return Err(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            GatewayError::new(
+                ErrorKind::Unavailable,
+                "no antigravity base url is configured",
+            )
+        }))
+    }
+
+    fn request(
+        &self,
+        url: &str,
+        lease: &Lease,
+        request_type: &'static str,
+        payload: Bytes,
+        expect: Expect,
+    ) -> Result<Request<Body>, GatewayError> {
+        let mut authorization =
+            HeaderValue::try_from(format!("Bearer {}", lease.access_token.expose())).map_err(
+                |_| GatewayError::internal("the access token is not a valid header value"),
+            )?;
+        authorization.set_sensitive(true);
+        let mut request = Request::post(url)
+            .header(header::AUTHORIZATION, authorization)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::USER_AGENT, self.config.user_agent.as_str())
+            .header(header::ACCEPT_ENCODING, "identity")
+            .header("requestId", format!("req-{}", uuid::Uuid::new_v4()))
+            .header("requestType", request_type)
+            .body(body::full(payload))
+            .map_err(|e| {
+                GatewayError::invalid_request(format!("invalid antigravity url {url:?}: {e}"))
+            })?;
+        request.extensions_mut().insert(CallOptions {
+            timeouts: self.config.timeouts,
+            expect,
+        });
+        Ok(request)
+    }
+}
+
+/// Another base URL is another front end: worth trying after a rate limit, a server error or a
+/// connection failure, not after a client error or a silent upstream.
+fn next_base_may_help(err: &GatewayError) -> bool {
+    match err.kind() {
+        ErrorKind::Connect | ErrorKind::ConnectTimeout | ErrorKind::Transport => true,
+        ErrorKind::Upstream => err
+            .upstream_status()
+            .is_some_and(|s| s.as_u16() == 429 || s.is_server_error()),
+        _ => false,
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
+}
+
+impl<T: Transport, C: Credentials> ChatBackend for Service<T, C> {
+    async fn chat(
+        &self,
+        request: ChatRequest,
+        context: ChatContext,
+    ) -> Result<ChatOutput, GatewayError> {
+        Service::chat(self, request, context).await
+    }
+
+    async fn models(&self) -> Result<ModelList, GatewayError> {
+        Service::models(self).await
+    }
+
+    fn is_available(&self) -> bool {
+        self.credentials.is_available()
+    }
+}
+
+/// The upstream body, decoded and translated one event at a time. Dropping it drops the body,
+/// which aborts the upstream request.
+pub(crate) struct ChunkStream {
+    body: Body,
+    decoder: sse::Decoder,
+    translator: StreamTranslator,
+    queue: VecDeque<ChatCompletionChunk>,
+    finished: bool,
+}
+
+impl ChunkStream {
+    pub(crate) fn new(body: Body, translator: StreamTranslator) -> Self {
+        Self {
+            body,
+            decoder: sse::Decoder::default(),
+            translator,
+            queue: VecDeque::new(),
+            finished: false,
+        }
+    }
+
+    fn fail(
+        &mut self,
+        err: GatewayError,
+    ) -> Poll<Option<Result<ChatCompletionChunk, GatewayError>>> {
+        self.finished = true;
+        self.queue.clear();
+        Poll::Ready(Some(Err(err)))
+    }
+
+    fn translate(&mut self, data: &str) -> Result<(), GatewayError> {
+        let chunks = self.translator.event(data)?;
+        self.queue.extend(chunks);
+        Ok(())
+    }
+}
+
+fn sse_error(err: sse::SseError) -> GatewayError {
+    GatewayError::new(
+        ErrorKind::UpstreamProtocol,
+        format!("antigravity stream: {err}"),
+    )
+}
+
+impl Stream for ChunkStream {
+    type Item = Result<ChatCompletionChunk, GatewayError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if let Some(chunk) = self.queue.pop_front() {
+                return Poll::Ready(Some(Ok(chunk)));
+            }
+            if self.finished {
+                return Poll::Ready(None);
+            }
+            match self.decoder.next_event() {
+                Ok(Some(event)) => {
+                    if let Err(err) = self.translate(&event.data) {
+                        return self.fail(err);
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(err) => return self.fail(sse_error(err)),
+            }
+            match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.decoder.feed(&data);
+                    }
+                }
+                Some(Err(err)) => return self.fail(err),
+                None => {
+                    loop {
+                        match self.decoder.finish() {
+                            Ok(Some(event)) => {
+                                if let Err(err) = self.translate(&event.data) {
+                                    return self.fail(err);
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(err) => return self.fail(sse_error(err)),
+                        }
+                    }
+                    match self.translator.finish() {
+                        Ok(chunks) => {
+                            self.queue.extend(chunks);
+                            self.finished = true;
+                        }
+                        Err(err) => return self.fail(err),
+                    }
+                }
+            }
+        }
+    }
+}

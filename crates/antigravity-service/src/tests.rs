@@ -1,0 +1,159 @@
+//! Multi-turn behaviour across the request and response halves.
+
+use std::{pin::Pin, sync::Arc};
+
+use bytes::Bytes;
+use futures_core::Stream;
+use serde_json::{Value, json};
+
+use gateway_core::{
+    GatewayError, body,
+    openai::{ChatCompletion, ChatRequest, parse_json},
+};
+
+use crate::{
+    request::translate,
+    response::{Collector, ResponseMeta, StreamTranslator},
+    service::ChunkStream,
+    signatures::SignatureCache,
+};
+
+/// Turn one of the service: translate `request`, answer it with `upstream` events, and return
+/// the translated upstream request and the completion the client receives.
+async fn turn(
+    request: &Value,
+    upstream: &str,
+    cache: &Arc<SignatureCache>,
+) -> (Value, ChatCompletion) {
+    let request: ChatRequest = parse_json(request.to_string().as_bytes()).unwrap();
+    let translated = translate(&request, cache, None).unwrap();
+    let sent = serde_json::to_value(&translated.request).unwrap();
+    // The model calls the function by the name the gateway declared.
+    let declared = sent["tools"][0]["functionDeclarations"][0]["name"]
+        .as_str()
+        .unwrap_or("");
+    let upstream = upstream.replace("UPSTREAM_NAME", declared);
+    let meta = ResponseMeta {
+        id: "chatcmpl-turn".to_owned(),
+        created: 0,
+        model: request.model.clone(),
+        include_usage: true,
+    };
+    let translator = StreamTranslator::new(
+        meta.clone(),
+        translated.names,
+        translated.spec.family,
+        cache.clone(),
+    );
+    let frames = futures_util::stream::iter([Ok::<_, GatewayError>(Bytes::from(upstream))]);
+    let mut stream = ChunkStream::new(body::from_stream(frames), translator);
+    let mut collector = Collector::default();
+    while let Some(chunk) = std::future::poll_fn(|cx| Pin::new(&mut stream).poll_next(cx)).await {
+        collector.push(chunk.unwrap());
+    }
+    (sent, collector.finish(&meta))
+}
+
+/// What the official SDKs send back: the assistant message as received, then the tool results.
+fn second_request(
+    first: &Value,
+    answer: &ChatCompletion,
+    results: &[(&str, &str)],
+    echo_reasoning: bool,
+) -> Value {
+    let message = &answer.choices[0].message;
+    let mut assistant =
+        json!({"role": "assistant", "content": message.content, "tool_calls": message.tool_calls});
+    if echo_reasoning {
+        assistant["reasoning_content"] = json!(message.reasoning_content);
+    }
+    let mut messages = first["messages"].as_array().unwrap().clone();
+    messages.push(assistant);
+    for (id, output) in results {
+        messages.push(json!({"role": "tool", "tool_call_id": id, "content": output}));
+    }
+    let mut next = first.clone();
+    next["messages"] = Value::Array(messages);
+    next
+}
+
+const TOOL: &str = "mcp.server/list_dir";
+
+#[tokio::test]
+async fn gemini_tool_call_round_trips_with_its_signature() {
+    let cache = Arc::new(SignatureCache::new(100));
+    let first = json!({
+        "model": "gemini-3-pro",
+        "messages": [{"role": "user", "content": "What is in /src?"}],
+        "tools": [{"type": "function", "function": {"name": TOOL, "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}}]
+    });
+    let upstream = "data: {\"response\":{\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"functionCall\":{\"name\":\"UPSTREAM_NAME\",\"args\":{\"path\":\"/src\"}},\"thoughtSignature\":\"gemini-sig-42\"}]},\"finishReason\":\"STOP\"}]}}\n\n";
+    let (_, answer) = turn(&first, upstream, &cache).await;
+    let calls = answer.choices[0].message.tool_calls.clone().unwrap();
+    assert_eq!(
+        calls[0].function.name, TOOL,
+        "the client sees its own tool name"
+    );
+    let call_id = calls[0].id.clone();
+    assert!(call_id.starts_with("call_"));
+
+    let second = second_request(&first, &answer, &[(&call_id, "main.rs lib.rs")], false);
+    let (sent, _) = turn(&second, "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Two files.\"}]},\"finishReason\":\"STOP\"}]}\n\n", &cache).await;
+    let declared = sent["tools"][0]["functionDeclarations"][0]["name"].clone();
+    let model_turn = &sent["contents"][1];
+    assert_eq!(model_turn["role"], "model");
+    assert_eq!(model_turn["parts"][0]["functionCall"]["name"], declared);
+    assert_eq!(
+        model_turn["parts"][0]["functionCall"]["id"],
+        call_id.as_str()
+    );
+    assert_eq!(model_turn["parts"][0]["thoughtSignature"], "gemini-sig-42");
+    let result_turn = &sent["contents"][2];
+    assert_eq!(
+        result_turn["parts"][0]["functionResponse"]["name"],
+        declared
+    );
+    assert_eq!(
+        result_turn["parts"][0]["functionResponse"]["response"]["output"],
+        "main.rs lib.rs"
+    );
+}
+
+#[tokio::test]
+async fn claude_thinking_before_a_tool_call_is_sent_back_signed() {
+    let cache = Arc::new(SignatureCache::new(100));
+    let first = json!({
+        "model": "claude-sonnet-4.5-thinking",
+        "messages": [{"role": "user", "content": "List /src"}],
+        "tools": [{"type": "function", "function": {"name": TOOL}}]
+    });
+    let upstream = concat!(
+        "data: {\"response\":{\"candidates\":[{\"content\":{\"parts\":[{\"thought\":true,\"text\":\"I need the listing.\"}]}}]}}\n\n",
+        "data: {\"response\":{\"candidates\":[{\"content\":{\"parts\":[{\"thought\":true,\"text\":\"\",\"thoughtSignature\":\"claude-sig-7\"}]}}]}}\n\n",
+        "data: {\"response\":{\"candidates\":[{\"content\":{\"parts\":[{\"functionCall\":{\"id\":\"toolu_9\",\"name\":\"UPSTREAM_NAME\",\"args\":{}}}]},\"finishReason\":\"STOP\"}]}}\n\n",
+    );
+    let (_, answer) = turn(&first, upstream, &cache).await;
+    assert_eq!(
+        answer.choices[0].message.reasoning_content.as_deref(),
+        Some("I need the listing.")
+    );
+
+    // A client that echoes reasoning_content keeps thinking on, signed.
+    let second = second_request(&first, &answer, &[("toolu_9", "a b")], true);
+    let done = "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"ok\"}]},\"finishReason\":\"STOP\"}]}\n\n";
+    let (sent, _) = turn(&second, done, &cache).await;
+    let model_turn = &sent["contents"][1];
+    assert_eq!(model_turn["parts"][0]["thought"], true);
+    assert_eq!(model_turn["parts"][0]["thoughtSignature"], "claude-sig-7");
+    assert!(sent["generationConfig"]["thinkingConfig"].is_object());
+
+    // A client that drops it (the official SDKs do) gets thinking off for this turn instead of
+    // an upstream rejection.
+    let second = second_request(&first, &answer, &[("toolu_9", "a b")], false);
+    let (sent, _) = turn(&second, done, &cache).await;
+    assert!(
+        sent["generationConfig"]["thinkingConfig"].is_null(),
+        "{sent}"
+    );
+    assert!(sent["contents"][1]["parts"][0]["functionCall"].is_object());
+}

@@ -1,0 +1,263 @@
+//! The in-process Antigravity service over the real proxy transport, against the mock upstream
+//! speaking the Antigravity protocol.
+
+use antigravity_service::{AccountFile, Service, ServiceConfig, SingleAccount};
+use futures_util::StreamExt;
+use gateway_core::{
+    ChatContext, ChatOutput, ErrorKind,
+    openai::{ChatCompletionChunk, ChatRequest, FinishReason, Role, parse_json},
+};
+use gateway_proxy::{Client, ClientConfig};
+use test_support::{Behaviour, MockUpstream, mock};
+
+type Svc = Service<Client, SingleAccount<Client>>;
+
+fn account(expired: bool) -> AccountFile {
+    let expiry = if expired {
+        "2000-01-01T00:00:00Z"
+    } else {
+        "2999-01-01T00:00:00Z"
+    };
+    AccountFile::from_json(
+        format!(
+            r#"{{"client_id":"cid","client_secret":"csecret","refresh_token":"rtoken","access_token":"ya29.stored",
+                "expiry":"{expiry}","project_id":"proj-owner-1","email":"owner@example.com"}}"#
+        )
+        .as_bytes(),
+    )
+    .unwrap()
+}
+
+fn service(bases: &[&MockUpstream], token: &MockUpstream, expired: bool) -> Svc {
+    let client = Client::new(ClientConfig::default()).unwrap();
+    let credentials = SingleAccount::new(
+        account(expired),
+        client.clone(),
+        format!("{}/token", token.url()),
+    );
+    let config = ServiceConfig {
+        base_urls: bases.iter().map(|m| m.url()).collect(),
+        ..ServiceConfig::default()
+    };
+    Service::new(client, credentials, config)
+}
+
+fn request(stream: bool) -> ChatRequest {
+    parse_json(
+        format!(
+            r#"{{"model":"gemini-3-pro","stream":{stream},"stream_options":{{"include_usage":true}},
+                "messages":[{{"role":"system","content":"be brief"}},{{"role":"user","content":"hello"}}]}}"#
+        )
+        .as_bytes(),
+    )
+    .unwrap()
+}
+
+async fn collect(output: ChatOutput) -> Vec<ChatCompletionChunk> {
+    let ChatOutput::Stream(mut stream) = output else {
+        panic!("a stream was asked for");
+    };
+    let mut chunks = Vec::new();
+    while let Some(item) = stream.next().await {
+        chunks.push(item.unwrap());
+    }
+    chunks
+}
+
+#[tokio::test]
+async fn streams_through_the_transport() {
+    let upstream = MockUpstream::start().await.unwrap();
+    let service = service(&[&upstream], &upstream, false);
+    let chunks = collect(
+        service
+            .chat(request(true), ChatContext::default())
+            .await
+            .unwrap(),
+    )
+    .await;
+
+    assert_eq!(chunks[0].choices[0].delta.role, Some(Role::Assistant));
+    let text: String = chunks
+        .iter()
+        .flat_map(|c| c.choices.iter().filter_map(|ch| ch.delta.content.clone()))
+        .collect();
+    assert_eq!(text, mock::antigravity_text(3));
+    let finishes: Vec<_> = chunks
+        .iter()
+        .flat_map(|c| c.choices.iter().filter_map(|ch| ch.finish_reason))
+        .collect();
+    assert_eq!(finishes, [FinishReason::Stop]);
+    let usage = chunks.last().unwrap().usage.clone().unwrap();
+    assert_eq!(
+        (
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.total_tokens
+        ),
+        (7, 7, 14)
+    );
+    assert!(chunks.iter().all(|c| c.model == "gemini-3-pro"));
+
+    let seen = upstream.recorded().pop().unwrap();
+    assert_eq!(seen.uri, "/v1internal:streamGenerateContent?alt=sse");
+    assert_eq!(seen.headers["authorization"], "Bearer ya29.stored");
+    assert_eq!(seen.headers["requesttype"], "agent");
+    assert!(
+        seen.headers["requestid"]
+            .to_str()
+            .unwrap()
+            .starts_with("req-")
+    );
+    let envelope = seen.json();
+    assert_eq!(envelope["project"], "proj-owner-1");
+    assert_eq!(envelope["model"], "gemini-3-pro-high");
+    assert_eq!(envelope["userAgent"], "antigravity");
+    assert!(
+        envelope["requestId"]
+            .as_str()
+            .unwrap()
+            .starts_with("agent/")
+    );
+    assert_eq!(
+        envelope["request"]["systemInstruction"]["parts"][0]["text"],
+        "be brief"
+    );
+    assert_eq!(
+        envelope["request"]["contents"][0]["parts"][0]["text"],
+        "hello"
+    );
+}
+
+#[tokio::test]
+async fn non_streaming_collects_the_stream() {
+    let upstream = MockUpstream::start().await.unwrap();
+    let service = service(&[&upstream], &upstream, false);
+    let ChatOutput::Complete(completion) = service
+        .chat(request(false), ChatContext::default())
+        .await
+        .unwrap()
+    else {
+        panic!("a whole completion was asked for");
+    };
+    assert_eq!(completion.object, "chat.completion");
+    assert!(completion.id.starts_with("chatcmpl-"));
+    assert_eq!(
+        completion.choices[0].message.content.as_deref(),
+        Some(mock::antigravity_text(3).as_str())
+    );
+    assert_eq!(
+        completion.choices[0].finish_reason,
+        Some(FinishReason::Stop)
+    );
+    assert_eq!(
+        completion
+            .usage
+            .as_ref()
+            .unwrap()
+            .completion_tokens_details
+            .as_ref()
+            .unwrap()
+            .reasoning_tokens,
+        Some(2)
+    );
+}
+
+#[tokio::test]
+async fn a_429_with_retry_info_moves_to_the_next_base_url() {
+    let first = MockUpstream::start().await.unwrap();
+    let second = MockUpstream::start().await.unwrap();
+    first.push(Behaviour {
+        status: 429,
+        body: Some(
+            r#"{"error":{"code":429,"message":"Resource has been exhausted","status":"RESOURCE_EXHAUSTED",
+               "details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"3s"}]}}"#
+                .into(),
+        ),
+        ..Behaviour::default()
+    });
+    let service = service(&[&first, &second], &first, false);
+    let chunks = collect(
+        service
+            .chat(request(true), ChatContext::default())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(chunks.iter().any(|c| {
+        c.choices
+            .iter()
+            .any(|ch| ch.finish_reason == Some(FinishReason::Stop))
+    }));
+    assert_eq!(first.requests(), 1);
+    assert_eq!(second.requests(), 1);
+}
+
+#[tokio::test]
+async fn a_400_from_upstream_stays_a_400_with_its_message() {
+    let upstream = MockUpstream::start().await.unwrap();
+    let second = MockUpstream::start().await.unwrap();
+    upstream.push(Behaviour {
+        status: 400,
+        body: Some(r#"{"error":{"code":400,"message":"Request contains an invalid argument.","status":"INVALID_ARGUMENT"}}"#.into()),
+        ..Behaviour::default()
+    });
+    let service = service(&[&upstream, &second], &upstream, false);
+    let err = service
+        .chat(request(true), ChatContext::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Upstream);
+    assert_eq!(err.status().as_u16(), 400);
+    assert_eq!(err.message(), "Request contains an invalid argument.");
+    assert_eq!(
+        second.requests(),
+        0,
+        "a client error is not retried elsewhere"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refreshed_before_use() {
+    let upstream = MockUpstream::start().await.unwrap();
+    let token = MockUpstream::start().await.unwrap();
+    let service = service(&[&upstream], &token, true);
+    collect(
+        service
+            .chat(request(true), ChatContext::default())
+            .await
+            .unwrap(),
+    )
+    .await;
+    let refresh = token.recorded().pop().unwrap();
+    let form = String::from_utf8(refresh.body.to_vec()).unwrap();
+    assert!(
+        form.contains("grant_type=refresh_token") && form.contains("refresh_token=rtoken"),
+        "{form}"
+    );
+    assert_eq!(
+        upstream.recorded().pop().unwrap().headers["authorization"],
+        "Bearer ya29.mock-fresh-token"
+    );
+    // The fresh token is reused.
+    collect(
+        service
+            .chat(request(true), ChatContext::default())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(token.requests(), 1);
+}
+
+#[tokio::test]
+async fn models_come_from_fetch_available_models() {
+    let upstream = MockUpstream::start().await.unwrap();
+    let service = service(&[&upstream], &upstream, false);
+    let models = service.models().await.unwrap();
+    let ids: Vec<&str> = models.data.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["claude-sonnet-4-5", "gemini-3-pro-high"]);
+    assert_eq!(
+        upstream.recorded().pop().unwrap().uri,
+        "/v1internal:fetchAvailableModels"
+    );
+}
