@@ -1,7 +1,9 @@
 //! The in-process Antigravity service over the real proxy transport, against the mock upstream
 //! speaking the Antigravity protocol.
 
-use antigravity_service::{AccountFile, Service, ServiceConfig, SingleAccount};
+use antigravity_service::{
+    AccountFile, AccountPool, AccountState, PoolConfig, Service, ServiceConfig, StoredAccount,
+};
 use futures_util::StreamExt;
 use gateway_core::{
     ChatContext, ChatOutput, ErrorKind,
@@ -10,7 +12,7 @@ use gateway_core::{
 use gateway_proxy::{Client, ClientConfig};
 use test_support::{Behaviour, MockUpstream, mock};
 
-type Svc = Service<Client, SingleAccount<Client>>;
+type Svc = Service<Client, AccountPool<Client>>;
 
 fn account(expired: bool) -> AccountFile {
     let expiry = if expired {
@@ -30,11 +32,17 @@ fn account(expired: bool) -> AccountFile {
 
 fn service(bases: &[&MockUpstream], token: &MockUpstream, expired: bool) -> Svc {
     let client = Client::new(ClientConfig::default()).unwrap();
-    let credentials = SingleAccount::new(
-        account(expired),
-        client.clone(),
-        format!("{}/token", token.url()),
-    );
+    let stored = StoredAccount {
+        id: "owner".into(),
+        file: account(expired),
+        state: AccountState::default(),
+    };
+    let pool_config = PoolConfig {
+        token_url: format!("{}/token", token.url()),
+        base_url: bases[0].url(),
+        ..PoolConfig::default()
+    };
+    let credentials = AccountPool::new(client.clone(), pool_config, vec![stored], None);
     let config = ServiceConfig {
         base_urls: bases.iter().map(|m| m.url()).collect(),
         ..ServiceConfig::default()

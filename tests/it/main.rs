@@ -8,5 +8,6 @@
     reason = "test helpers fail loudly on broken setup"
 )]
 
+mod accounts;
 mod antigravity;
 mod contracts;

@@ -8,7 +8,8 @@
 //!
 //! Reading order: `models` (the canonical model table), `schema` (JSON-schema cleaning), `names`
 //! (reversible tool-name rewriting), `request` (OpenAI → Antigravity), `signatures` (thought
-//! signatures across turns), `response` (Antigravity → OpenAI), `credentials`, `service`.
+//! signatures across turns), `response` (Antigravity → OpenAI), `credentials` (the contract),
+//! `store` (account files), `pool` (selection, tokens, cooldowns), `login` (OAuth), `service`.
 //!
 //! Invariants (the specification is `shared/docs/antigravity.md`):
 //! - The network is reached only through `Transport`, so everything here is testable without
@@ -20,17 +21,26 @@
 //! - Upstream wire types stay private to this crate.
 
 mod credentials;
+mod login;
 mod models;
 mod names;
+mod pool;
 mod request;
 mod response;
 mod schema;
 mod service;
 mod signatures;
+mod store;
 mod wire;
 
-pub use credentials::{AccountFile, Credentials, DEFAULT_TOKEN_URL, Lease, SingleAccount};
+pub use credentials::{AccountFile, Acquire, Credentials, Lease};
+pub use login::{CALLBACK_PATH, LoginFlow, OAuthConfig};
+pub use pool::{
+    AccountPool, AccountView, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TOKEN_URL,
+    PoolConfig, Selection,
+};
 pub use service::{DEFAULT_BASE_URLS, DEFAULT_USER_AGENT, Service, ServiceConfig};
+pub use store::{AccountState, AccountStore, StoredAccount};
 
 #[cfg(test)]
 mod tests;

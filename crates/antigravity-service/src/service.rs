@@ -10,7 +10,7 @@ use std::{
 
 use bytes::Bytes;
 use futures_core::Stream;
-use http::{HeaderValue, Request, Response, header};
+use http::{Request, Response, header};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 
@@ -22,7 +22,7 @@ use gateway_core::{
 };
 
 use crate::{
-    credentials::{Credentials, Lease},
+    credentials::{Acquire, Credentials, Lease},
     request::translate,
     response::{Collector, ResponseMeta, StreamTranslator},
     signatures::SignatureCache,
@@ -49,6 +49,9 @@ pub struct ServiceConfig {
     pub timeouts: Timeouts,
     /// How many thought signatures to remember.
     pub signature_capacity: usize,
+    /// A rate-limit hint up to this long is waited out on the same account (once); a longer one
+    /// moves the call to the next account.
+    pub short_retry_wait: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -58,6 +61,7 @@ impl Default for ServiceConfig {
             user_agent: DEFAULT_USER_AGENT.to_owned(),
             timeouts: Timeouts::default(),
             signature_capacity: 10_000,
+            short_retry_wait: Duration::from_secs(3),
         }
     }
 }
@@ -98,30 +102,15 @@ impl<T: Transport, C: Credentials> Service<T, C> {
     ) -> Result<ChatOutput, GatewayError> {
         let translated = translate(&request, &self.cache, context.conversation_id.as_deref())?;
         let spec = &translated.spec;
-        let lease = self.credentials.acquire(&spec.upstream).await?;
-        let envelope = Envelope {
-            project: &lease.project_id,
-            model: &spec.upstream,
-            request_id: format!("agent/{}", uuid::Uuid::new_v4()),
-            user_agent: "antigravity",
-            request_type: if spec.image { "image_gen" } else { "agent" },
-            request: &translated.request,
-        };
-        let payload = Bytes::from(serde_json::to_vec(&envelope).map_err(|e| {
-            GatewayError::internal(format!("cannot encode the upstream request: {e}"))
-        })?);
-        let result = self
-            .post(
-                "v1internal:streamGenerateContent?alt=sse",
-                &lease,
-                envelope.request_type,
-                payload,
-                Expect::EventStream,
+        let request_type = if spec.image { "image_gen" } else { "agent" };
+        let (response, lease) = self
+            .generate(
+                &spec.upstream,
+                context.conversation_id.as_deref(),
+                request_type,
+                &translated.request,
             )
-            .await;
-        self.credentials
-            .report(&lease, &spec.upstream, result.as_ref().map(|_| ()));
-        let response = result?;
+            .await?;
         let meta = ResponseMeta {
             id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
             created: unix_now(),
@@ -134,7 +123,7 @@ impl<T: Transport, C: Credentials> Service<T, C> {
             spec.family,
             self.cache.clone(),
         );
-        let mut chunks = ChunkStream::new(response.into_body(), translator);
+        let mut chunks = ChunkStream::new(response.into_body(), translator).holding(lease);
         if request.is_stream() {
             return Ok(ChatOutput::Stream(Box::pin(chunks)));
         }
@@ -146,9 +135,112 @@ impl<T: Transport, C: Credentials> Service<T, C> {
         Ok(ChatOutput::Complete(Box::new(collector.finish(&meta))))
     }
 
+    /// Open the upstream stream, moving between accounts as their answers require: a rejected
+    /// token is renewed once; a short rate-limit hint is waited out once on the same account; a
+    /// longer one, or a 403, moves to the next account. Each account is tried once per request,
+    /// so the loop is bounded by the pool's size.
+    async fn generate(
+        &self,
+        model: &str,
+        conversation: Option<&str>,
+        request_type: &'static str,
+        body: &crate::wire::GenerateRequest,
+    ) -> Result<(Response<Body>, Lease), GatewayError> {
+        let mut tried: Vec<String> = Vec::new();
+        let mut lease = self
+            .credentials
+            .acquire(Acquire {
+                model,
+                conversation,
+                exclude: &tried,
+            })
+            .await?;
+        let mut renewed = false;
+        let mut waited = false;
+        loop {
+            let envelope = Envelope {
+                project: &lease.project_id,
+                model,
+                request_id: format!("agent/{}", uuid::Uuid::new_v4()),
+                user_agent: "antigravity",
+                request_type,
+                request: body,
+            };
+            let payload = Bytes::from(serde_json::to_vec(&envelope).map_err(|e| {
+                GatewayError::internal(format!("cannot encode the upstream request: {e}"))
+            })?);
+            let result = self
+                .post(
+                    "v1internal:streamGenerateContent?alt=sse",
+                    &lease,
+                    request_type,
+                    payload,
+                    Expect::EventStream,
+                )
+                .await;
+            let err = match result {
+                Ok(response) => {
+                    self.credentials.report(&lease, model, Ok(()));
+                    return Ok((response, lease));
+                }
+                Err(err) => err,
+            };
+            let status = err.upstream_status().map(|s| s.as_u16());
+            if status == Some(401) && !renewed {
+                renewed = true;
+                lease = self.credentials.renew(lease).await?;
+                continue;
+            }
+            let short_hint = err
+                .retry_after()
+                .filter(|d| *d <= self.config.short_retry_wait);
+            if status == Some(429)
+                && !waited
+                && !crate::pool::is_capacity_error(&err)
+                && let Some(delay) = short_hint
+            {
+                waited = true;
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+            self.credentials.report(&lease, model, Err(&err));
+            let next_account_may_help = (status == Some(429)
+                && !crate::pool::is_capacity_error(&err))
+                || status == Some(403);
+            if !next_account_may_help {
+                return Err(err);
+            }
+            tried.push(std::mem::take(&mut lease.account));
+            drop(lease);
+            lease = match self
+                .credentials
+                .acquire(Acquire {
+                    model,
+                    conversation,
+                    exclude: &tried,
+                })
+                .await
+            {
+                Ok(next) => next,
+                // Every account is cooling down: the pool's error says when the first frees up.
+                Err(pool) if pool.kind() == ErrorKind::RateLimited => return Err(pool),
+                Err(_) => return Err(err),
+            };
+            renewed = false;
+            waited = false;
+        }
+    }
+
     /// The models the upstream offers to the first account, from `fetchAvailableModels`.
     pub async fn models(&self) -> Result<ModelList, GatewayError> {
-        let lease = self.credentials.acquire("").await?;
+        let lease = self
+            .credentials
+            .acquire(Acquire {
+                model: "",
+                conversation: None,
+                exclude: &[],
+            })
+            .await?;
         let result = self
             .post(
                 "v1internal:fetchAvailableModels",
@@ -212,11 +304,7 @@ impl<T: Transport, C: Credentials> Service<T, C> {
         payload: Bytes,
         expect: Expect,
     ) -> Result<Request<Body>, GatewayError> {
-        let mut authorization =
-            HeaderValue::try_from(format!("Bearer {}", lease.access_token.expose())).map_err(
-                |_| GatewayError::internal("the access token is not a valid header value"),
-            )?;
-        authorization.set_sensitive(true);
+        let authorization = crate::credentials::bearer(&lease.access_token)?;
         let mut request = Request::post(url)
             .header(header::AUTHORIZATION, authorization)
             .header(header::CONTENT_TYPE, "application/json")
@@ -277,6 +365,8 @@ impl<T: Transport, C: Credentials> ChatBackend for Service<T, C> {
 /// which aborts the upstream request.
 pub(crate) struct ChunkStream {
     body: Body,
+    /// The account's slot is held until the stream ends or is dropped.
+    _lease: Option<Lease>,
     decoder: sse::Decoder,
     translator: StreamTranslator,
     queue: VecDeque<ChatCompletionChunk>,
@@ -287,11 +377,17 @@ impl ChunkStream {
     pub(crate) fn new(body: Body, translator: StreamTranslator) -> Self {
         Self {
             body,
+            _lease: None,
             decoder: sse::Decoder::default(),
             translator,
             queue: VecDeque::new(),
             finished: false,
         }
+    }
+
+    fn holding(mut self, lease: Lease) -> Self {
+        self._lease = Some(lease);
+        self
     }
 
     fn fail(

@@ -148,6 +148,8 @@ struct State {
     connections: AtomicUsize,
     open: AtomicUsize,
     aborts: AtomicUsize,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
     recorded: Mutex<Vec<Recorded>>,
     script: Mutex<VecDeque<Behaviour>>,
     changed: tokio::sync::Notify,
@@ -215,6 +217,12 @@ impl MockUpstream {
     /// Connections currently open.
     pub fn open_connections(&self) -> usize {
         self.state.open.load(Ordering::SeqCst)
+    }
+
+    /// The most requests the mock was answering at the same time (from arrival to the end of the
+    /// response body).
+    pub fn max_in_flight(&self) -> usize {
+        self.state.max_in_flight.load(Ordering::SeqCst)
     }
 
     /// Responses whose body was dropped by the peer before the mock finished sending it.
@@ -301,6 +309,7 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Mo
     lock(&state.recorded).push(recorded);
     state.requests.fetch_add(1, Ordering::SeqCst);
     state.changed.notify_waiters();
+    let in_flight = InFlight::new(&state);
 
     if behaviour.reset_before_headers {
         return Err(Reset);
@@ -326,8 +335,21 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Mo
         let body = serde_json::json!({"error": {"message": message, "type": "mock_error", "param": null, "code": null}});
         ("application/json", full(body.to_string()))
     } else if parts.uri.path().ends_with("/token") {
-        let body = serde_json::json!({"access_token": "ya29.mock-fresh-token", "expires_in": 3599, "token_type": "Bearer"});
-        ("application/json", full(body.to_string()))
+        let mut answer = serde_json::json!({"access_token": "ya29.mock-fresh-token", "expires_in": 3599, "token_type": "Bearer"});
+        if String::from_utf8_lossy(&body).contains("grant_type=authorization_code") {
+            answer["refresh_token"] = serde_json::json!("1//mock-refresh-token");
+        }
+        ("application/json", full(answer.to_string()))
+    } else if parts.uri.path().ends_with("/userinfo") {
+        let answer =
+            serde_json::json!({"id": "1", "email": "new.user@example.com", "verified_email": true});
+        ("application/json", full(answer.to_string()))
+    } else if parts.uri.path().ends_with("v1internal:loadCodeAssist") {
+        let answer = serde_json::json!({"currentTier": {"id": "free-tier"}, "cloudaicompanionProject": "mock-project-123"});
+        ("application/json", full(answer.to_string()))
+    } else if parts.uri.path().ends_with("v1internal:onboardUser") {
+        let answer = serde_json::json!({"done": true, "response": {"cloudaicompanionProject": {"id": "onboarded-project-456"}}});
+        ("application/json", full(answer.to_string()))
     } else if parts
         .uri
         .path()
@@ -348,6 +370,7 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Mo
             model,
             Flavour::Antigravity,
             state.clone(),
+            in_flight,
         );
         ("text/event-stream", body)
     } else if parts.uri.path().ends_with("/models") {
@@ -359,7 +382,13 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Mo
     } else if stream {
         (
             "text/event-stream",
-            stream_body(behaviour.clone(), model, Flavour::OpenAi, state.clone()),
+            stream_body(
+                behaviour.clone(),
+                model,
+                Flavour::OpenAi,
+                state.clone(),
+                in_flight,
+            ),
         )
     } else {
         if !behaviour.first_chunk_delay.is_zero() {
@@ -464,11 +493,13 @@ fn stream_body(
     model: String,
     flavour: Flavour,
     state: Arc<State>,
+    in_flight: InFlight,
 ) -> MockBody {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(1);
     let guard = AbortGuard {
         state: state.clone(),
         finished: false,
+        _in_flight: Some(in_flight),
     };
     tokio::spawn(produce(behaviour, model, flavour, tx));
     BodyExt::boxed(ChannelBody { rx, guard })
@@ -556,9 +587,27 @@ fn split_inside_code_point(bytes: Vec<u8>) -> Vec<Vec<u8>> {
     }
 }
 
+/// Counts a request as in flight from its arrival until its response body ends.
+struct InFlight(Arc<State>);
+
+impl InFlight {
+    fn new(state: &Arc<State>) -> Self {
+        let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        Self(state.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 struct AbortGuard {
     state: Arc<State>,
     finished: bool,
+    _in_flight: Option<InFlight>,
 }
 
 impl Drop for AbortGuard {
