@@ -11,3 +11,5 @@
 mod accounts;
 mod antigravity;
 mod contracts;
+mod gateway;
+mod harness;

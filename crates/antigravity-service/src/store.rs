@@ -153,7 +153,11 @@ impl AccountStore {
     /// Import an exported account file: validated, named after its email, written atomically.
     /// Importing the same account again replaces its credentials and keeps its state.
     pub fn import(&self, bytes: &[u8]) -> Result<String, GatewayError> {
-        let file = AccountFile::from_json(bytes)?;
+        self.add(AccountFile::from_json(bytes)?)
+    }
+
+    /// Add (or update) an account, as [`AccountStore::import`] does for a parsed file.
+    pub fn add(&self, mut file: AccountFile) -> Result<String, GatewayError> {
         if file.refresh_token.is_empty() {
             return Err(GatewayError::invalid_request(
                 "the account file has an empty refresh_token",
@@ -166,7 +170,6 @@ impl AccountStore {
             .find(|a| a.id == id)
             .map(|a| a.state)
             .unwrap_or_default();
-        let mut file = file;
         file.extra.remove(STATE_KEY);
         self.save(&StoredAccount {
             id: id.clone(),

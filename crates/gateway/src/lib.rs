@@ -1,11 +1,32 @@
 //! The gateway: configuration, backend registry, routing chains, the choice between the
 //! in-process service and the proxy, and the HTTP server.
 //!
-//! Invariants:
-//! - This is the only crate that reads files or the environment, owns the runtime and installs
-//!   the tracing subscriber.
-//! - Routing decisions (which backend, which model, local or proxy, retry, fail over or stop)
-//!   are pure functions over data.
-//! - Nothing reaches the client before the commit point; after it, errors travel in-band.
+//! Entry point: [`serve`] (also what the binary runs and what the end-to-end tests call), with a
+//! [`Config`] from [`Config::load`], [`Config::embedded`] or [`Config::parse`].
 //!
-//! Status: the crate is a placeholder until the gateway issue lands; it exposes nothing yet.
+//! Reading order: `config` (the file and its validation), `routing` (model → chain of hops, pure),
+//! `dispatch` (local or proxy, pure), `app` (state built from the config), `chat` (walking a
+//! chain), `models`, `admin`, `http` (bodies, auth, responses, event streams), `server`.
+//!
+//! Invariants:
+//! - This is the only crate that reads configuration files or the environment, owns the
+//!   runtime and installs the tracing subscriber (the account store of `antigravity-service`
+//!   keeps its own files).
+//! - Routing and the local-or-proxy choice are pure functions over data.
+//! - Nothing reaches the client before a hop answered; after that, a failure travels in-band as
+//!   the terminal error event.
+//! - Every error is the OpenAI envelope with the matching status.
+
+mod admin;
+mod app;
+mod chat;
+pub mod config;
+mod dispatch;
+mod http;
+mod models;
+mod routing;
+mod server;
+pub mod telemetry;
+
+pub use config::{Config, ConfigError, ConfigErrors};
+pub use server::serve;

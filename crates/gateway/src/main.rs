@@ -1,14 +1,319 @@
-//! The `gateway` binary. Until the gateway issue lands it only states that it is not ready.
+//! The `gateway` binary: `serve` (the default), `check`, `login antigravity`, `accounts ...`.
 
-use std::process::ExitCode;
+use std::{
+    io::{BufRead, Write},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use antigravity_service::{AccountStore, CALLBACK_PATH, LoginFlow, OAuthConfig};
+use gateway::{Config, config::LogFormat, telemetry};
+use gateway_proxy::{Client, ClientConfig};
+
+/// One OpenAI-compatible endpoint in front of Antigravity and OpenAI-compatible providers.
+#[derive(Debug, Parser)]
+#[command(name = "gateway", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// The configuration file (default: ./gateway.toml if present, else the embedded default).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Listen on this address instead of `server.listen`.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Log format (overrides `logging.format`).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<Format>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (the default).
+    Serve {
+        /// Listen on this address instead of `server.listen`.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+    /// Validate the configuration and print it, secrets redacted.
+    Check,
+    /// Add an account by logging in.
+    Login {
+        #[command(subcommand)]
+        provider: Provider,
+    },
+    /// Manage the Antigravity accounts.
+    Accounts {
+        #[command(subcommand)]
+        action: Accounts,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Provider {
+    /// Log in with a Google account for the Antigravity backend.
+    Antigravity {
+        /// Do not wait for the browser's redirect: paste the redirected URL instead.
+        #[arg(long)]
+        no_browser: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Accounts {
+    /// List the accounts and their state.
+    List,
+    /// Import exported account files.
+    Import {
+        /// The files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Enable an account.
+    Enable {
+        /// The account id (see `accounts list`).
+        id: String,
+    },
+    /// Disable an account.
+    Disable {
+        /// The account id (see `accounts list`).
+        id: String,
+    },
+}
 
 fn main() -> ExitCode {
-    #[expect(
-        clippy::print_stderr,
-        reason = "the binary's only output until the server lands"
-    )]
-    {
-        eprintln!("gateway: the server is not built yet; see README.md");
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            #[expect(
+                clippy::print_stderr,
+                reason = "the binary reports fatal errors on stderr"
+            )]
+            {
+                eprintln!("gateway: {err:#}");
+            }
+            ExitCode::FAILURE
+        }
     }
-    ExitCode::FAILURE
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config> {
+    let default = Path::new("gateway.toml");
+    let config = match path {
+        Some(path) => Config::load(path),
+        None if default.exists() => Config::load(default),
+        None => Config::embedded(),
+    };
+    config.map_err(|errors| anyhow::anyhow!("invalid configuration:\n{errors}"))
+}
+
+#[expect(
+    clippy::print_stdout,
+    reason = "commands print their results for the user"
+)]
+fn run(cli: Cli) -> Result<ExitCode> {
+    let command = cli.command.unwrap_or(Command::Serve { listen: None });
+    if let Command::Check = command {
+        return Ok(match load_config(cli.config.as_deref()) {
+            Ok(config) => {
+                println!(
+                    "# effective configuration from {}\n{}",
+                    config.source,
+                    config.to_toml()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                #[expect(clippy::print_stderr, reason = "check reports problems on stderr")]
+                {
+                    eprintln!("{err:#}");
+                }
+                ExitCode::FAILURE
+            }
+        });
+    }
+    let config = load_config(cli.config.as_deref())?;
+    let format = match cli.log_format {
+        Some(Format::Json) => LogFormat::Json,
+        Some(Format::Human) => LogFormat::Human,
+        None => config.logging.format,
+    };
+    telemetry::init(format, &config.logging.level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    match command {
+        Command::Serve { listen } => runtime.block_on(serve(config, listen.or(cli.listen)))?,
+        Command::Check => {}
+        Command::Login {
+            provider: Provider::Antigravity { no_browser },
+        } => runtime.block_on(login(&config, no_browser))?,
+        Command::Accounts { action } => accounts(&config, action)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(mut config: Config, listen: Option<SocketAddr>) -> Result<()> {
+    if let Some(listen) = listen {
+        config.server.listen = listen;
+    }
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, config = %config.source, "gateway listening on {address}");
+    gateway::serve(listener, config, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+#[expect(clippy::print_stdout, reason = "the login talks to the user")]
+async fn login(config: &Config, no_browser: bool) -> Result<()> {
+    let settings = &config.antigravity;
+    let client = Client::new(ClientConfig {
+        proxy: settings.outbound_proxy.clone(),
+        ..ClientConfig::default()
+    })?;
+    let oauth = OAuthConfig {
+        client_id: settings.client_id.clone(),
+        client_secret: settings.client_secret.clone(),
+        auth_url: settings.auth_url.clone(),
+        token_url: settings.token_url.clone(),
+        userinfo_url: settings.userinfo_url.clone(),
+        base_url: settings.base_urls.first().cloned().unwrap_or_default(),
+        ..OAuthConfig::default()
+    };
+    let flow = LoginFlow::new(client, oauth);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let redirect = format!("http://{}{CALLBACK_PATH}", listener.local_addr()?);
+    println!(
+        "Open this URL in a browser and sign in with the Google account to add:\n\n  {}\n",
+        flow.authorization_url(&redirect)
+    );
+    let code = if no_browser {
+        println!(
+            "After signing in, the browser shows a page that cannot load. Copy its whole address and paste it here:"
+        );
+        read_pasted(&flow).await?
+    } else {
+        println!("Waiting for the browser to come back (or paste the redirected address here)...");
+        tokio::select! {
+            code = flow.receive_callback(&listener) => code?,
+            code = read_pasted(&flow) => code?,
+        }
+    };
+    let account = flow.complete(&code, &redirect).await?;
+    let store = AccountStore::new(&settings.credentials_dir);
+    let project = account.project_id.clone().unwrap_or_default();
+    let id = store.add(account)?;
+    println!(
+        "Saved account {id} (project {project}) in {}",
+        store.dir().display()
+    );
+    Ok(())
+}
+
+async fn read_pasted(flow: &LoginFlow<Client>) -> Result<String> {
+    let line = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).map(|_| line)
+    })
+    .await??;
+    Ok(flow.code_from_pasted(&line)?)
+}
+
+#[expect(clippy::print_stdout, reason = "account commands print their results")]
+fn accounts(config: &Config, action: Accounts) -> Result<()> {
+    let store = AccountStore::new(&config.antigravity.credentials_dir);
+    match action {
+        Accounts::List => {
+            let (accounts, problems) = store.load();
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{} account(s) in {}",
+                accounts.len(),
+                store.dir().display()
+            )?;
+            for account in accounts {
+                let state = match &account.state.disabled_reason {
+                    Some(reason) => format!("disabled: {reason}"),
+                    None => "enabled".to_owned(),
+                };
+                writeln!(
+                    out,
+                    "{}\tproject={}\t{state}\trequests={}\tcooling={:?}",
+                    account.id,
+                    account.file.project_id.as_deref().unwrap_or("(unknown)"),
+                    account.state.requests,
+                    account.state.cooldowns.keys().collect::<Vec<_>>()
+                )?;
+            }
+            for problem in problems {
+                writeln!(out, "unreadable: {problem}")?;
+            }
+        }
+        Accounts::Import { files } => {
+            for file in files {
+                let bytes = std::fs::read(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+                let id = store
+                    .import(&bytes)
+                    .with_context(|| format!("cannot import {}", file.display()))?;
+                println!("imported {} as {id}", file.display());
+            }
+        }
+        Accounts::Enable { id } => set_enabled(&store, &id, true)?,
+        Accounts::Disable { id } => set_enabled(&store, &id, false)?,
+    }
+    Ok(())
+}
+
+#[expect(clippy::print_stdout, reason = "account commands print their results")]
+fn set_enabled(store: &AccountStore, id: &str, enabled: bool) -> Result<()> {
+    let (accounts, _) = store.load();
+    let Some(mut account) = accounts.into_iter().find(|a| a.id == id) else {
+        bail!("no account {id} in {}", store.dir().display());
+    };
+    account.state.disabled_reason = (!enabled).then(|| "disabled by the operator".to_owned());
+    store.save(&account)?;
+    println!(
+        "{} {id} (a running gateway picks this up when it restarts)",
+        if enabled { "enabled" } else { "disabled" }
+    );
+    Ok(())
 }

@@ -1,0 +1,378 @@
+//! Routed requests: walk the chain of hops until one answers.
+//!
+//! Before anything reaches the client, a failed hop is recorded and, when the route's
+//! `fallback_on` allows, the next hop is tried. A local stream is committed once its first chunk
+//! arrived; a proxied one once the upstream answered with a success status. Every response
+//! names what served it in `x-gateway-backend`, `x-gateway-model` and `x-gateway-attempts`.
+
+use antigravity_service::Credentials;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{HeaderMap, HeaderValue, Method, Response, header};
+use serde_json::Value;
+
+use gateway_core::{
+    Body, CallOptions, ChatContext, ChatOutput, ErrorKind, Expect, GatewayError, body,
+    openai::{ChatRequest, parse_json},
+};
+use gateway_proxy::HeaderPolicy;
+
+use crate::{
+    app::{App, Backend},
+    config::{Condition, NamedCondition},
+    dispatch::{Endpoint, Via, via},
+    http::{TerminalError, chunk_events, error, event_stream, json},
+    routing::{Plan, plan},
+};
+
+/// What the client asked for.
+enum Routed {
+    /// `/chat/completions`, parsed and validated.
+    Chat(Box<ChatRequest>),
+    /// Another endpoint with a `model` field, passed through.
+    Other(Value),
+}
+
+impl Routed {
+    fn model(&self) -> &str {
+        match self {
+            Self::Chat(request) => &request.model,
+            Self::Other(value) => value["model"].as_str().unwrap_or(""),
+        }
+    }
+
+    fn stream(&self) -> bool {
+        match self {
+            Self::Chat(request) => request.is_stream(),
+            Self::Other(value) => value["stream"].as_bool().unwrap_or(false),
+        }
+    }
+
+    /// The body for a hop that sends `model`.
+    fn body_for(&self, model: &str) -> Result<Bytes, GatewayError> {
+        let encoded = match self {
+            Self::Chat(request) if request.model == model => serde_json::to_vec(request),
+            Self::Chat(request) => {
+                let mut request = request.as_ref().clone();
+                request.model = model.to_owned();
+                serde_json::to_vec(&request)
+            }
+            Self::Other(value) => {
+                let mut value = value.clone();
+                value["model"] = Value::String(model.to_owned());
+                serde_json::to_vec(&value)
+            }
+        };
+        encoded
+            .map(Bytes::from)
+            .map_err(|e| GatewayError::internal(format!("cannot encode the request: {e}")))
+    }
+}
+
+/// The outcome of one hop, as shown in `x-gateway-attempts`.
+fn attempt_label(err: &GatewayError) -> String {
+    match err.upstream_status() {
+        Some(status) if err.kind() == ErrorKind::Upstream => status.as_u16().to_string(),
+        _ if err.is_timeout() => "timeout".to_owned(),
+        _ => match err.kind() {
+            ErrorKind::Connect | ErrorKind::Transport => "connect".to_owned(),
+            ErrorKind::RateLimited => "429".to_owned(),
+            _ => "unavailable".to_owned(),
+        },
+    }
+}
+
+/// Whether the route lets the chain move on after `err`.
+pub(crate) fn falls_back(err: &GatewayError, conditions: &[Condition]) -> bool {
+    let status = match err.kind() {
+        ErrorKind::Upstream => err.upstream_status().map(|s| s.as_u16()),
+        ErrorKind::RateLimited => Some(429),
+        _ => None,
+    };
+    if let Some(status) = status {
+        return conditions.contains(&Condition::Status(status));
+    }
+    let named = if err.is_timeout() {
+        NamedCondition::Timeout
+    } else {
+        match err.kind() {
+            ErrorKind::Connect | ErrorKind::Transport => NamedCondition::Connect,
+            ErrorKind::Unavailable
+            | ErrorKind::Overloaded
+            | ErrorKind::UpstreamProtocol
+            | ErrorKind::Truncated => NamedCondition::Unavailable,
+            _ => return false,
+        }
+    };
+    conditions.contains(&Condition::Named(named))
+}
+
+/// Serve a routed request for `endpoint` (a path relative to the API root).
+pub(crate) async fn routed(
+    app: &Arc<App>,
+    method: Method,
+    endpoint: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response<Body> {
+    let kind = Endpoint::of(endpoint);
+    let request = match kind {
+        Endpoint::ChatCompletions => {
+            parse_json::<ChatRequest>(&body).map(|r| Routed::Chat(Box::new(r)))
+        }
+        _ => parse_json::<Value>(&body).and_then(|value| {
+            if value["model"].as_str().is_some_and(|m| !m.is_empty()) {
+                Ok(Routed::Other(value))
+            } else {
+                Err(GatewayError::invalid_request("the request needs a model").with_param("model"))
+            }
+        }),
+    };
+    let request = match request {
+        Ok(request) => request,
+        Err(err) => return error(&err),
+    };
+    let plan = match plan(&app.config, request.model()) {
+        Ok(plan) => plan,
+        Err(err) => return error(&err),
+    };
+    let span = tracing::Span::current();
+    span.record("model", plan.model.as_str());
+    walk(app, &plan, method, endpoint, kind, headers, &request).await
+}
+
+async fn walk(
+    app: &Arc<App>,
+    plan: &Plan,
+    method: Method,
+    endpoint: &str,
+    kind: Endpoint,
+    headers: &HeaderMap,
+    request: &Routed,
+) -> Response<Body> {
+    let mut attempts: Vec<String> = Vec::with_capacity(plan.hops.len());
+    let mut last: Option<GatewayError> = None;
+    for (position, hop) in plan.hops.iter().enumerate() {
+        let backend = &app.backends[hop.backend];
+        let local_available = app.antigravity.credentials().is_available();
+        let result = match via(
+            backend.config.kind,
+            kind,
+            local_available,
+            backend.forwarder.is_some(),
+        ) {
+            None => Err(GatewayError::new(
+                ErrorKind::Unavailable,
+                if app.antigravity.credentials().is_empty() {
+                    "the antigravity backend has no account: add one with `gateway login antigravity` or `gateway accounts import FILE`".to_owned()
+                } else {
+                    format!(
+                        "the {} backend cannot serve this now and has no proxy_url",
+                        backend.config.name
+                    )
+                },
+            )),
+            Some(Via::Local) => match request {
+                Routed::Chat(chat) => local(app, chat, &hop.model, headers).await,
+                Routed::Other(_) => Err(GatewayError::internal(
+                    "only chat completions are served locally",
+                )),
+            },
+            Some(Via::Proxy) => {
+                proxy(
+                    backend,
+                    method.clone(),
+                    endpoint,
+                    headers,
+                    request,
+                    &hop.model,
+                )
+                .await
+            }
+        };
+        backend.stats.record(result.as_ref().map(|_| ()));
+        match result {
+            Ok(mut response) => {
+                attempts.push(format!(
+                    "{}:{}",
+                    backend.config.name,
+                    response.status().as_u16()
+                ));
+                name_the_server(
+                    response.headers_mut(),
+                    &backend.config.name,
+                    &hop.model,
+                    &attempts,
+                );
+                let span = tracing::Span::current();
+                span.record("backend", backend.config.name.as_str());
+                span.record("attempts", attempts.join(",").as_str());
+                return response;
+            }
+            Err(err) => {
+                attempts.push(format!("{}:{}", backend.config.name, attempt_label(&err)));
+                tracing::info!(backend = %backend.config.name, model = %hop.model, error = %err, kind = ?err.kind(), "hop failed");
+                let more = position + 1 < plan.hops.len();
+                let next = more && falls_back(&err, &plan.fallback_on);
+                last = Some(err);
+                if !next {
+                    break;
+                }
+            }
+        }
+    }
+    let err = last.unwrap_or_else(|| GatewayError::internal("the chain had no hop"));
+    let mut response = error(&err);
+    let served = attempts
+        .last()
+        .and_then(|a| a.split(':').next())
+        .unwrap_or("");
+    name_the_server(response.headers_mut(), served, "", &attempts);
+    tracing::Span::current().record("attempts", attempts.join(",").as_str());
+    response
+}
+
+fn name_the_server(headers: &mut HeaderMap, backend: &str, model: &str, attempts: &[String]) {
+    for (name, value) in [
+        ("x-gateway-backend", backend.to_owned()),
+        ("x-gateway-model", model.to_owned()),
+        ("x-gateway-attempts", attempts.join(",")),
+    ] {
+        if let Ok(value) = HeaderValue::try_from(value) {
+            headers.insert(name, value);
+        }
+    }
+}
+
+/// The context the in-process service gets: the control headers and the conversation id.
+fn context(headers: &HeaderMap) -> ChatContext {
+    let conversation_id = ["x-ag-conversation-id", "x-conversation-id"]
+        .iter()
+        .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
+        .map(str::to_owned);
+    ChatContext {
+        headers: HeaderPolicy::new().outgoing(headers).unwrap_or_default(),
+        conversation_id,
+    }
+}
+
+async fn local(
+    app: &Arc<App>,
+    request: &ChatRequest,
+    model: &str,
+    headers: &HeaderMap,
+) -> Result<Response<Body>, GatewayError> {
+    let mut request = request.clone();
+    request.model = model.to_owned();
+    match app.antigravity.chat(request, context(headers)).await? {
+        ChatOutput::Complete(completion) => Ok(json(http::StatusCode::OK, &completion)),
+        ChatOutput::Stream(mut stream) => match stream.next().await {
+            // Committed only once the upstream produced its first chunk.
+            Some(Ok(first)) => Ok(event_stream(chunk_events(Some(first), stream))),
+            Some(Err(err)) => Err(err),
+            None => Err(GatewayError::new(
+                ErrorKind::Truncated,
+                "the local stream ended before its first chunk",
+            )),
+        },
+    }
+}
+
+async fn proxy(
+    backend: &Backend,
+    method: Method,
+    endpoint: &str,
+    headers: &HeaderMap,
+    request: &Routed,
+    model: &str,
+) -> Result<Response<Body>, GatewayError> {
+    let Some(forwarder) = &backend.forwarder else {
+        return Err(GatewayError::new(
+            ErrorKind::Unavailable,
+            format!("the {} backend has no upstream url", backend.config.name),
+        ));
+    };
+    let stream = request.stream();
+    let options = CallOptions {
+        timeouts: backend.config.timeouts,
+        expect: if stream {
+            Expect::EventStream
+        } else {
+            Expect::Json
+        },
+    };
+    let payload = request.body_for(model)?;
+    let response = forwarder
+        .forward(method, endpoint, headers, body::full(payload), options)
+        .await?;
+    if !stream {
+        return Ok(response);
+    }
+    let (mut parts, body) = response.into_parts();
+    // The body may grow by a terminal error event; its length is no longer known.
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Ok(Response::from_parts(parts, TerminalError::wrap(body)))
+}
+
+/// Serve `/antigravity/v1/chat/completions`: the in-process service itself, no routing.
+pub(crate) async fn antigravity_direct(
+    app: &Arc<App>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response<Body> {
+    let request = match parse_json::<ChatRequest>(&body) {
+        Ok(request) => request,
+        Err(err) => return error(&err),
+    };
+    let model = request.model.clone();
+    match local(app, &request, &model, headers).await {
+        Ok(response) => response,
+        Err(err) => error(&err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gateway_core::ErrorKind;
+    use http::StatusCode;
+
+    use super::*;
+    use crate::config::default_fallback_on;
+
+    #[test]
+    fn default_fallback_conditions() {
+        let upstream = |code| GatewayError::upstream(StatusCode::from_u16(code).unwrap(), "x");
+        let on = default_fallback_on();
+        let cases = [
+            (upstream(429), true),
+            (upstream(500), true),
+            (upstream(503), true),
+            (upstream(400), false),
+            (upstream(401), false),
+            (upstream(404), false),
+            (GatewayError::new(ErrorKind::Connect, "x"), true),
+            (GatewayError::new(ErrorKind::FirstByteTimeout, "x"), true),
+            (GatewayError::new(ErrorKind::Unavailable, "x"), true),
+            (GatewayError::new(ErrorKind::RateLimited, "x"), true),
+            (GatewayError::invalid_request("x"), false),
+        ];
+        for (err, expected) in cases {
+            assert_eq!(falls_back(&err, &on), expected, "{err:?}");
+        }
+        // A route may narrow it.
+        let narrow = [Condition::Status(429)];
+        assert!(falls_back(&upstream(429), &narrow));
+        assert!(!falls_back(&upstream(503), &narrow));
+        assert!(!falls_back(
+            &GatewayError::new(ErrorKind::IdleTimeout, "x"),
+            &narrow
+        ));
+        assert_eq!(attempt_label(&upstream(429)), "429");
+        assert_eq!(
+            attempt_label(&GatewayError::new(ErrorKind::HeadersTimeout, "x")),
+            "timeout"
+        );
+    }
+}

@@ -1,0 +1,101 @@
+//! `GET /v1/models`: every enabled backend asked at once (short timeout), merged, de-duplicated,
+//! aliases added, cached briefly. A backend that is down is left out; the list still answers.
+
+use antigravity_service::Credentials;
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use http::{HeaderMap, Method};
+use http_body_util::BodyExt;
+
+use gateway_core::{
+    CallOptions, Expect, GatewayError, Timeouts, body,
+    openai::{Model, ModelList, parse_json},
+};
+
+use crate::{
+    app::{App, Backend},
+    config::BackendKind,
+    dispatch::{Endpoint, Via, via},
+};
+
+const PER_BACKEND: Duration = Duration::from_secs(5);
+
+pub(crate) async fn merged(app: &Arc<App>, headers: &HeaderMap) -> ModelList {
+    let ttl = app.config.server.models_cache_ttl;
+    if let Some((at, list)) = app
+        .models
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        && at.elapsed() < ttl
+    {
+        return list.clone();
+    }
+    let asks = app
+        .backends
+        .iter()
+        .filter(|b| b.config.enabled)
+        .map(|backend| async move {
+            let answer = tokio::time::timeout(PER_BACKEND, of_backend(app, backend, headers)).await;
+            let answer = answer.unwrap_or_else(|_| Err(GatewayError::new(gateway_core::ErrorKind::AttemptTimeout, "the model list timed out")));
+            if let Err(err) = &answer {
+                tracing::warn!(backend = %backend.config.name, error = %err, "model list unavailable");
+            }
+            (backend.config.priority, answer.ok())
+        });
+    let mut answers = futures_util::future::join_all(asks).await;
+    answers.sort_by_key(|(priority, _)| *priority);
+    let mut by_id: BTreeMap<String, Model> = BTreeMap::new();
+    for list in answers.into_iter().filter_map(|(_, list)| list) {
+        for model in list.data {
+            by_id.entry(model.id.clone()).or_insert(model);
+        }
+    }
+    for alias in app.config.aliases.keys() {
+        by_id
+            .entry(alias.clone())
+            .or_insert_with(|| Model::new(alias.clone(), "gateway-alias"));
+    }
+    let list = ModelList::new(by_id.into_values().collect());
+    *app.models.lock().unwrap_or_else(|p| p.into_inner()) =
+        Some((tokio::time::Instant::now(), list.clone()));
+    list
+}
+
+async fn of_backend(
+    app: &Arc<App>,
+    backend: &Backend,
+    headers: &HeaderMap,
+) -> Result<ModelList, GatewayError> {
+    let local = backend.config.kind == BackendKind::Antigravity
+        && app.antigravity.credentials().is_available();
+    match via(
+        backend.config.kind,
+        Endpoint::Models,
+        local,
+        backend.forwarder.is_some(),
+    ) {
+        Some(Via::Local) => app.antigravity.models().await,
+        Some(Via::Proxy) => {
+            let Some(forwarder) = &backend.forwarder else {
+                return Err(GatewayError::internal("no forwarder"));
+            };
+            let options = CallOptions {
+                timeouts: Timeouts {
+                    total: Some(PER_BACKEND),
+                    ..backend.config.timeouts
+                },
+                expect: Expect::Json,
+            };
+            let response = forwarder
+                .forward(Method::GET, "/models", headers, body::empty(), options)
+                .await?;
+            let bytes = response.into_body().collect().await?.to_bytes();
+            parse_json(&bytes)
+        }
+        None => Err(GatewayError::new(
+            gateway_core::ErrorKind::Unavailable,
+            "no usable account and no proxy_url",
+        )),
+    }
+}

@@ -1,0 +1,260 @@
+//! The HTTP server: connection handling, limits, paths, graceful shutdown.
+
+use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+};
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+use gateway_core::{Body, ErrorKind, GatewayError};
+
+use crate::{
+    admin,
+    app::App,
+    chat,
+    config::Config,
+    http::{authorize, error, json, read_body},
+    models,
+};
+
+/// How long connections get after the grace period to close on their own.
+const CLOSE_AFTER_GRACE: Duration = Duration::from_secs(1);
+
+/// Serve `config` on `listener` until `shutdown` completes; then stop accepting (new
+/// connections are refused), let in-flight requests and streams finish for up to
+/// `server.shutdown_grace`, and close what remains.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), GatewayError> {
+    let app = Arc::new(App::new(config)?);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(app.config.server.header_read_timeout)
+        .max_buf_size(app.config.server.max_header_bytes.max(8192))
+        .max_headers(app.config.server.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(
+            u32::try_from(app.config.server.max_header_bytes).unwrap_or(u32::MAX),
+        );
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    let flusher = tokio::spawn({
+        let app = app.clone();
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                tick.tick().await;
+                app.antigravity.credentials().flush().await;
+            }
+        }
+    });
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "accept failed");
+                        // Too many open files and the like: back off instead of spinning.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let app = app.clone();
+                let service = hyper::service::service_fn(move |request| {
+                    let app = app.clone();
+                    async move { Ok::<_, Infallible>(handle(app, request, peer).await) }
+                });
+                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let connection = graceful.watch(connection.into_owned());
+                tokio::spawn(async move {
+                    if let Err(err) = connection.await {
+                        tracing::debug!(error = %err, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    let grace = app.config.server.shutdown_grace;
+    tracing::info!(grace = ?grace, "shutting down: no new connections; finishing in-flight requests");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the grace period ended with requests still in flight; closing them");
+        tokio::time::sleep(CLOSE_AFTER_GRACE).await;
+    }
+    flusher.abort();
+    app.antigravity.credentials().flush().await;
+    Ok(())
+}
+
+/// The API root a path belongs to, and the endpoint below it: `/v1/chat/completions`,
+/// `/chat/completions` and `/gateway/v1/chat/completions` are all `/chat/completions`.
+/// Other endpoints are passed through only under a `/v1` or `/gateway` prefix.
+fn api_endpoint(path: &str) -> Option<&str> {
+    let gateway = path.strip_prefix("/gateway");
+    let rest = gateway.unwrap_or(path);
+    let v1 = rest.strip_prefix("/v1");
+    let endpoint = v1.unwrap_or(rest);
+    let prefixed = gateway.is_some() || v1.is_some();
+    let known = matches!(endpoint, "/chat/completions" | "/models");
+    (endpoint.len() > 1 && endpoint.starts_with('/') && (prefixed || known)).then_some(endpoint)
+}
+
+async fn handle(
+    app: Arc<App>,
+    request: Request<Incoming>,
+    peer: std::net::SocketAddr,
+) -> Response<Body> {
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        %peer,
+        status = tracing::field::Empty,
+        backend = tracing::field::Empty,
+        model = tracing::field::Empty,
+        attempts = tracing::field::Empty,
+        duration_ms = tracing::field::Empty,
+    );
+    let started = tokio::time::Instant::now();
+    let response = route(app, request).instrument(span.clone()).await;
+    span.record("status", response.status().as_u16());
+    span.record("duration_ms", started.elapsed().as_millis() as u64);
+    span.in_scope(|| tracing::info!("request answered"));
+    response
+}
+
+async fn route(app: Arc<App>, request: Request<Incoming>) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_owned();
+    let public = match path.as_str() {
+        "/health" => app.config.server.public_health,
+        "/metrics" => app.config.server.public_metrics,
+        _ => false,
+    };
+    if !public && let Err(err) = authorize(&parts.headers, &app.config.server.api_keys) {
+        return error(&err);
+    }
+    if let Err(err) = gateway_proxy::hops(&parts.headers) {
+        return error(&err);
+    }
+    let method = parts.method.clone();
+    // Answers that need no body.
+    match (&method, path.as_str()) {
+        (&Method::GET, "/health") => {
+            return json(StatusCode::OK, &serde_json::json!({"status": "ok"}));
+        }
+        (&Method::GET, "/admin/backends") => return json(StatusCode::OK, &admin::backends(&app)),
+        (&Method::GET, "/admin/accounts") => {
+            return json(StatusCode::OK, &admin::accounts(&app).await);
+        }
+        (&Method::GET, "/antigravity/v1/models") => {
+            return match app.antigravity.models().await {
+                Ok(list) => json(StatusCode::OK, &list),
+                Err(err) => error(&err),
+            };
+        }
+        _ => {}
+    }
+    let endpoint = api_endpoint(&path).map(str::to_owned);
+    if method == Method::GET && endpoint.as_deref() == Some("/models") {
+        return json(StatusCode::OK, &models::merged(&app, &parts.headers).await);
+    }
+    let in_flight = match app.enter() {
+        Ok(guard) => guard,
+        Err(err) => return error(&err),
+    };
+    let known_post = path == "/antigravity/v1/chat/completions" || endpoint.is_some();
+    if method != Method::POST {
+        let kind = if known_post {
+            ErrorKind::MethodNotAllowed
+        } else {
+            ErrorKind::NotFound
+        };
+        return error(&GatewayError::new(kind, format!("no {method} {path}")));
+    }
+    let body = match read_body(&parts.headers, body, app.config.server.max_body).await {
+        Ok(body) => body,
+        Err(err) => return error(&err),
+    };
+    let response = if path == "/antigravity/v1/chat/completions" {
+        chat::antigravity_direct(&app, &parts.headers, body).await
+    } else if let Some(endpoint) = endpoint {
+        chat::routed(&app, method, &endpoint, &parts.headers, body).await
+    } else {
+        error(&GatewayError::new(
+            ErrorKind::NotFound,
+            format!("no {method} {path}"),
+        ))
+    };
+    // The in-flight count lasts as long as the response body.
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, hold(body, in_flight))
+}
+
+fn hold(body: Body, guard: crate::app::InFlight) -> Body {
+    use http_body_util::BodyExt;
+    pin_project_lite::pin_project! {
+        struct Holding {
+            #[pin]
+            body: Body,
+            guard: crate::app::InFlight,
+        }
+    }
+    impl http_body::Body for Holding {
+        type Data = bytes::Bytes;
+        type Error = GatewayError;
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, GatewayError>>> {
+            self.project().body.poll_frame(cx)
+        }
+        fn is_end_stream(&self) -> bool {
+            self.body.is_end_stream()
+        }
+        fn size_hint(&self) -> http_body::SizeHint {
+            self.body.size_hint()
+        }
+    }
+    Holding { body, guard }.boxed_unsync()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_aliases() {
+        for (path, endpoint) in [
+            ("/v1/chat/completions", Some("/chat/completions")),
+            ("/chat/completions", Some("/chat/completions")),
+            ("/gateway/v1/chat/completions", Some("/chat/completions")),
+            ("/gateway/chat/completions", Some("/chat/completions")),
+            ("/v1/models", Some("/models")),
+            ("/gateway/v1/models", Some("/models")),
+            ("/v1/embeddings", Some("/embeddings")),
+            ("/v1", None),
+            ("/", None),
+            ("/anything", None),
+        ] {
+            assert_eq!(api_endpoint(path), endpoint, "{path}");
+        }
+    }
+}
