@@ -1,12 +1,14 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
-//! - `test`: format check, clippy with warnings denied, the whole test suite, then tidy.
+//! - `test`: format check, clippy with warnings denied, the whole test suite, the official
+//!   OpenAI Python SDK against the gateway binary, then tidy.
 //! - `tidy`: the repository's structural checks alone (see [`tidy`]).
 //!
 //! Every step runs in the workspace root; the first failure stops the run and is named.
 
 #![expect(clippy::print_stderr, reason = "xtask reports progress on stderr")]
 
+mod sdk;
 mod tidy;
 
 use std::{
@@ -71,6 +73,8 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     };
     args.extend(extra.iter().map(String::as_str));
     step(root, "tests", "cargo", &args)?;
+    eprintln!("==> sdk: the official OpenAI Python SDK against the gateway binary");
+    sdk::run(root).context("step `sdk` failed")?;
     eprintln!("==> tidy");
     tidy::run(root).context("step `tidy` failed")?;
     eprintln!("==> all steps passed");
@@ -85,7 +89,7 @@ fn has_nextest(root: &Path) -> bool {
         .is_ok_and(|out| out.status.success())
 }
 
-fn step(root: &Path, name: &str, program: &str, args: &[&str]) -> Result<()> {
+pub(crate) fn step(root: &Path, name: &str, program: &str, args: &[&str]) -> Result<()> {
     eprintln!("==> {name}: {program} {}", args.join(" "));
     let status = Command::new(program)
         .args(args)

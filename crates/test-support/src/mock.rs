@@ -328,6 +328,7 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Mo
     let stream = behaviour
         .force_stream
         .unwrap_or_else(|| json["stream"].as_bool().unwrap_or(false));
+    let tool = tool_to_call(&json);
     let (content_type, body): (&str, MockBody) = if let Some(body) = behaviour.body.clone() {
         ("application/json", full(body))
     } else if !status.is_success() {
@@ -369,6 +370,7 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Mo
             behaviour.clone(),
             model,
             Flavour::Antigravity,
+            tool.clone(),
             state.clone(),
             in_flight,
         );
@@ -386,6 +388,7 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Mo
                 behaviour.clone(),
                 model,
                 Flavour::OpenAi,
+                tool.clone(),
                 state.clone(),
                 in_flight,
             ),
@@ -394,7 +397,11 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Mo
         if !behaviour.first_chunk_delay.is_zero() {
             tokio::time::sleep(behaviour.first_chunk_delay).await;
         }
-        ("application/json", full(completion_json(&model)))
+        let body = match &tool {
+            Some(name) => tool_completion_json(&model, name),
+            None => completion_json(&model),
+        };
+        ("application/json", full(body))
     };
     let content_type = behaviour.content_type.as_deref().unwrap_or(content_type);
     builder
@@ -420,6 +427,72 @@ pub fn completion_json(model: &str) -> String {
         "usage": {"prompt_tokens": 5, "completion_tokens": 6, "total_tokens": 11}
     })
     .to_string()
+}
+
+/// The arguments every mock tool call carries.
+pub const TOOL_ARGUMENTS: &str = r#"{"city":"Paris"}"#;
+
+/// The tool a mock answer calls: the first declared one, when the last turn is the user's
+/// (OpenAI `tools[].function.name` or Antigravity `tools[].functionDeclarations[].name`).
+fn tool_to_call(json: &serde_json::Value) -> Option<String> {
+    let openai_tool = json["tools"][0]["function"]["name"].as_str();
+    let last_openai = json["messages"].as_array().and_then(|m| m.last());
+    if let (Some(name), Some(last)) = (openai_tool, last_openai) {
+        return (last["role"] == "user").then(|| name.to_owned());
+    }
+    let request = &json["request"];
+    let declared = request["tools"][0]["functionDeclarations"][0]["name"].as_str()?;
+    let last = request["contents"].as_array()?.last()?;
+    let answered = last["parts"]
+        .as_array()
+        .is_some_and(|parts| parts.iter().any(|p| p.get("functionResponse").is_some()));
+    (last["role"] == "user" && !answered).then(|| declared.to_owned())
+}
+
+/// A whole completion that calls `tool`.
+pub fn tool_completion_json(model: &str, tool: &str) -> String {
+    serde_json::json!({
+        "id": "chatcmpl-mock-tool",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "call_mock_1", "type": "function", "function": {"name": tool, "arguments": TOOL_ARGUMENTS}}
+        ]}, "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
+    })
+    .to_string()
+}
+
+fn tool_call_events(model: &str, tool: &str) -> Vec<Vec<u8>> {
+    let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
+        event(&serde_json::json!({
+            "id": "chatcmpl-mock-tool", "object": "chat.completion.chunk", "created": 1_700_000_000,
+            "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]
+        }))
+    };
+    vec![
+        chunk(
+            serde_json::json!({"role": "assistant", "content": null}),
+            serde_json::Value::Null,
+        ),
+        chunk(
+            serde_json::json!({"tool_calls": [{"index": 0, "id": "call_mock_1", "type": "function",
+                "function": {"name": tool, "arguments": TOOL_ARGUMENTS}}]}),
+            serde_json::Value::Null,
+        ),
+        chunk(serde_json::json!({}), serde_json::json!("tool_calls")),
+        b"data: [DONE]\n\n".to_vec(),
+    ]
+}
+
+fn antigravity_tool_call_events(tool: &str) -> Vec<Vec<u8>> {
+    vec![event(&serde_json::json!({"response": {
+        "candidates": [{"content": {"role": "model", "parts": [
+            {"functionCall": {"name": tool, "args": {"city": "Paris"}}}
+        ]}, "finishReason": "STOP"}],
+        "usageMetadata": {"promptTokenCount": 9, "candidatesTokenCount": 4}
+    }}))]
 }
 
 /// Content chunk `index` of a mock stream (index 0 carries the role).
@@ -492,6 +565,7 @@ fn stream_body(
     behaviour: Behaviour,
     model: String,
     flavour: Flavour,
+    tool: Option<String>,
     state: Arc<State>,
     in_flight: InFlight,
 ) -> MockBody {
@@ -501,7 +575,7 @@ fn stream_body(
         finished: false,
         _in_flight: Some(in_flight),
     };
-    tokio::spawn(produce(behaviour, model, flavour, tx));
+    tokio::spawn(produce(behaviour, model, flavour, tool, tx));
     BodyExt::boxed(ChannelBody { rx, guard })
 }
 
@@ -509,8 +583,21 @@ async fn produce(
     b: Behaviour,
     model: String,
     flavour: Flavour,
+    tool: Option<String>,
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) {
+    if let Some(name) = tool {
+        let events = match flavour {
+            Flavour::OpenAi => tool_call_events(&model, &name),
+            Flavour::Antigravity => antigravity_tool_call_events(&name),
+        };
+        for event in events {
+            if tx.send(Ok(Bytes::from(event))).await.is_err() {
+                return;
+            }
+        }
+        return;
+    }
     let pause = |d: Duration| {
         let tx = tx.clone();
         async move {
