@@ -185,7 +185,11 @@ async fn routing_by_pattern_alias_and_chain_with_model_rewrite() {
     let copilot = MockUpstream::start().await.unwrap();
     let config = format!(
         "{}{}\n[[routes]]\nmodels = [\"claude-sonnet-4.5*\"]\nchain = [\"kiro\", {{ backend = \"copilot\", model = \"claude-sonnet-4\" }}]\n\n[aliases]\nsonnet = \"claude-sonnet-4.5\"\n",
-        openai_backend("kiro", &kiro, "priority = 1\nmodels = [\"claude-*\"]"),
+        openai_backend(
+            "kiro",
+            &kiro,
+            "priority = 1\nmax_retries = 0\nmodels = [\"claude-*\"]"
+        ),
         openai_backend(
             "copilot",
             &copilot,

@@ -10,6 +10,7 @@
 
 mod accounts;
 mod antigravity;
+mod conformance;
 mod contracts;
 mod gateway;
 mod harness;

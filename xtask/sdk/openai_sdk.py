@@ -155,6 +155,20 @@ def a_stream_cut_after_content_raises_instead_of_finishing():
     raise AssertionError(f"the cut stream ended normally: {text!r} {finishes}")
 
 
+@check
+def a_first_hop_failing_before_content_is_invisible():
+    text, finishes, models = "", [], set()
+    for chunk in ask("gpt-failover", stream=True):
+        models.add(chunk.model)
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+            if choice.finish_reason:
+                finishes.append(choice.finish_reason)
+    assert text.startswith("tok1 世界🌏 "), text
+    assert finishes == ["stop"], finishes
+    assert models == {"gpt-4o"}, models
+
+
 passed = failed = 0
 for function in checks:
     try:

@@ -86,6 +86,10 @@ priority = 2
 models = ["gpt-*"]
 forward_headers = ["x-mock-*"]
 
+[[routes]]
+models = ["gpt-failover"]
+chain = [{{ backend = "mock", model = "mock-error-before-content" }}, {{ backend = "mock", model = "gpt-4o" }}]
+
 [logging]
 level = "warn,gateway=info"
 "#,

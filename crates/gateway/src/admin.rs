@@ -30,7 +30,12 @@ pub(crate) fn backends(app: &Arc<App>) -> Value {
             })
         })
         .collect();
-    json!({ "object": "list", "data": list, "in_flight": app.in_flight.load(Ordering::Relaxed) })
+    json!({
+        "object": "list",
+        "data": list,
+        "circuits": app.breakers.views(),
+        "in_flight": app.in_flight.load(Ordering::Relaxed),
+    })
 }
 
 pub(crate) async fn accounts(app: &Arc<App>) -> Value {

@@ -10,7 +10,12 @@ use antigravity_service::{AccountPool, AccountStore, PoolConfig, Service, Servic
 use gateway_core::{ErrorKind, GatewayError, openai::ModelList};
 use gateway_proxy::{Client, ClientConfig, Forwarder, HeaderPolicy};
 
-use crate::config::{BackendConfig, BackendKind, Config};
+use crate::{
+    breaker::Breakers,
+    budget::RetryBudget,
+    config::{BackendConfig, BackendKind, Config},
+    metrics::Metrics,
+};
 
 /// The in-process Antigravity service as the gateway runs it.
 pub(crate) type Antigravity = Service<Client, AccountPool<Client>>;
@@ -51,6 +56,9 @@ pub(crate) struct App {
     pub(crate) antigravity: Arc<Antigravity>,
     pub(crate) in_flight: AtomicUsize,
     pub(crate) models: Mutex<Option<(tokio::time::Instant, ModelList)>>,
+    pub(crate) breakers: Breakers,
+    pub(crate) budget: RetryBudget,
+    pub(crate) metrics: Metrics,
 }
 
 impl App {
@@ -92,6 +100,9 @@ impl App {
             antigravity,
             in_flight: AtomicUsize::new(0),
             models: Mutex::new(None),
+            breakers: Breakers::default(),
+            budget: RetryBudget::default(),
+            metrics: Metrics::default(),
         })
     }
 

@@ -6,10 +6,9 @@
 //! names what served it in `x-gateway-backend`, `x-gateway-model` and `x-gateway-attempts`.
 
 use antigravity_service::Credentials;
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, Response, header};
 use serde_json::Value;
 
@@ -19,11 +18,16 @@ use gateway_core::{
 };
 use gateway_proxy::HeaderPolicy;
 
+use tokio::time::Instant;
+
 use crate::{
     app::{App, Backend},
+    classify::{Decision, Policy, classify},
+    commit::{Relay, checked_json, local_until_content},
     config::{Condition, NamedCondition},
     dispatch::{Endpoint, Via, via},
-    http::{TerminalError, chunk_events, error, event_stream, json},
+    http::{chunk_events, error, event_stream, json},
+    metrics::{AttemptLabels, FailoverLabels, HopLabels},
     routing::{Plan, plan},
 };
 
@@ -143,6 +147,12 @@ pub(crate) async fn routed(
     walk(app, &plan, method, endpoint, kind, headers, &request).await
 }
 
+/// Time since the request arrived, for the metrics.
+struct Clock {
+    started: Instant,
+    upstream: Duration,
+}
+
 async fn walk(
     app: &Arc<App>,
     plan: &Plan,
@@ -152,78 +162,148 @@ async fn walk(
     headers: &HeaderMap,
     request: &Routed,
 ) -> Response<Body> {
-    let mut attempts: Vec<String> = Vec::with_capacity(plan.hops.len());
+    let mut clock = Clock {
+        started: Instant::now(),
+        upstream: Duration::ZERO,
+    };
+    let deadline = clock.started + app.config.server.request_timeout;
+    app.budget.request();
+    // Hops whose breaker is open are skipped; if that leaves nothing, they are all tried anyway.
+    let mut skipped = Vec::new();
+    let mut order = Vec::with_capacity(plan.hops.len());
+    for hop in &plan.hops {
+        if app
+            .breakers
+            .allow(&app.backends[hop.backend].config.name, &hop.model)
+        {
+            order.push(hop);
+        } else {
+            skipped.push(hop);
+        }
+    }
+    if order.is_empty() {
+        order = skipped;
+    }
+    let mut attempts: Vec<String> = Vec::new();
     let mut last: Option<GatewayError> = None;
-    for (position, hop) in plan.hops.iter().enumerate() {
+    let mut previous: Option<&str> = None;
+    'hops: for hop in order {
         let backend = &app.backends[hop.backend];
-        let local_available = app.antigravity.credentials().is_available();
-        let result = match via(
-            backend.config.kind,
-            kind,
-            local_available,
-            backend.forwarder.is_some(),
-        ) {
-            None => Err(GatewayError::new(
-                ErrorKind::Unavailable,
-                if app.antigravity.credentials().is_empty() {
-                    "the antigravity backend has no account: add one with `gateway login antigravity` or `gateway accounts import FILE`".to_owned()
-                } else {
-                    format!(
-                        "the {} backend cannot serve this now and has no proxy_url",
-                        backend.config.name
-                    )
-                },
-            )),
-            Some(Via::Local) => match request {
-                Routed::Chat(chat) => local(app, chat, &hop.model, headers).await,
-                Routed::Other(_) => Err(GatewayError::internal(
-                    "only chat completions are served locally",
-                )),
-            },
-            Some(Via::Proxy) => {
-                proxy(
-                    backend,
-                    method.clone(),
-                    endpoint,
-                    headers,
-                    request,
-                    &hop.model,
-                )
-                .await
+        let name = backend.config.name.as_str();
+        if let Some(from) = previous {
+            app.metrics
+                .failovers
+                .get_or_create(&FailoverLabels {
+                    from: from.to_owned(),
+                    to: name.to_owned(),
+                })
+                .inc();
+        }
+        previous = Some(name);
+        let mut retries = 0;
+        loop {
+            if attempts.len() >= app.config.server.max_attempts || Instant::now() >= deadline {
+                break 'hops;
             }
-        };
-        backend.stats.record(result.as_ref().map(|_| ()));
-        match result {
-            Ok(mut response) => {
-                attempts.push(format!(
-                    "{}:{}",
-                    backend.config.name,
-                    response.status().as_u16()
-                ));
-                name_the_server(
-                    response.headers_mut(),
-                    &backend.config.name,
-                    &hop.model,
-                    &attempts,
-                );
-                let span = tracing::Span::current();
-                span.record("backend", backend.config.name.as_str());
-                span.record("attempts", attempts.join(",").as_str());
-                return response;
-            }
-            Err(err) => {
-                attempts.push(format!("{}:{}", backend.config.name, attempt_label(&err)));
-                tracing::info!(backend = %backend.config.name, model = %hop.model, error = %err, kind = ?err.kind(), "hop failed");
-                let more = position + 1 < plan.hops.len();
-                let next = more && falls_back(&err, &plan.fallback_on);
-                last = Some(err);
-                if !next {
-                    break;
+            let began = Instant::now();
+            let result = attempt(
+                app,
+                backend,
+                kind,
+                method.clone(),
+                endpoint,
+                headers,
+                request,
+                &hop.model,
+            )
+            .await;
+            let took = began.elapsed();
+            clock.upstream += took;
+            let labels = HopLabels {
+                backend: name.to_owned(),
+                model: hop.model.clone(),
+            };
+            app.metrics
+                .upstream_duration
+                .get_or_create(&labels)
+                .observe(took.as_secs_f64());
+            backend.stats.record(result.as_ref().map(|_| ()));
+            let err = match result {
+                Ok(mut response) => {
+                    app.breakers.record(name, &hop.model, true);
+                    app.metrics
+                        .attempts
+                        .get_or_create(&AttemptLabels {
+                            backend: name.to_owned(),
+                            model: hop.model.clone(),
+                            outcome: "ok".to_owned(),
+                        })
+                        .inc();
+                    if request.stream() {
+                        app.metrics
+                            .time_to_first_token
+                            .get_or_create(&labels)
+                            .observe(clock.started.elapsed().as_secs_f64());
+                    }
+                    let overhead = clock.started.elapsed().saturating_sub(clock.upstream);
+                    app.metrics.gateway_overhead.observe(overhead.as_secs_f64());
+                    attempts.push(format!("{name}:{}", response.status().as_u16()));
+                    name_the_server(response.headers_mut(), name, &hop.model, &attempts);
+                    let span = tracing::Span::current();
+                    span.record("backend", name);
+                    span.record("attempts", attempts.join(",").as_str());
+                    return response;
                 }
+                Err(err) => err,
+            };
+            let label = attempt_label(&err);
+            app.metrics
+                .attempts
+                .get_or_create(&AttemptLabels {
+                    backend: name.to_owned(),
+                    model: hop.model.clone(),
+                    outcome: label.clone(),
+                })
+                .inc();
+            attempts.push(format!("{name}:{label}"));
+            if blames_the_backend(&err) {
+                app.breakers.record(name, &hop.model, false);
+            }
+            let policy = Policy {
+                fallback_on: &plan.fallback_on,
+                rules: &backend.config.rules,
+                retries,
+                max_retries: backend.config.max_retries,
+                short_hint: SHORT_HINT,
+                backoff: backoff(retries),
+            };
+            let decision = classify(&err, &policy);
+            tracing::info!(backend = name, model = %hop.model, error = %err, kind = ?err.kind(), ?decision, "attempt failed");
+            let fall_back = falls_back(&err, &plan.fallback_on);
+            last = Some(err);
+            match decision {
+                Decision::RetrySame(delay)
+                    if Instant::now() + delay < deadline && app.budget.try_retry() =>
+                {
+                    tokio::time::sleep(delay).await;
+                    retries += 1;
+                }
+                Decision::RetrySame(_) if fall_back => continue 'hops,
+                Decision::FailOver => continue 'hops,
+                Decision::CoolDownAndFailOver(delay) => {
+                    app.breakers.cool_down(name, &hop.model, delay);
+                    continue 'hops;
+                }
+                Decision::RetrySame(_) | Decision::Stop => break 'hops,
             }
         }
     }
-    let err = last.unwrap_or_else(|| GatewayError::internal("the chain had no hop"));
+    let err = last.unwrap_or_else(|| {
+        GatewayError::new(
+            ErrorKind::Unavailable,
+            "no hop could be tried before the deadline",
+        )
+    });
     let mut response = error(&err);
     let served = attempts
         .last()
@@ -232,6 +312,70 @@ async fn walk(
     name_the_server(response.headers_mut(), served, "", &attempts);
     tracing::Span::current().record("attempts", attempts.join(",").as_str());
     response
+}
+
+/// Rate-limit hints up to this long are waited out on the same hop.
+const SHORT_HINT: Duration = Duration::from_secs(3);
+
+/// Exponential backoff with full jitter: uniform in [0, 100 ms × 2^retries], at most 2 s.
+fn backoff(retries: u32) -> Duration {
+    let cap = Duration::from_millis(100)
+        .saturating_mul(1 << retries.min(5))
+        .min(Duration::from_secs(2));
+    cap.mul_f64(fastrand::f64())
+}
+
+/// Whether the failure says something about the backend's health (and feeds its breaker):
+/// upstream failures, but not the client's own bad requests.
+fn blames_the_backend(err: &GatewayError) -> bool {
+    match err.upstream_status().map(|s| s.as_u16()) {
+        Some(status) if err.kind() == ErrorKind::Upstream => {
+            status == 408 || status == 429 || status >= 500
+        }
+        _ => matches!(err.side(), gateway_core::Side::Upstream),
+    }
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one attempt needs the whole request context"
+)]
+async fn attempt(
+    app: &Arc<App>,
+    backend: &Backend,
+    kind: Endpoint,
+    method: Method,
+    endpoint: &str,
+    headers: &HeaderMap,
+    request: &Routed,
+    model: &str,
+) -> Result<Response<Body>, GatewayError> {
+    let local_available = app.antigravity.credentials().is_available();
+    match via(
+        backend.config.kind,
+        kind,
+        local_available,
+        backend.forwarder.is_some(),
+    ) {
+        None => Err(GatewayError::new(
+            ErrorKind::Unavailable,
+            if app.antigravity.credentials().is_empty() {
+                "the antigravity backend has no account: add one with `gateway login antigravity` or `gateway accounts import FILE`".to_owned()
+            } else {
+                format!(
+                    "the {} backend cannot serve this now and has no proxy_url",
+                    backend.config.name
+                )
+            },
+        )),
+        Some(Via::Local) => match request {
+            Routed::Chat(chat) => local(app, chat, model, headers).await,
+            Routed::Other(_) => Err(GatewayError::internal(
+                "only chat completions are served locally",
+            )),
+        },
+        Some(Via::Proxy) => proxy(backend, method, endpoint, headers, request, model).await,
+    }
 }
 
 fn name_the_server(headers: &mut HeaderMap, backend: &str, model: &str, attempts: &[String]) {
@@ -266,17 +410,20 @@ async fn local(
 ) -> Result<Response<Body>, GatewayError> {
     let mut request = request.clone();
     request.model = model.to_owned();
+    let budget = app
+        .config
+        .antigravity
+        .timeouts
+        .first_byte
+        .unwrap_or(Duration::from_secs(60));
+    let deadline = Instant::now() + budget;
     match app.antigravity.chat(request, context(headers)).await? {
         ChatOutput::Complete(completion) => Ok(json(http::StatusCode::OK, &completion)),
-        ChatOutput::Stream(mut stream) => match stream.next().await {
-            // Committed only once the upstream produced its first chunk.
-            Some(Ok(first)) => Ok(event_stream(chunk_events(Some(first), stream))),
-            Some(Err(err)) => Err(err),
-            None => Err(GatewayError::new(
-                ErrorKind::Truncated,
-                "the local stream ended before its first chunk",
-            )),
-        },
+        ChatOutput::Stream(stream) => {
+            // Committed only once the upstream produced real content.
+            let (held, rest) = local_until_content(stream, deadline, budget).await?;
+            Ok(event_stream(chunk_events(held, rest)))
+        }
     }
 }
 
@@ -303,17 +450,25 @@ async fn proxy(
             Expect::Json
         },
     };
+    let budget = backend
+        .config
+        .timeouts
+        .first_byte
+        .unwrap_or(Duration::from_secs(60));
+    let deadline = Instant::now() + budget;
     let payload = request.body_for(model)?;
     let response = forwarder
         .forward(method, endpoint, headers, body::full(payload), options)
         .await?;
-    if !stream {
-        return Ok(response);
-    }
     let (mut parts, body) = response.into_parts();
-    // The body may grow by a terminal error event; its length is no longer known.
-    parts.headers.remove(header::CONTENT_LENGTH);
-    Ok(Response::from_parts(parts, TerminalError::wrap(body)))
+    if stream {
+        // Committed only once the upstream produced real content; re-framed and checked after.
+        let relay = Relay::until_content(body, deadline, budget).await?;
+        parts.headers.remove(header::CONTENT_LENGTH);
+        return Ok(Response::from_parts(parts, relay.into_body()));
+    }
+    let bytes = checked_json(body, matches!(request, Routed::Chat(_))).await?;
+    Ok(Response::from_parts(parts, body::full(bytes)))
 }
 
 /// Serve `/antigravity/v1/chat/completions`: the in-process service itself, no routing.

@@ -80,6 +80,11 @@ pub struct ServerConfig {
     /// How long a merged model list is reused.
     #[serde(serialize_with = "duration")]
     pub models_cache_ttl: Duration,
+    /// The deadline for one client request, across every attempt and retry.
+    #[serde(serialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// Upstream attempts per client request, across hops and retries.
+    pub max_attempts: usize,
 }
 
 /// `[antigravity]`.
@@ -163,6 +168,32 @@ pub struct BackendConfig {
     pub enabled: bool,
     /// Outbound proxy for this backend.
     pub outbound_proxy: Option<String>,
+    /// Extra rules: what an error status (and body text) means for this backend.
+    pub rules: Vec<Rule>,
+}
+
+/// `[[backends.NAME.rules]]`: an error with this status, and this text in its body when given,
+/// leads to this action, before the default classification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rule {
+    /// The upstream status.
+    pub status: u16,
+    /// Text the body must contain (case-insensitive).
+    pub body: Option<String>,
+    /// What to do.
+    pub action: RuleAction,
+}
+
+/// A rule's action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleAction {
+    /// Retry the same backend (while its retries last), then fail over.
+    Retry,
+    /// Move to the next hop.
+    Failover,
+    /// Give the client the error.
+    Stop,
 }
 
 /// One hop of a route's chain.
@@ -600,6 +631,12 @@ impl Validator<'_> {
                 raw.models_cache_ttl.as_ref(),
                 Duration::from_secs(30),
             ),
+            request_timeout: self.duration(
+                "server.request_timeout",
+                raw.request_timeout.as_ref(),
+                Duration::from_secs(15 * 60),
+            ),
+            max_attempts: raw.max_attempts.unwrap_or(6).max(1),
         }
     }
 
@@ -773,6 +810,32 @@ impl Validator<'_> {
             max_retries: raw.max_retries.unwrap_or(1),
             enabled: raw.enabled.unwrap_or(true),
             outbound_proxy: self.proxy(&key("outbound_proxy"), raw.outbound_proxy.as_ref()),
+            rules: raw
+                .rules
+                .iter()
+                .enumerate()
+                .filter_map(|(i, rule)| {
+                    let key = key(&format!("rules[{i}]"));
+                    let action = match self.text(&format!("{key}.action"), &rule.action).as_str() {
+                        "retry" => RuleAction::Retry,
+                        "failover" => RuleAction::Failover,
+                        "stop" => RuleAction::Stop,
+                        other => {
+                            self.error(
+                                &format!("{key}.action"),
+                                Some(rule.action.span()),
+                                format!("{other:?} is not retry, failover or stop"),
+                            );
+                            return None;
+                        }
+                    };
+                    Some(Rule {
+                        status: rule.status,
+                        body: self.opt_text(&format!("{key}.body"), rule.body.as_ref()),
+                        action,
+                    })
+                })
+                .collect(),
         }
     }
 

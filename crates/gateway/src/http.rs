@@ -2,6 +2,7 @@
 //! responses, and the server-sent-event bodies for streamed answers.
 
 use std::{
+    collections::VecDeque,
     pin::Pin,
     task::{Context, Poll, ready},
 };
@@ -9,7 +10,6 @@ use std::{
 use bytes::Bytes;
 use futures_core::Stream;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
-use http_body::{Body as HttpBody, Frame};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::Serialize;
@@ -144,16 +144,16 @@ pub(crate) fn event_stream(body: Body) -> Response<Body> {
 
 /// Chunks as server-sent events: each chunk one `data:` event, `[DONE]` after a clean end, and
 /// after a failure the terminal error event and no `[DONE]`.
-pub(crate) fn chunk_events(first: Option<ChatCompletionChunk>, rest: ChunkStream) -> Body {
+pub(crate) fn chunk_events(held: VecDeque<ChatCompletionChunk>, rest: ChunkStream) -> Body {
     body::from_stream(ChunkEvents {
-        first,
+        held,
         rest,
         finished: false,
     })
 }
 
 struct ChunkEvents {
-    first: Option<ChatCompletionChunk>,
+    held: VecDeque<ChatCompletionChunk>,
     rest: ChunkStream,
     finished: bool,
 }
@@ -165,7 +165,7 @@ impl Stream for ChunkEvents {
         if self.finished {
             return Poll::Ready(None);
         }
-        let item = match self.first.take() {
+        let item = match self.held.pop_front() {
             Some(chunk) => Some(Ok(chunk)),
             None => ready!(self.rest.as_mut().poll_next(cx)),
         };
@@ -192,52 +192,5 @@ impl Stream for ChunkEvents {
             }
         }
         Poll::Ready(Some(Ok(Bytes::from(out))))
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A proxied event stream whose failure after the start becomes the terminal error event,
-    /// so the client sees an error, never a silent cut presented as an end.
-    pub(crate) struct TerminalError {
-        #[pin]
-        inner: Body,
-        finished: bool,
-    }
-}
-
-impl TerminalError {
-    pub(crate) fn wrap(inner: Body) -> Body {
-        Self {
-            inner,
-            finished: false,
-        }
-        .boxed_unsync()
-    }
-}
-
-impl HttpBody for TerminalError {
-    type Data = Bytes;
-    type Error = GatewayError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, GatewayError>>> {
-        let this = self.project();
-        if *this.finished {
-            return Poll::Ready(None);
-        }
-        match ready!(this.inner.poll_frame(cx)) {
-            Some(Err(err)) => {
-                *this.finished = true;
-                tracing::warn!(error = %err, kind = ?err.kind(), "proxied stream failed after it started");
-                let mut out = Vec::new();
-                // Close an event the upstream may have left half written, then report.
-                out.extend_from_slice(b"\n\n");
-                sse::encode_error(&err, &mut out);
-                Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))))
-            }
-            other => Poll::Ready(other),
-        }
     }
 }

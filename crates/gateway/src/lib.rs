@@ -19,10 +19,15 @@
 
 mod admin;
 mod app;
+mod breaker;
+mod budget;
 mod chat;
+mod classify;
+mod commit;
 pub mod config;
 mod dispatch;
 mod http;
+mod metrics;
 mod models;
 mod routing;
 mod server;

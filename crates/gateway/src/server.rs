@@ -19,6 +19,7 @@ use crate::{
     chat,
     config::Config,
     http::{authorize, error, json, read_body},
+    metrics::RequestLabels,
     models,
 };
 
@@ -105,6 +106,26 @@ pub async fn serve(
 
 /// The API root a path belongs to, and the endpoint below it: `/v1/chat/completions`,
 /// `/chat/completions` and `/gateway/v1/chat/completions` are all `/chat/completions`.
+/// A bounded label for the metrics: clients choose paths, not label values.
+fn endpoint_label(path: &str) -> &'static str {
+    if path.starts_with("/antigravity/") {
+        return "antigravity";
+    }
+    match api_endpoint(path) {
+        Some("/chat/completions") => "chat_completions",
+        Some("/models") => "models",
+        Some(_) if path != "/health" && path != "/metrics" && !path.starts_with("/admin/") => {
+            "other"
+        }
+        _ => match path {
+            "/health" => "health",
+            "/metrics" => "metrics",
+            p if p.starts_with("/admin/") => "admin",
+            _ => "unknown",
+        },
+    }
+}
+
 /// Other endpoints are passed through only under a `/v1` or `/gateway` prefix.
 fn api_endpoint(path: &str) -> Option<&str> {
     let gateway = path.strip_prefix("/gateway");
@@ -133,8 +154,16 @@ async fn handle(
         duration_ms = tracing::field::Empty,
     );
     let started = tokio::time::Instant::now();
-    let response = route(app, request).instrument(span.clone()).await;
+    let endpoint = endpoint_label(request.uri().path());
+    let response = route(app.clone(), request).instrument(span.clone()).await;
     span.record("status", response.status().as_u16());
+    app.metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            endpoint: endpoint.to_owned(),
+            status: response.status().as_u16().to_string(),
+        })
+        .inc();
     span.record("duration_ms", started.elapsed().as_millis() as u64);
     span.in_scope(|| tracing::info!("request answered"));
     response
@@ -159,6 +188,16 @@ async fn route(app: Arc<App>, request: Request<Incoming>) -> Response<Body> {
     match (&method, path.as_str()) {
         (&Method::GET, "/health") => {
             return json(StatusCode::OK, &serde_json::json!({"status": "ok"}));
+        }
+        (&Method::GET, "/metrics") => {
+            let in_flight = app.in_flight.load(std::sync::atomic::Ordering::Relaxed);
+            let text = app.metrics.render(&app.breakers.views(), in_flight);
+            let mut response = Response::new(gateway_core::body::full(text));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            return response;
         }
         (&Method::GET, "/admin/backends") => return json(StatusCode::OK, &admin::backends(&app)),
         (&Method::GET, "/admin/accounts") => {

@@ -225,7 +225,8 @@ impl MockUpstream {
         self.state.max_in_flight.load(Ordering::SeqCst)
     }
 
-    /// Responses whose body was dropped by the peer before the mock finished sending it.
+    /// Requests the peer gave up on before the mock finished answering: before the response
+    /// head, or in the middle of a streamed body.
     pub fn aborts(&self) -> usize {
         self.state.aborts.load(Ordering::SeqCst)
     }
@@ -310,8 +311,14 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Mo
     state.requests.fetch_add(1, Ordering::SeqCst);
     state.changed.notify_waiters();
     let in_flight = InFlight::new(&state);
+    let mut unanswered = AbortGuard {
+        state: state.clone(),
+        finished: false,
+        _in_flight: None,
+    };
 
     if behaviour.reset_before_headers {
+        unanswered.finished = true;
         return Err(Reset);
     }
     if !behaviour.headers_delay.is_zero() {
@@ -319,6 +326,10 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Mo
     }
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let model = json["model"].as_str().unwrap_or("mock-model").to_owned();
+    let mut behaviour = behaviour;
+    if model == FAIL_BEFORE_CONTENT {
+        behaviour.error_event_after = Some(0);
+    }
     let status = StatusCode::from_u16(behaviour.status).unwrap_or(StatusCode::OK);
     let mut builder = Response::builder().status(status);
     if let Some(retry_after) = &behaviour.retry_after {
@@ -404,6 +415,8 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Mo
         ("application/json", full(body))
     };
     let content_type = behaviour.content_type.as_deref().unwrap_or(content_type);
+    // Answered: from here on, only a streaming body can still be cut short.
+    unanswered.finished = true;
     builder
         .header(header::CONTENT_TYPE, content_type)
         .body(body)
@@ -428,6 +441,10 @@ pub fn completion_json(model: &str) -> String {
     })
     .to_string()
 }
+
+/// Asking for this model makes a stream fail with an error event before any content, so a
+/// route can fault one hop by its model name.
+pub const FAIL_BEFORE_CONTENT: &str = "mock-error-before-content";
 
 /// The arguments every mock tool call carries.
 pub const TOOL_ARGUMENTS: &str = r#"{"city":"Paris"}"#;

@@ -39,6 +39,8 @@ pub(super) struct RawServer {
     pub(super) public_health: Option<bool>,
     pub(super) public_metrics: Option<bool>,
     pub(super) models_cache_ttl: Option<Str>,
+    pub(super) request_timeout: Option<Str>,
+    pub(super) max_attempts: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -80,6 +82,16 @@ pub(super) struct RawBackend {
     pub(super) max_retries: Option<u32>,
     pub(super) enabled: Option<bool>,
     pub(super) outbound_proxy: Option<Str>,
+    #[serde(default)]
+    pub(super) rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRule {
+    pub(super) status: u16,
+    pub(super) body: Option<Str>,
+    pub(super) action: Str,
 }
 
 #[derive(Debug, Deserialize)]
