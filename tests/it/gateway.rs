@@ -511,3 +511,63 @@ async fn graceful_shutdown_finishes_streams_and_refuses_new_connections() {
     let finished = gateway.task.take().unwrap().await.unwrap();
     assert!(finished.is_ok());
 }
+
+#[tokio::test]
+async fn oversized_headers_get_431() {
+    let upstream = MockUpstream::start().await.unwrap();
+    let config = format!(
+        "[server]\nmax_header_bytes = \"16KiB\"\nmax_headers = 20\n{}",
+        openai_backend("copilot", &upstream, "")
+    );
+    let gateway = Gateway::start(&config).await;
+    let big = "x".repeat(40 * 1024);
+    let answer = send(Method::GET, &gateway.url("/health"), &[("x-big", &big)], "").await;
+    assert_eq!(answer.status, 431);
+    let many: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("x-h{i}"), "v".to_owned()))
+        .collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let answer = send(Method::GET, &gateway.url("/health"), &many, "").await;
+    assert_eq!(answer.status, 431);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gateway = Gateway::start("[server]\nheader_read_timeout = \"2s\"\n").await;
+    let mut socket = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    socket
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), socket.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection was not closed");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2) && started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn http2_clients_are_served() {
+    let upstream = MockUpstream::start().await.unwrap();
+    let gateway = Gateway::start(&openai_backend("copilot", &upstream, "")).await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let request = http::Request::post(gateway.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            chat("gpt-4o", true).to_string(),
+        )))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    use http_body_util::BodyExt;
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, mock::stream_bytes("gpt-4o", 3));
+}

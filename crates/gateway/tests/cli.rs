@@ -206,3 +206,90 @@ fn accounts_import_list_disable() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+#[test]
+fn json_logs_name_the_request_and_never_the_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "gateway.toml",
+        "[server]\napi_keys = [\"gw-secret-key-123\"]\n[backends.x]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\napi_key = \"sk-upstream-secret-456\"\n",
+    );
+    let mut child = gateway()
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(&config)
+        .current_dir(dir.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut addr = None;
+    while addr.is_none() {
+        let line = lines_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        addr = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|r| r.split(|c: char| c == '"' || c.is_whitespace()).next())
+            .map(str::to_owned);
+    }
+    let addr = addr.unwrap();
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    let body =
+        r#"{"model":"gpt-4o","messages":[{"role":"user","content":"my private prompt text"}]}"#;
+    write!(
+        stream,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer gw-secret-key-123\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+    let mut logged = String::new();
+    while let Ok(line) = lines_rx.recv_timeout(Duration::from_secs(5)) {
+        logged.push_str(&line);
+        logged.push('\n');
+        if line.contains("request answered") {
+            break;
+        }
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let answered = logged
+        .lines()
+        .find(|l| l.contains("request answered"))
+        .unwrap_or_else(|| panic!("{logged}"));
+    let record: serde_json::Value = serde_json::from_str(answered).unwrap();
+    let span = &record["span"];
+    assert_eq!(span["status"], 502, "{record}");
+    assert_eq!(span["model"], "gpt-4o");
+    assert!(
+        span["attempts"].as_str().unwrap().starts_with("x:"),
+        "{record}"
+    );
+    assert!(span["duration_ms"].is_number());
+    for secret in [
+        "gw-secret-key-123",
+        "sk-upstream-secret-456",
+        "my private prompt text",
+    ] {
+        assert!(!logged.contains(secret), "{secret} was logged:\n{logged}");
+    }
+}
