@@ -3,11 +3,13 @@
 //! - `test`: format check, clippy with warnings denied, the whole test suite, the official
 //!   OpenAI Python SDK against the gateway binary, then tidy.
 //! - `tidy`: the repository's structural checks alone (see [`tidy`]).
+//! - `bench [--quick] [--check]`: the benchmarks (see [`bench`]).
 //!
 //! Every step runs in the workspace root; the first failure stops the run and is named.
 
 #![expect(clippy::print_stderr, reason = "xtask reports progress on stderr")]
 
+mod bench;
 mod sdk;
 mod tidy;
 
@@ -34,6 +36,7 @@ fn run() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test(&root, &args[1..]),
         Some("tidy") => tidy::run(&root),
+        Some("bench") => bench::run(&root, &args[1..]),
         _ => {
             bail!(
                 "usage: cargo xtask <test|tidy>\n  test   fmt, clippy, tests, tidy\n  tidy   structural checks"

@@ -27,6 +27,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["gateway-core", "gateway-proxy", "antigravity-service"],
     ),
     ("test-support", &["gateway-core"]),
+    ("bench", &[]),
     ("tests", &[]),
     ("xtask", &[]),
 ];

@@ -15,6 +15,7 @@ use crate::{
     budget::RetryBudget,
     config::{BackendConfig, BackendKind, Config},
     metrics::Metrics,
+    routing::Patterns,
 };
 
 /// The in-process Antigravity service as the gateway runs it.
@@ -56,6 +57,7 @@ pub(crate) struct App {
     pub(crate) antigravity: Arc<Antigravity>,
     pub(crate) in_flight: AtomicUsize,
     pub(crate) models: Mutex<Option<(tokio::time::Instant, ModelList)>>,
+    pub(crate) patterns: Patterns,
     pub(crate) breakers: Breakers,
     pub(crate) budget: RetryBudget,
     pub(crate) metrics: Metrics,
@@ -94,7 +96,9 @@ impl App {
             })
             .collect::<Result<Vec<_>, GatewayError>>()?;
         let antigravity = Arc::new(antigravity(&config)?);
+        let patterns = Patterns::new(&config);
         Ok(Self {
+            patterns,
             config,
             backends,
             antigravity,
@@ -157,6 +161,7 @@ fn antigravity(config: &Config) -> Result<Antigravity, GatewayError> {
         tracing::warn!(%problem, "skipped an account file");
     }
     tracing::info!(
+        target: "gateway::startup",
         accounts = pool.len(),
         dir = %settings.credentials_dir.display(),
         "antigravity accounts loaded"

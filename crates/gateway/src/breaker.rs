@@ -72,6 +72,30 @@ impl Breaker {
         }
     }
 
+    fn record(&mut self, success: bool, now: Instant) {
+        if self.recent.len() == WINDOW {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(success);
+        let state = self.state(now);
+        if success {
+            self.consecutive = 0;
+            if state != State::Closed {
+                // The probe succeeded: close, and forget the history of this episode.
+                *self = Self::default();
+            }
+            return;
+        }
+        self.consecutive += 1;
+        let failures = self.recent.iter().filter(|ok| !**ok).count();
+        let ratio_trips = self.recent.len() >= MIN_CALLS && failures * 2 >= self.recent.len();
+        match state {
+            State::HalfOpen => self.open(now),
+            State::Closed if self.consecutive >= CONSECUTIVE || ratio_trips => self.open(now),
+            _ => {}
+        }
+    }
+
     fn open(&mut self, now: Instant) {
         let factor = 2u32.saturating_pow(self.times_opened.min(8));
         self.open_until = Some(now + (BASE_OPEN * factor).min(MAX_OPEN));
@@ -83,7 +107,8 @@ impl Breaker {
 /// All breakers of the gateway.
 #[derive(Debug, Default)]
 pub(crate) struct Breakers {
-    map: Mutex<HashMap<(String, String), Breaker>>,
+    /// Backend → model → breaker; looked up by `&str` without allocating.
+    map: Mutex<HashMap<String, HashMap<String, Breaker>>>,
 }
 
 /// A snapshot of one breaker.
@@ -98,8 +123,26 @@ pub(crate) struct View {
 }
 
 impl Breakers {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Breaker>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<String, Breaker>>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Apply `change` to the breaker of (backend, model), creating it on first use. Lookups
+    /// borrow the names; only a new breaker allocates its keys.
+    fn with(&self, backend: &str, model: &str, change: impl FnOnce(&mut Breaker)) {
+        let mut map = self.lock();
+        if let Some(breaker) = map
+            .get_mut(backend)
+            .and_then(|models| models.get_mut(model))
+        {
+            change(breaker);
+            return;
+        }
+        let mut breaker = Breaker::default();
+        change(&mut breaker);
+        map.entry(backend.to_owned())
+            .or_default()
+            .insert(model.to_owned(), breaker);
     }
 
     /// Whether a call may go to (backend, model) now. In half-open state only one call at a time
@@ -107,7 +150,10 @@ impl Breakers {
     pub(crate) fn allow(&self, backend: &str, model: &str) -> bool {
         let now = Instant::now();
         let mut map = self.lock();
-        let Some(breaker) = map.get_mut(&(backend.to_owned(), model.to_owned())) else {
+        let Some(breaker) = map
+            .get_mut(backend)
+            .and_then(|models| models.get_mut(model))
+        else {
             return true;
         };
         match breaker.state(now) {
@@ -124,43 +170,16 @@ impl Breakers {
     /// Record the outcome of a call.
     pub(crate) fn record(&self, backend: &str, model: &str, success: bool) {
         let now = Instant::now();
-        let mut map = self.lock();
-        let breaker = map
-            .entry((backend.to_owned(), model.to_owned()))
-            .or_default();
-        if breaker.recent.len() == WINDOW {
-            breaker.recent.pop_front();
-        }
-        breaker.recent.push_back(success);
-        let state = breaker.state(now);
-        if success {
-            breaker.consecutive = 0;
-            if state != State::Closed {
-                // The probe succeeded: close, and forget the history of this episode.
-                *breaker = Breaker::default();
-            }
-            return;
-        }
-        breaker.consecutive += 1;
-        let failures = breaker.recent.iter().filter(|ok| !**ok).count();
-        let ratio_trips = breaker.recent.len() >= MIN_CALLS && failures * 2 >= breaker.recent.len();
-        match state {
-            State::HalfOpen => breaker.open(now),
-            State::Closed if breaker.consecutive >= CONSECUTIVE || ratio_trips => breaker.open(now),
-            _ => {}
-        }
+        self.with(backend, model, |breaker| breaker.record(success, now));
     }
 
     /// Keep calls away from (backend, model) for `period`, as the upstream asked.
     pub(crate) fn cool_down(&self, backend: &str, model: &str, period: Duration) {
-        let now = Instant::now();
-        let mut map = self.lock();
-        let breaker = map
-            .entry((backend.to_owned(), model.to_owned()))
-            .or_default();
-        let until = now + period;
-        breaker.open_until = Some(breaker.open_until.map_or(until, |u| u.max(until)));
-        breaker.probing = false;
+        let until = Instant::now() + period;
+        self.with(backend, model, |breaker| {
+            breaker.open_until = Some(breaker.open_until.map_or(until, |u| u.max(until)));
+            breaker.probing = false;
+        });
     }
 
     /// Every breaker that has seen a call.
@@ -169,16 +188,18 @@ impl Breakers {
         let mut views: Vec<View> = self
             .lock()
             .iter()
-            .map(|((backend, model), breaker)| View {
-                backend: backend.clone(),
-                model: model.clone(),
-                state: breaker.state(now),
-                consecutive_failures: breaker.consecutive,
-                times_opened: breaker.times_opened,
-                open_for_secs: breaker
-                    .open_until
-                    .filter(|u| *u > now)
-                    .map(|u| (u - now).as_secs()),
+            .flat_map(|(backend, models)| {
+                models.iter().map(move |(model, breaker)| View {
+                    backend: backend.clone(),
+                    model: model.clone(),
+                    state: breaker.state(now),
+                    consecutive_failures: breaker.consecutive,
+                    times_opened: breaker.times_opened,
+                    open_for_secs: breaker
+                        .open_until
+                        .filter(|u| *u > now)
+                        .map(|u| (u - now).as_secs()),
+                })
             })
             .collect();
         views.sort_by(|a, b| (&a.backend, &a.model).cmp(&(&b.backend, &b.model)));

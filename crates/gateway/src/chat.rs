@@ -54,10 +54,13 @@ impl Routed {
         }
     }
 
-    /// The body for a hop that sends `model`.
-    fn body_for(&self, model: &str) -> Result<Bytes, GatewayError> {
+    /// The body for a hop that sends `model`: the client's own bytes when the model is the one
+    /// it asked for (no re-serialisation on the pass-through path), else re-encoded.
+    fn body_for(&self, model: &str, original: &Bytes) -> Result<Bytes, GatewayError> {
+        if self.model() == model {
+            return Ok(original.clone());
+        }
         let encoded = match self {
-            Self::Chat(request) if request.model == model => serde_json::to_vec(request),
             Self::Chat(request) => {
                 let mut request = request.as_ref().clone();
                 request.model = model.to_owned();
@@ -138,13 +141,13 @@ pub(crate) async fn routed(
         Ok(request) => request,
         Err(err) => return error(&err),
     };
-    let plan = match plan(&app.config, request.model()) {
+    let plan = match plan(&app.config, &app.patterns, request.model()) {
         Ok(plan) => plan,
         Err(err) => return error(&err),
     };
     let span = tracing::Span::current();
     span.record("model", plan.model.as_str());
-    walk(app, &plan, method, endpoint, kind, headers, &request).await
+    walk(app, &plan, method, endpoint, kind, headers, &request, &body).await
 }
 
 /// Time since the request arrived, for the metrics.
@@ -153,6 +156,10 @@ struct Clock {
     upstream: Duration,
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the whole request travels down the chain"
+)]
 async fn walk(
     app: &Arc<App>,
     plan: &Plan,
@@ -161,6 +168,7 @@ async fn walk(
     kind: Endpoint,
     headers: &HeaderMap,
     request: &Routed,
+    original: &Bytes,
 ) -> Response<Body> {
     let mut clock = Clock {
         started: Instant::now(),
@@ -213,7 +221,7 @@ async fn walk(
                 method.clone(),
                 endpoint,
                 headers,
-                request,
+                (request, original),
                 &hop.model,
             )
             .await;
@@ -347,7 +355,7 @@ async fn attempt(
     method: Method,
     endpoint: &str,
     headers: &HeaderMap,
-    request: &Routed,
+    (request, original): (&Routed, &Bytes),
     model: &str,
 ) -> Result<Response<Body>, GatewayError> {
     let local_available = app.antigravity.credentials().is_available();
@@ -374,7 +382,17 @@ async fn attempt(
                 "only chat completions are served locally",
             )),
         },
-        Some(Via::Proxy) => proxy(backend, method, endpoint, headers, request, model).await,
+        Some(Via::Proxy) => {
+            proxy(
+                backend,
+                method,
+                endpoint,
+                headers,
+                (request, original),
+                model,
+            )
+            .await
+        }
     }
 }
 
@@ -432,7 +450,7 @@ async fn proxy(
     method: Method,
     endpoint: &str,
     headers: &HeaderMap,
-    request: &Routed,
+    (request, original): (&Routed, &Bytes),
     model: &str,
 ) -> Result<Response<Body>, GatewayError> {
     let Some(forwarder) = &backend.forwarder else {
@@ -456,7 +474,7 @@ async fn proxy(
         .first_byte
         .unwrap_or(Duration::from_secs(60));
     let deadline = Instant::now() + budget;
-    let payload = request.body_for(model)?;
+    let payload = request.body_for(model, original)?;
     let response = forwarder
         .forward(method, endpoint, headers, body::full(payload), options)
         .await?;

@@ -173,7 +173,7 @@ async fn serve(mut config: Config, listen: Option<SocketAddr>) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let address = listener.local_addr()?;
-    tracing::info!(%address, config = %config.source, "gateway listening on {address}");
+    tracing::info!(target: "gateway::startup", %address, config = %config.source, "gateway listening on {address}");
     gateway::serve(listener, config, shutdown_signal()).await?;
     Ok(())
 }

@@ -31,12 +31,34 @@ pub(crate) struct Plan {
     pub(crate) fallback_on: Vec<Condition>,
 }
 
-pub(crate) fn matches(pattern: &str, model: &str) -> bool {
-    WildMatch::new_case_insensitive(pattern).matches(model)
+/// Model patterns compiled once, in the order of `Config::routes` and `Config::backends`.
+#[derive(Debug)]
+pub(crate) struct Patterns {
+    routes: Vec<Vec<WildMatch>>,
+    backends: Vec<Vec<WildMatch>>,
+}
+
+impl Patterns {
+    pub(crate) fn new(config: &Config) -> Self {
+        let compile = |patterns: &[String]| {
+            patterns
+                .iter()
+                .map(|p| WildMatch::new_case_insensitive(p))
+                .collect()
+        };
+        Self {
+            routes: config.routes.iter().map(|r| compile(&r.models)).collect(),
+            backends: config.backends.iter().map(|b| compile(&b.models)).collect(),
+        }
+    }
 }
 
 /// The chain for `requested`.
-pub(crate) fn plan(config: &Config, requested: &str) -> Result<Plan, GatewayError> {
+pub(crate) fn plan(
+    config: &Config,
+    patterns: &Patterns,
+    requested: &str,
+) -> Result<Plan, GatewayError> {
     let model = config
         .aliases
         .get(requested)
@@ -53,7 +75,9 @@ pub(crate) fn plan(config: &Config, requested: &str) -> Result<Plan, GatewayErro
     let route = config
         .routes
         .iter()
-        .find(|route| route.models.iter().any(|p| matches(p, &model)));
+        .zip(&patterns.routes)
+        .find(|(_, compiled)| compiled.iter().any(|p| p.matches(&model)))
+        .map(|(route, _)| route);
     let (candidates, fallback_on): (Vec<Hop>, Vec<Condition>) = match route {
         Some(route) => (
             route
@@ -71,19 +95,9 @@ pub(crate) fn plan(config: &Config, requested: &str) -> Result<Plan, GatewayErro
         ),
         None => {
             let mut indices: Vec<usize> = (0..config.backends.len())
-                .filter(|i| {
-                    config.backends[*i]
-                        .models
-                        .iter()
-                        .any(|p| matches(p, &model))
-                })
+                .filter(|i| patterns.backends[*i].iter().any(|p| p.matches(&model)))
                 .collect();
-            indices.sort_by_key(|i| {
-                (
-                    config.backends[*i].priority,
-                    config.backends[*i].name.clone(),
-                )
-            });
+            indices.sort_by_key(|i| (config.backends[*i].priority, &config.backends[*i].name));
             (
                 indices
                     .into_iter()
@@ -157,7 +171,7 @@ fast = "gpt-4o-mini"
 
     fn check(requested: &str, expected: &[(&str, &str)]) {
         let config = Config::parse(CONFIG, "test.toml", &|_| None).unwrap();
-        let plan = plan(&config, requested).unwrap();
+        let plan = plan(&config, &Patterns::new(&config), requested).unwrap();
         let got: Vec<(&str, &str)> = plan
             .hops
             .iter()
@@ -210,7 +224,7 @@ fast = "gpt-4o-mini"
     #[test]
     fn nothing_matching_is_model_not_found() {
         let config = Config::parse(CONFIG, "test.toml", &|_| None).unwrap();
-        let err = plan(&config, "llama-3").unwrap_err();
+        let err = plan(&config, &Patterns::new(&config), "llama-3").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ModelNotFound);
         assert_eq!(err.status().as_u16(), 404);
         assert_eq!(err.code(), Some("model_not_found"));

@@ -26,6 +26,10 @@ use crate::GatewayError;
 
 /// Parse a JSON body into `T`; a failure is an `InvalidRequest` error naming the field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, GatewayError> {
+    // Valid input takes the fast path; only a failure pays for tracking the field path.
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();

@@ -1,0 +1,30 @@
+//! Benchmark tooling for `cargo xtask bench` (see `docs/benchmarks.md` for the method).
+//!
+//! - `load`: the load client. Sequential, closed loop (`--connections`), or open loop at a fixed
+//!   rate (`--rate`, latency counted from each request's intended start so coordinated omission
+//!   is not hidden). Records latency, time to first byte and the gaps between body frames in HDR
+//!   histograms, checks that every body is identical, and prints one JSON line.
+//! - `bare-proxy`: a hyper pass-through proxy with no logic at all: the physical limit of one
+//!   hop in Rust, which the gateway is compared with.
+//!
+//! Invariant: both talk only to the addresses they are given (loopback in every use here).
+
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+
+/// A latency histogram in microseconds, 1 µs to 100 s, three significant digits.
+pub fn histogram() -> anyhow::Result<Histogram<u64>> {
+    Ok(Histogram::new_with_bounds(1, 100_000_000, 3)?)
+}
+
+/// Percentiles of a histogram as JSON.
+pub fn summary(h: &Histogram<u64>) -> Value {
+    json!({
+        "count": h.len(),
+        "p50": h.value_at_quantile(0.50),
+        "p90": h.value_at_quantile(0.90),
+        "p99": h.value_at_quantile(0.99),
+        "max": h.max(),
+        "mean": h.mean(),
+    })
+}

@@ -1,0 +1,1133 @@
+//! `cargo xtask bench [--quick] [--check]`: the benchmark harness (method in
+//! `shared/docs/benchmarks.md`, results in `docs/benchmarks.md`).
+//!
+//! Builds release binaries, starts the mock upstream and each target pinned as the method says
+//! (load client and mock on core 0, the target on core 1), runs the scenarios interleaved over
+//! rounds, reports medians of round medians as differences and ratios against the floor (T0,
+//! the mock itself) measured in the same run, writes `docs/benchmarks.md` and raw JSON under
+//! `target/bench/`. `--check` runs only B8 (instructions per request under callgrind) and
+//! compares it with `xtask/bench-baseline.json` (`--check --record-baseline` writes it).
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+const CLIENT_CORE: &str = "0";
+const TARGET_CORE: &str = "1";
+/// B8 may grow this much over the stored baseline before `--check` fails.
+const B8_TOLERANCE: f64 = 0.10;
+
+struct Running {
+    child: Child,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Running {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// Start `program` pinned to `core`; return it and the first line it prints on `stdout`
+/// (or, with `from_stderr`, the first stderr line containing `marker`).
+fn start(
+    core: &str,
+    program: &Path,
+    args: &[&str],
+    marker: Option<&str>,
+) -> Result<(Running, String)> {
+    let mut command = Command::new("taskset");
+    command
+        .args(["-c", core])
+        .arg(program)
+        .args(args)
+        .env_remove("RUST_LOG");
+    let mut child = match marker {
+        None => command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn(),
+        Some(_) => command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn(),
+    }
+    .with_context(|| format!("cannot start {}", program.display()))?;
+    let line = match marker {
+        None => {
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+            line.trim().to_owned()
+        }
+        Some(marker) => {
+            let stderr = child.stderr.take().context("stderr")?;
+            let (tx, rx) = std::sync::mpsc::channel();
+            let marker = marker.to_owned();
+            std::thread::spawn(move || {
+                let mut sent = false;
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if !sent && let Some(rest) = line.split(marker.as_str()).nth(1) {
+                        let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
+                        sent = true;
+                    }
+                }
+            });
+            rx.recv_timeout(Duration::from_secs(30))
+                .context("no address from the target")?
+        }
+    };
+    Ok((Running { child }, line))
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_name = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let take = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    take(11) + take(12)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+struct Target {
+    id: &'static str,
+    name: String,
+    base: String,
+    model: &'static str,
+    pid: Option<u32>,
+    streams: bool,
+}
+
+fn load(bin: &Path, args: &[String]) -> Result<Value> {
+    let out = Command::new("taskset")
+        .args(["-c", CLIENT_CORE])
+        .arg(bin.join("load"))
+        .args(args)
+        .output()
+        .context("cannot run the load client")?;
+    if !out.status.success() {
+        bail!(
+            "load client failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn chat_body(model: &str, stream: bool) -> String {
+    json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hello"}]})
+        .to_string()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let mid = values.len() / 2;
+    if values.len().is_multiple_of(2) {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    }
+}
+
+pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let check = args.iter().any(|a| a == "--check");
+    crate::step(
+        root,
+        "build release",
+        "cargo",
+        &[
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "gateway",
+            "-p",
+            "test-support",
+            "-p",
+            "bench",
+            "--bins",
+        ],
+    )?;
+    let bin = root.join("target/release");
+    let out_dir = root.join("target/bench");
+    std::fs::create_dir_all(&out_dir)?;
+    if check {
+        let record = args.iter().any(|a| a == "--record-baseline");
+        return b8_check(root, &bin, &out_dir, record);
+    }
+    let rounds = if quick { 3 } else { 5 };
+    let (mock, mock_url) = start(CLIENT_CORE, &bin.join("mock-upstream"), &[], None)?;
+    let accounts = out_dir.join("accounts");
+    std::fs::create_dir_all(&accounts)?;
+    std::fs::write(
+        accounts.join("bench@example.com.json"),
+        r#"{"client_id":"c","client_secret":"s","refresh_token":"1//b","access_token":"ya29.bench","expiry":"2999-01-01T00:00:00Z","project_id":"bench","email":"bench@example.com"}"#,
+    )?;
+    let config = out_dir.join("gateway.toml");
+    std::fs::write(&config, gateway_config(&mock_url, &accounts))?;
+    let config_arg = config.display().to_string();
+    let (gateway, gateway_addr) = start(
+        TARGET_CORE,
+        &bin.join("gateway"),
+        &["--config", &config_arg, "serve", "--listen", "127.0.0.1:0"],
+        Some("listening on "),
+    )?;
+    let (bare, bare_addr) = start(
+        TARGET_CORE,
+        &bin.join("bare-proxy"),
+        &["--upstream", &mock_url],
+        None,
+    )?;
+    let mut targets = vec![
+        Target {
+            id: "T0",
+            name: "mock upstream (floor)".into(),
+            base: mock_url.clone(),
+            model: "gpt-4o",
+            pid: Some(mock.pid()),
+            streams: true,
+        },
+        Target {
+            id: "T1",
+            name: "gateway, pass-through".into(),
+            base: format!("http://{gateway_addr}"),
+            model: "gpt-4o",
+            pid: Some(gateway.pid()),
+            streams: true,
+        },
+        Target {
+            id: "T2",
+            name: "gateway, in-process Antigravity".into(),
+            base: format!("http://{gateway_addr}"),
+            model: "gemini-3-pro",
+            pid: Some(gateway.pid()),
+            streams: false,
+        },
+        Target {
+            id: "T3",
+            name: "bare hyper proxy".into(),
+            base: format!("http://{bare_addr}"),
+            model: "gpt-4o",
+            pid: Some(bare.pid()),
+            streams: true,
+        },
+    ];
+    let mut peers_status = BTreeMap::new();
+    let mut _peers: Vec<Running> = Vec::new();
+    if quick {
+        peers_status.insert("T4 nginx", "not run (--quick)".to_owned());
+        peers_status.insert("T5 LiteLLM", "not run (--quick)".to_owned());
+    } else {
+        match start_nginx(&out_dir, &mock_url) {
+            Ok((process, base)) => {
+                targets.push(Target {
+                    id: "T4",
+                    name: "nginx".into(),
+                    base,
+                    model: "gpt-4o",
+                    pid: Some(process.pid()),
+                    streams: true,
+                });
+                _peers.push(process);
+                peers_status.insert("T4 nginx", "measured".to_owned());
+            }
+            Err(err) => {
+                peers_status.insert("T4 nginx", format!("not installed: {err:#}"));
+            }
+        }
+        match start_litellm(root, &out_dir, &mock_url) {
+            Ok((process, base)) => {
+                targets.push(Target {
+                    id: "T5",
+                    name: "LiteLLM proxy".into(),
+                    base,
+                    model: "gpt-4o",
+                    pid: Some(process.pid()),
+                    streams: true,
+                });
+                _peers.push(process);
+                peers_status.insert("T5 LiteLLM", "measured".to_owned());
+            }
+            Err(err) => {
+                peers_status.insert("T5 LiteLLM", format!("not installed: {err:#}"));
+            }
+        }
+    }
+    let tck = ticks_per_second();
+    let mut raw = Vec::new();
+    let mut b1: BTreeMap<&str, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    let mut b2: B2 = BTreeMap::new();
+    let mut b4: BTreeMap<&str, B4> = BTreeMap::new();
+    let sequential = if quick { 1000 } else { 2000 };
+    let window = if quick { 2000 } else { 5000 };
+    // Warm every target up once.
+    for target in &targets {
+        load(
+            &bin,
+            &[
+                "--url".into(),
+                format!("{}/v1/chat/completions", target.base),
+                "--mode".into(),
+                "seq".into(),
+                "--requests".into(),
+                "200".into(),
+                "--body".into(),
+                chat_body(target.model, false),
+            ],
+        )?;
+    }
+    for round in 0..rounds {
+        eprintln!("==> bench round {}/{rounds}", round + 1);
+        for target in &targets {
+            let url = format!("{}/v1/chat/completions", target.base);
+            let r = load(
+                &bin,
+                &[
+                    "--url".into(),
+                    url.clone(),
+                    "--mode".into(),
+                    "seq".into(),
+                    "--requests".into(),
+                    sequential.to_string(),
+                    "--body".into(),
+                    chat_body(target.model, false),
+                ],
+            )?;
+            raw.push(json!({"scenario": "B1", "target": target.id, "round": round, "result": r}));
+            let entry = b1.entry(target.id).or_default();
+            entry
+                .0
+                .push(r["latency_us"]["p50"].as_f64().unwrap_or(f64::NAN));
+            entry
+                .1
+                .push(r["latency_us"]["p99"].as_f64().unwrap_or(f64::NAN));
+            for connections in [16usize, 64] {
+                let before = target.pid.map(cpu_ticks).unwrap_or(0);
+                let r = load(
+                    &bin,
+                    &[
+                        "--url".into(),
+                        url.clone(),
+                        "--mode".into(),
+                        "closed".into(),
+                        "--connections".into(),
+                        connections.to_string(),
+                        "--duration-ms".into(),
+                        window.to_string(),
+                        "--body".into(),
+                        chat_body(target.model, false),
+                    ],
+                )?;
+                let ticks = target
+                    .pid
+                    .map(cpu_ticks)
+                    .unwrap_or(0)
+                    .saturating_sub(before);
+                let requests = r["requests"].as_f64().unwrap_or(0.0).max(1.0);
+                let cpu_us = ticks as f64 / tck * 1e6 / requests;
+                raw.push(json!({"scenario": "B2", "target": target.id, "connections": connections, "round": round, "cpu_us_per_request": cpu_us, "result": r}));
+                let entry = b2.entry((target.id, connections)).or_default();
+                entry.0.push(r["rps"].as_f64().unwrap_or(0.0));
+                entry.1.push(cpu_us);
+            }
+            if target.streams {
+                let r = load(
+                    &bin,
+                    &[
+                        "--url".into(),
+                        url.clone(),
+                        "--mode".into(),
+                        "closed".into(),
+                        "--connections".into(),
+                        "32".into(),
+                        "--duration-ms".into(),
+                        window.to_string(),
+                        "--body".into(),
+                        chat_body(target.model, true),
+                        "--header".into(),
+                        "x-mock-chunks: 20".into(),
+                        "--header".into(),
+                        "x-mock-interval-ms: 10".into(),
+                    ],
+                )?;
+                raw.push(
+                    json!({"scenario": "B4", "target": target.id, "round": round, "result": r}),
+                );
+                let entry = b4.entry(target.id).or_insert_with(|| B4 {
+                    identical: true,
+                    ..B4::default()
+                });
+                let get = |k: &str, q: &str| r[k][q].as_f64().unwrap_or(f64::NAN);
+                entry.ttfb50.push(get("ttfb_us", "p50"));
+                entry.ttfb99.push(get("ttfb_us", "p99"));
+                entry.ttfc50.push(get("ttfc_us", "p50"));
+                entry.ttfc99.push(get("ttfc_us", "p99"));
+                entry.gap99.push(get("gap_us", "p99"));
+                entry.identical &=
+                    r["identical"].as_bool().unwrap_or(false) && r["errors"].as_u64() == Some(0);
+            }
+        }
+    }
+    let b9 = b9(&bin, &config_arg, &out_dir)?;
+    let full = if quick {
+        Value::Null
+    } else {
+        full_scenarios(&bin, &targets, &gateway, &mut raw)?
+    };
+    let b8 = if quick {
+        Value::Null
+    } else {
+        b8(&bin, &out_dir, &mock_url, &accounts)
+            .unwrap_or_else(|e| json!({"error": format!("{e:#}")}))
+    };
+    drop(bare);
+    drop(gateway);
+    drop(mock);
+
+    let report = Report {
+        targets: &targets,
+        b1: &b1,
+        b2: &b2,
+        b4: &b4,
+        b9: &b9,
+        full: &full,
+        b8: &b8,
+        peers: &peers_status,
+        rounds,
+        quick,
+    };
+    let markdown = report.markdown(root);
+    let summary = report.summary();
+    std::fs::write(out_dir.join("raw.json"), serde_json::to_vec_pretty(&raw)?)?;
+    std::fs::write(
+        out_dir.join("summary.json"),
+        serde_json::to_vec_pretty(&summary)?,
+    )?;
+    std::fs::write(root.join("docs/benchmarks.md"), markdown)?;
+    eprintln!("{}", report.headline());
+    eprintln!("==> wrote docs/benchmarks.md, target/bench/raw.json and target/bench/summary.json");
+    Ok(())
+}
+
+fn gateway_config(mock_url: &str, accounts: &Path) -> String {
+    format!(
+        r#"[server]
+max_in_flight = 100000
+
+[antigravity]
+credentials_dir = "{accounts}"
+base_urls = ["{mock_url}"]
+max_concurrency_per_account = 100000
+
+[backends.antigravity]
+kind = "antigravity"
+priority = 1
+models = ["gemini-*"]
+
+[backends.mock]
+kind = "openai"
+base_url = "{mock_url}/v1"
+priority = 2
+models = ["gpt-*"]
+forward_headers = ["x-mock-*"]
+
+[logging]
+level = "warn,gateway::startup=info"
+"#,
+        accounts = accounts.display()
+    )
+}
+
+/// B9: start-up to the first 200, idle RSS, stripped binary size.
+fn b9(bin: &Path, config: &str, out_dir: &Path) -> Result<Value> {
+    let mut starts = Vec::new();
+    let mut idle = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let (process, addr) = start(
+            TARGET_CORE,
+            &bin.join("gateway"),
+            &["--config", config, "serve", "--listen", "127.0.0.1:0"],
+            Some("listening on "),
+        )?;
+        let mut ok = false;
+        for _ in 0..2000 {
+            if let Ok(mut stream) = std::net::TcpStream::connect(&addr) {
+                use std::io::{Read, Write};
+                let _ = write!(
+                    stream,
+                    "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                );
+                let mut answer = String::new();
+                let _ = stream.read_to_string(&mut answer);
+                if answer.starts_with("HTTP/1.1 200") {
+                    ok = true;
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if !ok {
+            bail!("the gateway did not answer /health");
+        }
+        starts.push(started.elapsed().as_secs_f64() * 1000.0);
+        std::thread::sleep(Duration::from_millis(300));
+        idle.push(rss_kib(process.pid()) as f64);
+    }
+    let stripped = out_dir.join("gateway-stripped");
+    std::fs::copy(bin.join("gateway"), &stripped)?;
+    let _ = Command::new("strip").arg(&stripped).status();
+    let size = std::fs::metadata(&stripped)?.len();
+    Ok(json!({"startup_ms": median(starts), "idle_rss_kib": median(idle), "stripped_bytes": size}))
+}
+
+/// B3, B5, B6, B7 (the full run only).
+fn full_scenarios(
+    bin: &Path,
+    targets: &[Target],
+    gateway: &Running,
+    raw: &mut Vec<Value>,
+) -> Result<Value> {
+    // B3: open loop at rising rates; the knee is the first rate whose p99 is twice the p99 at
+    // the lowest rate.
+    let rates = [500u64, 1000, 2000, 4000, 8000];
+    let mut knees = BTreeMap::new();
+    for target in targets
+        .iter()
+        .filter(|t| matches!(t.id, "T0" | "T1" | "T3" | "T4"))
+    {
+        let url = format!("{}/v1/chat/completions", target.base);
+        let mut base = None;
+        let mut knee = Value::Null;
+        for rate in rates {
+            let r = load(
+                bin,
+                &[
+                    "--url".into(),
+                    url.clone(),
+                    "--mode".into(),
+                    "open".into(),
+                    "--rate".into(),
+                    rate.to_string(),
+                    "--duration-ms".into(),
+                    "3000".into(),
+                    "--body".into(),
+                    chat_body(target.model, false),
+                ],
+            )?;
+            let p99 = r["latency_us"]["p99"].as_f64().unwrap_or(f64::INFINITY);
+            raw.push(json!({"scenario": "B3", "target": target.id, "rate": rate, "result": r}));
+            let base_p99 = *base.get_or_insert(p99);
+            if p99 > 2.0 * base_p99 || r["errors"].as_u64().unwrap_or(0) > 0 {
+                knee = json!(rate);
+                break;
+            }
+        }
+        if knee.is_null() {
+            knee = json!(format!("> {}", rates[rates.len() - 1]));
+        }
+        knees.insert(target.id, knee);
+    }
+    // B5: 1000 concurrent slow streams through the gateway: memory per stream.
+    let gateway_url = targets
+        .iter()
+        .find(|t| t.id == "T1")
+        .map(|t| format!("{}/v1/chat/completions", t.base))
+        .unwrap_or_default();
+    let idle = rss_kib(gateway.pid());
+    let streams = std::thread::spawn({
+        let (bin, url) = (bin.to_path_buf(), gateway_url.clone());
+        move || {
+            load(
+                &bin,
+                &[
+                    "--url".into(),
+                    url,
+                    "--mode".into(),
+                    "closed".into(),
+                    "--connections".into(),
+                    "1000".into(),
+                    "--duration-ms".into(),
+                    "4000".into(),
+                    "--body".into(),
+                    chat_body("gpt-4o", true),
+                    "--header".into(),
+                    "x-mock-chunks: 40".into(),
+                    "--header".into(),
+                    "x-mock-interval-ms: 100".into(),
+                ],
+            )
+        }
+    });
+    std::thread::sleep(Duration::from_millis(2500));
+    let busy = rss_kib(gateway.pid());
+    let b5_result = streams
+        .join()
+        .map_err(|_| anyhow::anyhow!("load thread panicked"))??;
+    raw.push(json!({"scenario": "B5", "result": b5_result}));
+    let per_stream = (busy.saturating_sub(idle)) as f64 / 1000.0;
+    // B6: 2000 idle keep-alive connections.
+    let before = rss_kib(gateway.pid());
+    let addr = gateway_url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    let mut held = Vec::new();
+    for _ in 0..2000 {
+        use std::io::{Read, Write};
+        if let Ok(mut stream) = std::net::TcpStream::connect(&addr) {
+            let _ = write!(stream, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+            let mut buf = [0u8; 256];
+            let _ = stream.read(&mut buf);
+            held.push(stream);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let with_idle = rss_kib(gateway.pid());
+    let per_connection = (with_idle.saturating_sub(before)) as f64 / held.len().max(1) as f64;
+    drop(held);
+    // B7: slow consumers: 64 streams read with a 50 ms pause per frame; memory must stay flat.
+    let before = rss_kib(gateway.pid());
+    let slow = std::thread::spawn({
+        let (bin, url) = (bin.to_path_buf(), gateway_url.clone());
+        move || {
+            load(
+                &bin,
+                &[
+                    "--url".into(),
+                    url,
+                    "--mode".into(),
+                    "closed".into(),
+                    "--connections".into(),
+                    "64".into(),
+                    "--duration-ms".into(),
+                    "4000".into(),
+                    "--body".into(),
+                    chat_body("gpt-4o", true),
+                    "--header".into(),
+                    "x-mock-chunks: 400".into(),
+                    "--header".into(),
+                    "x-mock-giant-line: 16384".into(),
+                    "--read-delay-ms".into(),
+                    "50".into(),
+                ],
+            )
+        }
+    });
+    let mut peak = before;
+    for _ in 0..16 {
+        std::thread::sleep(Duration::from_millis(250));
+        peak = peak.max(rss_kib(gateway.pid()));
+    }
+    let _ = slow.join();
+    Ok(json!({
+        "b3_knee_rps": knees,
+        "b5": {"idle_rss_kib": idle, "rss_with_1000_streams_kib": busy, "kib_per_stream": per_stream},
+        "b6": {"kib_per_idle_connection": per_connection},
+        "b7": {"rss_before_kib": before, "peak_rss_kib": peak, "growth_kib": peak.saturating_sub(before)},
+    }))
+}
+
+/// B8: instructions per request of the gateway under callgrind (pass-through, 2000 requests).
+fn b8(bin: &Path, out_dir: &Path, mock_url: &str, accounts: &Path) -> Result<Value> {
+    let config = out_dir.join("b8.toml");
+    std::fs::write(&config, gateway_config(mock_url, accounts))?;
+    let callgrind_out = out_dir.join("callgrind.out");
+    let config_arg = config.display().to_string();
+    let out_arg = format!("--callgrind-out-file={}", callgrind_out.display());
+    let gateway_path = bin.join("gateway").display().to_string();
+    let measure = |requests: u64| -> Result<f64> {
+        let _ = std::fs::remove_file(&callgrind_out);
+        let (process, addr) = start(
+            TARGET_CORE,
+            Path::new("valgrind"),
+            &[
+                "--tool=callgrind",
+                &out_arg,
+                &gateway_path,
+                "--config",
+                &config_arg,
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            Some("listening on "),
+        )?;
+        let r = load(
+            bin,
+            &[
+                "--url".into(),
+                format!("http://{addr}/v1/chat/completions"),
+                "--mode".into(),
+                "seq".into(),
+                "--requests".into(),
+                requests.to_string(),
+                "--body".into(),
+                chat_body("gpt-4o", false),
+            ],
+        )?;
+        if r["errors"].as_u64() != Some(0) {
+            bail!("errors under callgrind: {r}");
+        }
+        // SIGINT lets callgrind write its totals.
+        let _ = Command::new("kill")
+            .args(["-INT", &process.pid().to_string()])
+            .status();
+        let mut child = process;
+        for _ in 0..200 {
+            if child.child.try_wait()?.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let text = std::fs::read_to_string(&callgrind_out).context("no callgrind output")?;
+        let total = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("summary: ")
+                    .or_else(|| l.strip_prefix("totals: "))
+            })
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .context("no totals in the callgrind output")?;
+        Ok(total)
+    };
+    // The difference of two runs cancels start-up and shutdown.
+    let small = measure(200)?;
+    let large = measure(1200)?;
+    Ok(json!({"instructions_per_request": (large - small) / 1000.0}))
+}
+
+fn b8_check(root: &Path, bin: &Path, out_dir: &Path, record: bool) -> Result<()> {
+    let (mock, mock_url) = start(CLIENT_CORE, &bin.join("mock-upstream"), &[], None)?;
+    let accounts = out_dir.join("accounts");
+    std::fs::create_dir_all(&accounts)?;
+    let measured = b8(bin, out_dir, &mock_url, &accounts)?;
+    drop(mock);
+    let now = measured["instructions_per_request"]
+        .as_f64()
+        .context("no measurement")?;
+    let baseline_path = root.join("xtask/bench-baseline.json");
+    if record {
+        std::fs::write(
+            &baseline_path,
+            serde_json::to_vec_pretty(&json!({"b8_instructions_per_request": now.round()}))?,
+        )?;
+        eprintln!("==> B8 baseline recorded: {now:.0} instructions per request");
+        return Ok(());
+    }
+    let baseline: Value = serde_json::from_slice(
+        &std::fs::read(&baseline_path).context("no xtask/bench-baseline.json")?,
+    )?;
+    let base = baseline["b8_instructions_per_request"]
+        .as_f64()
+        .context("baseline has no b8")?;
+    let change = now / base - 1.0;
+    eprintln!(
+        "==> B8: {now:.0} instructions per request (baseline {base:.0}, {:+.1}%)",
+        change * 100.0
+    );
+    if change > B8_TOLERANCE {
+        bail!(
+            "B8 regressed by {:.1}% (tolerance {:.0}%)",
+            change * 100.0,
+            B8_TOLERANCE * 100.0
+        );
+    }
+    Ok(())
+}
+
+fn start_nginx(out_dir: &Path, mock_url: &str) -> Result<(Running, String)> {
+    let nginx = Path::new("/usr/sbin/nginx");
+    if !nginx.exists() {
+        let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+        let status = Command::new("apt-get")
+            .args(["install", "-y", "-qq", "nginx-light"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()?;
+        if !status.success() || !nginx.exists() {
+            bail!("apt-get install nginx-light failed");
+        }
+    }
+    let port = free_port()?;
+    let prefix = out_dir.join("nginx");
+    std::fs::create_dir_all(prefix.join("logs"))?;
+    let upstream = mock_url.trim_start_matches("http://");
+    let conf = prefix.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes 1;\npid {pid};\nerror_log {err} warn;\nevents {{ worker_connections 8192; }}\nhttp {{\n  access_log off;\n  upstream mock {{ server {upstream}; keepalive 256; }}\n  server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://mock;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_buffering off;\n      proxy_request_buffering off;\n    }}\n  }}\n}}\n",
+            pid = prefix.join("nginx.pid").display(),
+            err = prefix.join("logs/error.log").display(),
+        ),
+    )?;
+    let child = Command::new("taskset")
+        .args(["-c", TARGET_CORE])
+        .arg(nginx)
+        .args([
+            "-p",
+            &prefix.display().to_string(),
+            "-c",
+            &conf.display().to_string(),
+            "-g",
+            "daemon off;",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let running = Running { child };
+    wait_for_port(port)?;
+    Ok((running, format!("http://127.0.0.1:{port}")))
+}
+
+fn start_litellm(root: &Path, out_dir: &Path, mock_url: &str) -> Result<(Running, String)> {
+    let venv = root.join("target/bench-venv");
+    let litellm = venv.join("bin/litellm");
+    if !litellm.exists() {
+        crate::step(
+            root,
+            "bench venv",
+            "python3",
+            &["-m", "venv", &venv.display().to_string()],
+        )?;
+        crate::step(
+            root,
+            "litellm install",
+            &venv.join("bin/pip").display().to_string(),
+            &[
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "litellm[proxy]",
+            ],
+        )?;
+    }
+    let port = free_port()?;
+    let config = out_dir.join("litellm.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "model_list:\n  - model_name: gpt-4o\n    litellm_params:\n      model: openai/gpt-4o\n      api_base: {mock_url}/v1\n      api_key: bench\nlitellm_settings:\n  num_retries: 0\n  callbacks: []\n"
+        ),
+    )?;
+    let child = Command::new("taskset")
+        .args(["-c", TARGET_CORE])
+        .arg(&litellm)
+        .args([
+            "--config",
+            &config.display().to_string(),
+            "--port",
+            &port.to_string(),
+            "--host",
+            "127.0.0.1",
+            "--num_workers",
+            "1",
+        ])
+        .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        .env("LITELLM_LOG", "ERROR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let running = Running { child };
+    wait_for_port(port)?;
+    Ok((running, format!("http://127.0.0.1:{port}")))
+}
+
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn wait_for_port(port: u16) -> Result<()> {
+    for _ in 0..600 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("nothing listened on port {port} within a minute")
+}
+
+/// B2 per (target, connections): throughput and CPU per request, one value per round.
+type B2<'a> = BTreeMap<(&'a str, usize), (Vec<f64>, Vec<f64>)>;
+
+/// B4 per target, one value per round.
+#[derive(Default)]
+struct B4 {
+    ttfb50: Vec<f64>,
+    ttfb99: Vec<f64>,
+    ttfc50: Vec<f64>,
+    ttfc99: Vec<f64>,
+    gap99: Vec<f64>,
+    identical: bool,
+}
+
+/// B4 medians: time to first byte and to first content (p50, p99), gap p99, bytes identical.
+#[derive(Clone, Copy)]
+struct B4Figures {
+    ttfb: (f64, f64),
+    ttfc: (f64, f64),
+    gap99: f64,
+    identical: bool,
+}
+
+struct Report<'a> {
+    targets: &'a [Target],
+    b1: &'a BTreeMap<&'a str, (Vec<f64>, Vec<f64>)>,
+    b2: &'a B2<'a>,
+    b4: &'a BTreeMap<&'a str, B4>,
+    b9: &'a Value,
+    full: &'a Value,
+    b8: &'a Value,
+    peers: &'a BTreeMap<&'a str, String>,
+    rounds: usize,
+    quick: bool,
+}
+
+impl Report<'_> {
+    fn b1_of(&self, id: &str) -> (f64, f64) {
+        self.b1.get(id).map_or((f64::NAN, f64::NAN), |(p50, p99)| {
+            (median(p50.clone()), median(p99.clone()))
+        })
+    }
+
+    fn b1_added(&self, id: &str) -> (f64, f64) {
+        let (p50, p99) = self.b1_of(id);
+        let (f50, f99) = self.b1_of("T0");
+        (p50 - f50, p99 - f99)
+    }
+
+    fn b2_rps(&self, id: &str, connections: usize) -> f64 {
+        self.b2
+            .get(&(id, connections))
+            .map_or(f64::NAN, |(rps, _)| median(rps.clone()))
+    }
+
+    fn b2_cpu(&self, id: &str, connections: usize) -> f64 {
+        self.b2
+            .get(&(id, connections))
+            .map_or(f64::NAN, |(_, cpu)| median(cpu.clone()))
+    }
+
+    fn b4_of(&self, id: &str) -> Option<B4Figures> {
+        self.b4.get(id).map(|b| B4Figures {
+            ttfb: (median(b.ttfb50.clone()), median(b.ttfb99.clone())),
+            ttfc: (median(b.ttfc50.clone()), median(b.ttfc99.clone())),
+            gap99: median(b.gap99.clone()),
+            identical: b.identical,
+        })
+    }
+
+    fn headline(&self) -> String {
+        let (a50, a99) = self.b1_added("T1");
+        let (t50, t99) = self.b1_added("T3");
+        let (g50, g99) = self.b1_added("T2");
+        let mut out = format!(
+            "B1 added latency vs T0: gateway pass-through p50 {a50:.0} µs / p99 {a99:.0} µs; in-process Antigravity p50 {g50:.0} µs / p99 {g99:.0} µs; bare proxy p50 {t50:.0} µs / p99 {t99:.0} µs\n"
+        );
+        for c in [16, 64] {
+            out += &format!(
+                "B2 {c} connections: gateway {:.0} rps ({:.2}x T0, {:.2}x T3), {:.0} µs CPU per request; bare proxy {:.0} rps\n",
+                self.b2_rps("T1", c),
+                self.b2_rps("T1", c) / self.b2_rps("T0", c),
+                self.b2_rps("T1", c) / self.b2_rps("T3", c),
+                self.b2_cpu("T1", c),
+                self.b2_rps("T3", c)
+            );
+        }
+        if let (Some(g), Some(f)) = (self.b4_of("T1"), self.b4_of("T0")) {
+            out += &format!(
+                "B4 streaming: added time to first content p50 {:.0} µs / p99 {:.0} µs (first byte: {:.0} / {:.0} µs, held until content by design); inter-chunk gap p99 {:.0} µs vs floor {:.0} µs; bytes identical: {}\n",
+                g.ttfc.0 - f.ttfc.0,
+                g.ttfc.1 - f.ttfc.1,
+                g.ttfb.0 - f.ttfb.0,
+                g.ttfb.1 - f.ttfb.1,
+                g.gap99,
+                f.gap99,
+                g.identical
+            );
+        }
+        out += &format!(
+            "B9: first 200 after {:.0} ms; idle RSS {:.1} MiB; stripped binary {:.1} MiB",
+            self.b9["startup_ms"].as_f64().unwrap_or(f64::NAN),
+            self.b9["idle_rss_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0,
+            self.b9["stripped_bytes"].as_f64().unwrap_or(f64::NAN) / 1048576.0
+        );
+        out
+    }
+
+    fn summary(&self) -> Value {
+        let mut targets = serde_json::Map::new();
+        for t in self.targets {
+            let (p50, p99) = self.b1_of(t.id);
+            targets.insert(
+                t.id.to_owned(),
+                json!({
+                    "name": t.name,
+                    "b1_p50_us": p50, "b1_p99_us": p99,
+                    "b2_16_rps": self.b2_rps(t.id, 16), "b2_64_rps": self.b2_rps(t.id, 64),
+                    "b2_64_cpu_us_per_request": self.b2_cpu(t.id, 64),
+                    "b4": self.b4_of(t.id).map(|b| json!({"ttfb_p50_us": b.ttfb.0, "ttfb_p99_us": b.ttfb.1, "ttfc_p50_us": b.ttfc.0, "ttfc_p99_us": b.ttfc.1, "gap_p99_us": b.gap99, "identical": b.identical})),
+                }),
+            );
+        }
+        json!({"targets": targets, "b9": self.b9, "full": self.full, "b8": self.b8, "peers": self.peers, "rounds": self.rounds, "quick": self.quick})
+    }
+
+    fn markdown(&self, root: &Path) -> String {
+        let commit = Command::new("git")
+            .args(["rev-parse", "--short", "HEAD"])
+            .current_dir(root)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+            .unwrap_or_default();
+        let date = Command::new("date")
+            .arg("-u")
+            .arg("+%Y-%m-%d %H:%M UTC")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
+        let mut md = String::new();
+        md += "# Benchmarks\n\n";
+        md += "Generated by `cargo xtask bench`";
+        md += if self.quick { " --quick" } else { "" };
+        md += &format!(
+            " on {date}, commit `{commit}`, {cpu} (2 cores), {} rounds.\n",
+            self.rounds
+        );
+        md += "Every figure is a median of round medians, as a difference or ratio against the floor measured in the same run.\n";
+        md += "Raw results: `target/bench/raw.json`; summary: `target/bench/summary.json`.\n\n";
+        md += "## Method\n\n";
+        md += "- The load client (`crates/bench`, `load`) and the mock upstream run on core 0; the target runs on core 1 (`taskset`), one process each.\n";
+        md += "- Targets are interleaved in every round (T0, T1, T2, T3, peers), so drift on this shared machine affects them alike.\n";
+        md += "- T0 is the mock itself (the floor); T1 the gateway on its pass-through path (an `openai` backend); T2 the gateway's in-process Antigravity translation (the mock speaks the Antigravity protocol); T3 a bare hyper pass-through proxy (`crates/bench`, `bare-proxy`), the physical limit of one hop in Rust; T4 nginx (`proxy_buffering off`, upstream keepalive); T5 LiteLLM proxy (one worker, no retries, no callbacks, local cost map).\n";
+        md += "- The gateway logs at `warn` during the runs (one info line per request is a real cost in production; it is the same for every request).\n";
+        md += "- B1: sequential non-streaming requests; B2: closed loop at 16 and 64 connections, CPU from `/proc/PID/stat`; B4: 32 concurrent streams of 20 chunks 10 ms apart, bytes checked identical across all responses; B9: first 200 on `/health` after spawn, RSS when idle, stripped binary size.\n";
+        md += "- Full runs add B3 (open loop at rising rates, latency from the intended start), B5 (1000 concurrent slow streams), B6 (2000 idle keep-alive connections), B7 (slow readers), B8 (instructions per request under callgrind, the regression guard: `cargo xtask bench --check`).\n\n";
+        md += "## Peers\n\n| peer | status |\n|---|---|\n";
+        for (peer, status) in self.peers {
+            md += &format!("| {peer} | {status} |\n");
+        }
+        md += "\n## B1: non-streaming, sequential\n\n| target | p50 µs | p99 µs | added p50 µs | added p99 µs |\n|---|---|---|---|---|\n";
+        for t in self.targets {
+            let (p50, p99) = self.b1_of(t.id);
+            let (a50, a99) = self.b1_added(t.id);
+            md += &format!(
+                "| {} {} | {p50:.0} | {p99:.0} | {a50:.0} | {a99:.0} |\n",
+                t.id, t.name
+            );
+        }
+        md += "\n## B2: non-streaming, closed loop\n\n| target | rps @16 | rps @64 | vs T0 @64 | vs T3 @64 | CPU µs/request @64 |\n|---|---|---|---|---|---|\n";
+        for t in self.targets {
+            md += &format!(
+                "| {} {} | {:.0} | {:.0} | {:.2}x | {:.2}x | {:.1} |\n",
+                t.id,
+                t.name,
+                self.b2_rps(t.id, 16),
+                self.b2_rps(t.id, 64),
+                self.b2_rps(t.id, 64) / self.b2_rps("T0", 64),
+                self.b2_rps(t.id, 64) / self.b2_rps("T3", 64),
+                self.b2_cpu(t.id, 64)
+            );
+        }
+        md += "\n## B4: streaming, 32 concurrent, 20 chunks 10 ms apart\n\n| target | first content p50 µs | first content p99 µs | added p50 µs | added p99 µs | added first byte p50 / p99 µs | gap p99 µs | bytes identical |\n|---|---|---|---|---|---|---|---|\n";
+        let floor = self.b4_of("T0");
+        for t in self.targets {
+            if let Some(b) = self.b4_of(t.id) {
+                let (c50, c99, b50, b99) = floor
+                    .map_or((f64::NAN, f64::NAN, f64::NAN, f64::NAN), |f| {
+                        (f.ttfc.0, f.ttfc.1, f.ttfb.0, f.ttfb.1)
+                    });
+                md += &format!(
+                    "| {} {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} / {:.0} | {:.0} | {} |\n",
+                    t.id,
+                    t.name,
+                    b.ttfc.0,
+                    b.ttfc.1,
+                    b.ttfc.0 - c50,
+                    b.ttfc.1 - c99,
+                    b.ttfb.0 - b50,
+                    b.ttfb.1 - b99,
+                    b.gap99,
+                    b.identical
+                );
+            }
+        }
+        md += "\nThe mock sends the role chunk at once and the first text 10 ms later. The gateway holds a stream until its first real content (its commit point, so that failures before it can fail over invisibly): its first byte is the first content, so its added time to first *byte* includes one upstream inter-token gap by design. Time to first content is the comparable figure.\n";
+        md += "\nT2 is not in B4: the in-process path does not forward the mock's test headers, so its streams have another shape.\n";
+        md += &format!(
+            "\n## B9: start-up and idle\n\n| first 200 after start | idle RSS | stripped binary |\n|---|---|---|\n| {:.0} ms | {:.1} MiB | {:.1} MiB |\n",
+            self.b9["startup_ms"].as_f64().unwrap_or(f64::NAN),
+            self.b9["idle_rss_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0,
+            self.b9["stripped_bytes"].as_f64().unwrap_or(f64::NAN) / 1048576.0
+        );
+        if !self.full.is_null() {
+            md += &format!(
+                "\n## B3, B5, B6, B7\n\n```json\n{}\n```\n",
+                serde_json::to_string_pretty(self.full).unwrap_or_default()
+            );
+        }
+        if !self.b8.is_null() {
+            md += &format!(
+                "\n## B8: instructions per request (callgrind, pass-through)\n\n```json\n{}\n```\n",
+                serde_json::to_string_pretty(self.b8).unwrap_or_default()
+            );
+        }
+        md += "\n## Reproduce\n\n```sh\ncargo xtask bench --quick   # B1, B2, B4, B9 in a few minutes\ncargo xtask bench           # everything, with nginx and LiteLLM installed by the harness\ncargo xtask bench --check   # B8 against xtask/bench-baseline.json\n```\n";
+        md
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median(vec![]).is_nan());
+    }
+}
