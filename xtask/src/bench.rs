@@ -10,13 +10,14 @@
 
 use std::{
     collections::BTreeMap,
-    io::{BufRead, BufReader},
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
+
+use crate::process::{Running, first_line, listening_address};
 use serde_json::{Value, json};
 
 const CLIENT_CORE: &str = "0";
@@ -24,30 +25,13 @@ const TARGET_CORE: &str = "1";
 /// B8 may grow this much over the stored baseline before `--check` fails.
 const B8_TOLERANCE: f64 = 0.10;
 
-struct Running {
-    child: Child,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Running {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-/// Start `program` pinned to `core`; return it and the first line it prints on `stdout`
-/// (or, with `from_stderr`, the first stderr line containing `marker`).
+/// Start `program` pinned to `core`; return it and its address: the first line it prints on
+/// stdout, or, for a gateway (`logs_address`), the address of its `listening on` log line.
 fn start(
     core: &str,
     program: &Path,
     args: &[&str],
-    marker: Option<&str>,
+    logs_address: bool,
 ) -> Result<(Running, String)> {
     let mut command = Command::new("taskset");
     command
@@ -55,38 +39,35 @@ fn start(
         .arg(program)
         .args(args)
         .env_remove("RUST_LOG");
-    let mut child = match marker {
-        None => command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn(),
-        Some(_) => command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn(),
+    if logs_address {
+        command.stdout(Stdio::null()).stderr(Stdio::piped());
+    } else {
+        command.stdout(Stdio::piped()).stderr(Stdio::null());
     }
-    .with_context(|| format!("cannot start {}", program.display()))?;
-    let line = match marker {
-        None => {
-            let mut line = String::new();
-            BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-            line.trim().to_owned()
-        }
-        Some(marker) => {
-            let stderr = child.stderr.take().context("stderr")?;
-            let (tx, rx) = std::sync::mpsc::channel();
-            let marker = marker.to_owned();
-            std::thread::spawn(move || {
-                let mut sent = false;
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if !sent && let Some(rest) = line.split(marker.as_str()).nth(1) {
-                        let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
-                        sent = true;
-                    }
-                }
-            });
-            rx.recv_timeout(Duration::from_secs(30))
-                .context("no address from the target")?
-        }
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("cannot start {}", program.display()))?;
+    let line = if logs_address {
+        listening_address(child.stderr.take().context("stderr")?, None)?
+    } else {
+        first_line(&mut child)?
     };
-    Ok((Running { child }, line))
+    Ok((Running(child), line))
 }
 
+/// CPU time of a process and its children (nginx serves from a worker child), in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    own_cpu_ticks(pid)
+        + children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<u32>().ok())
+            .map(own_cpu_ticks)
+            .sum::<u64>()
+}
+
+fn own_cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after_name = stat.rsplit(')').next().unwrap_or("");
     let fields: Vec<&str> = after_name.split_whitespace().collect();
@@ -189,7 +170,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         return b8_check(root, &bin, &out_dir, record);
     }
     let rounds = if quick { 3 } else { 5 };
-    let (mock, mock_url) = start(CLIENT_CORE, &bin.join("mock-upstream"), &[], None)?;
+    let (mock, mock_url) = start(CLIENT_CORE, &bin.join("mock-upstream"), &[], false)?;
     let accounts = out_dir.join("accounts");
     std::fs::create_dir_all(&accounts)?;
     std::fs::write(
@@ -203,13 +184,13 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         TARGET_CORE,
         &bin.join("gateway"),
         &["--config", &config_arg, "serve", "--listen", "127.0.0.1:0"],
-        Some("listening on "),
+        true,
     )?;
     let (bare, bare_addr) = start(
         TARGET_CORE,
         &bin.join("bare-proxy"),
         &["--upstream", &mock_url],
-        None,
+        false,
     )?;
     let mut targets = vec![
         Target {
@@ -276,7 +257,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
                     base,
                     model: "gpt-4o",
                     pid: Some(process.pid()),
-                    streams: true,
+                    streams: false,
                 });
                 _peers.push(process);
                 peers_status.insert("T5 LiteLLM", "measured".to_owned());
@@ -481,7 +462,7 @@ fn b9(bin: &Path, config: &str, out_dir: &Path) -> Result<Value> {
             TARGET_CORE,
             &bin.join("gateway"),
             &["--config", config, "serve", "--listen", "127.0.0.1:0"],
-            Some("listening on "),
+            true,
         )?;
         let mut ok = false;
         for _ in 0..2000 {
@@ -686,7 +667,7 @@ fn b8(bin: &Path, out_dir: &Path, mock_url: &str, accounts: &Path) -> Result<Val
                 "--listen",
                 "127.0.0.1:0",
             ],
-            Some("listening on "),
+            true,
         )?;
         let r = load(
             bin,
@@ -710,7 +691,7 @@ fn b8(bin: &Path, out_dir: &Path, mock_url: &str, accounts: &Path) -> Result<Val
             .status();
         let mut child = process;
         for _ in 0..200 {
-            if child.child.try_wait()?.is_some() {
+            if child.0.try_wait()?.is_some() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -734,7 +715,7 @@ fn b8(bin: &Path, out_dir: &Path, mock_url: &str, accounts: &Path) -> Result<Val
 }
 
 fn b8_check(root: &Path, bin: &Path, out_dir: &Path, record: bool) -> Result<()> {
-    let (mock, mock_url) = start(CLIENT_CORE, &bin.join("mock-upstream"), &[], None)?;
+    let (mock, mock_url) = start(CLIENT_CORE, &bin.join("mock-upstream"), &[], false)?;
     let accounts = out_dir.join("accounts");
     std::fs::create_dir_all(&accounts)?;
     let measured = b8(bin, out_dir, &mock_url, &accounts)?;
@@ -811,7 +792,7 @@ fn start_nginx(out_dir: &Path, mock_url: &str) -> Result<(Running, String)> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let running = Running { child };
+    let running = Running(child);
     wait_for_port(port)?;
     Ok((running, format!("http://127.0.0.1:{port}")))
 }
@@ -860,11 +841,16 @@ fn start_litellm(root: &Path, out_dir: &Path, mock_url: &str) -> Result<(Running
             "1",
         ])
         .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        // Loopback only: no key check on the measured path.
+        .env(
+            "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY",
+            "true",
+        )
         .env("LITELLM_LOG", "ERROR")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let running = Running { child };
+    let running = Running(child);
     wait_for_port(port)?;
     Ok((running, format!("http://127.0.0.1:{port}")))
 }
@@ -952,6 +938,117 @@ impl Report<'_> {
             gap99: median(b.gap99.clone()),
             identical: b.identical,
         })
+    }
+
+    /// The goals of the method, each met or not, with the measured figure.
+    fn goals(&self) -> String {
+        let verdict = |ok: Option<bool>| match ok {
+            Some(true) => "met",
+            Some(false) => "not met",
+            None => "not measured",
+        };
+        let finite = |x: f64| x.is_finite().then_some(x);
+        let (a50, a99) = self.b1_added("T1");
+        let (t50, _) = self.b1_added("T3");
+        let (g50, _) = self.b1_added("T2");
+        let (l50, _) = self.b1_added("T5");
+        let mut rows: Vec<(String, String, &str)> = vec![
+            (
+                "B1 added p50 ≤ 60 µs".into(),
+                format!("{a50:.0} µs"),
+                verdict(finite(a50).map(|x| x <= 60.0)),
+            ),
+            (
+                "B1 added p99 ≤ 200 µs".into(),
+                format!("{a99:.0} µs"),
+                verdict(finite(a99).map(|x| x <= 200.0)),
+            ),
+            (
+                "B1 within 1.2x of T3's added latency".into(),
+                format!("{:.2}x ({a50:.0} vs {t50:.0} µs)", a50 / t50),
+                verdict(finite(a50 / t50).map(|x| x <= 1.2)),
+            ),
+            (
+                "B1 at most 1/20 of LiteLLM's added latency".into(),
+                if l50.is_finite() {
+                    format!("1/{:.0} ({a50:.0} vs {l50:.0} µs)", l50 / a50)
+                } else {
+                    "LiteLLM not measured".into()
+                },
+                verdict(finite(l50).map(|l| a50 * 20.0 <= l)),
+            ),
+        ];
+        let r64 = self.b2_rps("T1", 64);
+        rows.push((
+            "B2 ≥ 0.9x T3 at 64 connections".into(),
+            format!("{:.2}x", r64 / self.b2_rps("T3", 64)),
+            verdict(finite(r64 / self.b2_rps("T3", 64)).map(|x| x >= 0.9)),
+        ));
+        let nginx = self.b2_rps("T4", 64);
+        rows.push((
+            "B2 ≥ nginx at 64 connections".into(),
+            if nginx.is_finite() {
+                format!("{r64:.0} vs {nginx:.0} rps")
+            } else {
+                "nginx not measured".into()
+            },
+            verdict(finite(nginx).map(|n| r64 >= n)),
+        ));
+        rows.push((
+            "T2 translation adds ≤ 150 µs p50 over T1".into(),
+            format!("{:.0} µs (B1 body: one short message, no tools)", g50 - a50),
+            verdict(finite(g50 - a50).map(|x| x <= 150.0)),
+        ));
+        if let (Some(g), Some(f)) = (self.b4_of("T1"), self.b4_of("T0")) {
+            let ttfc99 = g.ttfc.1 - f.ttfc.1;
+            let gap = g.gap99 - f.gap99;
+            rows.push((
+                "B4 added time to first content p99 ≤ 1 ms".into(),
+                format!(
+                    "{ttfc99:.0} µs (first byte: {:.0} µs, held until content by design)",
+                    g.ttfb.1 - f.ttfb.1
+                ),
+                verdict(finite(ttfc99).map(|x| x <= 1000.0)),
+            ));
+            rows.push((
+                "B4 added inter-chunk gap p99 ≤ 0.5 ms".into(),
+                format!("{gap:.0} µs"),
+                verdict(finite(gap).map(|x| x <= 500.0)),
+            ));
+            rows.push((
+                "B4 bytes identical".into(),
+                g.identical.to_string(),
+                verdict(Some(g.identical)),
+            ));
+        }
+        let per_stream = self.full["b5"]["kib_per_stream"]
+            .as_f64()
+            .unwrap_or(f64::NAN);
+        let per_connection = self.full["b6"]["kib_per_idle_connection"]
+            .as_f64()
+            .unwrap_or(f64::NAN);
+        rows.push((
+            "B5 ≤ 32 KiB per stream".into(),
+            format!("{per_stream:.1} KiB"),
+            verdict(finite(per_stream).map(|x| x <= 32.0)),
+        ));
+        rows.push((
+            "B6 ≤ 8 KiB per idle connection".into(),
+            format!("{per_connection:.1} KiB"),
+            verdict(finite(per_connection).map(|x| x <= 8.0)),
+        ));
+        let idle = self.b9["idle_rss_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0;
+        rows.push((
+            "B9 idle RSS ≤ 20 MB".into(),
+            format!("{idle:.1} MiB"),
+            verdict(finite(idle).map(|x| x <= 20.0)),
+        ));
+        let mut md = String::from("## Goals\n\n| goal | measured | verdict |\n|---|---|---|\n");
+        for (goal, measured, verdict) in rows {
+            md += &format!("| {goal} | {measured} | {verdict} |\n");
+        }
+        md += "\n";
+        md
     }
 
     fn headline(&self) -> String {
@@ -1042,10 +1139,11 @@ impl Report<'_> {
         md += "## Method\n\n";
         md += "- The load client (`crates/bench`, `load`) and the mock upstream run on core 0; the target runs on core 1 (`taskset`), one process each.\n";
         md += "- Targets are interleaved in every round (T0, T1, T2, T3, peers), so drift on this shared machine affects them alike.\n";
-        md += "- T0 is the mock itself (the floor); T1 the gateway on its pass-through path (an `openai` backend); T2 the gateway's in-process Antigravity translation (the mock speaks the Antigravity protocol); T3 a bare hyper pass-through proxy (`crates/bench`, `bare-proxy`), the physical limit of one hop in Rust; T4 nginx (`proxy_buffering off`, upstream keepalive); T5 LiteLLM proxy (one worker, no retries, no callbacks, local cost map).\n";
+        md += "- T0 is the mock itself (the floor); T1 the gateway on its pass-through path (an `openai` backend); T2 the gateway's in-process Antigravity translation (the mock speaks the Antigravity protocol); T3 a bare hyper pass-through proxy (`crates/bench`, `bare-proxy`), the physical limit of one hop in Rust; T4 nginx from Debian (`nginx-light`, one worker, `proxy_buffering off`, upstream keepalive); T5 LiteLLM proxy from PyPI (one worker, no retries, no callbacks, no database, local cost map, no master key on loopback).\n";
         md += "- The gateway logs at `warn` during the runs (one info line per request is a real cost in production; it is the same for every request).\n";
         md += "- B1: sequential non-streaming requests; B2: closed loop at 16 and 64 connections, CPU from `/proc/PID/stat`; B4: 32 concurrent streams of 20 chunks 10 ms apart, bytes checked identical across all responses; B9: first 200 on `/health` after spawn, RSS when idle, stripped binary size.\n";
         md += "- Full runs add B3 (open loop at rising rates, latency from the intended start), B5 (1000 concurrent slow streams), B6 (2000 idle keep-alive connections), B7 (slow readers), B8 (instructions per request under callgrind, the regression guard: `cargo xtask bench --check`).\n\n";
+        md += &self.goals();
         md += "## Peers\n\n| peer | status |\n|---|---|\n";
         for (peer, status) in self.peers {
             md += &format!("| {peer} | {status} |\n");
@@ -1096,7 +1194,7 @@ impl Report<'_> {
             }
         }
         md += "\nThe mock sends the role chunk at once and the first text 10 ms later. The gateway holds a stream until its first real content (its commit point, so that failures before it can fail over invisibly): its first byte is the first content, so its added time to first *byte* includes one upstream inter-token gap by design. Time to first content is the comparable figure.\n";
-        md += "\nT2 is not in B4: the in-process path does not forward the mock's test headers, so its streams have another shape.\n";
+        md += "\nT2 and T5 are not in B4: the in-process path and LiteLLM do not forward the mock's test headers, so their streams have another shape.\n";
         md += &format!(
             "\n## B9: start-up and idle\n\n| first 200 after start | idle RSS | stripped binary |\n|---|---|---|\n| {:.0} ms | {:.1} MiB | {:.1} MiB |\n",
             self.b9["startup_ms"].as_f64().unwrap_or(f64::NAN),

@@ -10,6 +10,7 @@
 #![expect(clippy::print_stderr, reason = "xtask reports progress on stderr")]
 
 mod bench;
+mod process;
 mod sdk;
 mod tidy;
 

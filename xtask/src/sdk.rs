@@ -5,27 +5,16 @@
 //! and runs `xtask/sdk/openai_sdk.py`. Both processes are stopped whatever happens.
 
 use std::{
-    io::{BufRead, BufReader, Read},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::mpsc,
-    time::Duration,
+    process::{Command, Stdio},
 };
 
 use anyhow::{Context, Result, bail};
 
+use crate::process::{Running, first_line, listening_address};
+
 /// The SDK version the checks are written against.
 const OPENAI_SDK: &str = "3.51.0";
-
-/// Kills its process when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 pub(crate) fn run(root: &Path) -> Result<()> {
     let target = root.join("target");
@@ -52,11 +41,7 @@ pub(crate) fn run(root: &Path) -> Result<()> {
             .spawn()
             .context("cannot start the mock upstream")?,
     );
-    let mut mock_url = String::new();
-    BufReader::new(mock.0.stdout.take().context("mock stdout")?)
-        .read_line(&mut mock_url)
-        .context("the mock upstream did not print its url")?;
-    let mock_url = mock_url.trim().to_owned();
+    let mock_url = first_line(&mut mock.0).context("the mock upstream did not print its url")?;
 
     let work = target.join("sdk");
     let accounts = work.join("accounts");
@@ -109,7 +94,7 @@ level = "warn,gateway=info"
     );
     let address = listening_address(
         gateway.0.stderr.take().context("gateway stderr")?,
-        &work.join("gateway.log"),
+        Some(&work.join("gateway.log")),
     )?;
     eprintln!("==> sdk: gateway on {address}, mock upstream on {mock_url}");
     let script = root.join("xtask/sdk/openai_sdk.py");
@@ -163,25 +148,4 @@ fn ensure_sdk(target: &Path) -> Result<PathBuf> {
         )?;
     }
     Ok(python)
-}
-
-/// Read the gateway's log until it says where it listens (bounded), then keep copying the log
-/// to `log` so the pipe never fills.
-fn listening_address(stderr: impl Read + Send + 'static, log: &Path) -> Result<String> {
-    let (found, address) = mpsc::channel();
-    let mut file = std::fs::File::create(log)?;
-    std::thread::spawn(move || {
-        use std::io::Write;
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = writeln!(file, "{line}");
-            if !sent && let Some(rest) = line.split("listening on ").nth(1) {
-                let _ = found.send(rest.split_whitespace().next().unwrap_or("").to_owned());
-                sent = true;
-            }
-        }
-    });
-    address
-        .recv_timeout(Duration::from_secs(30))
-        .context("the gateway did not report its address within 30 s")
 }

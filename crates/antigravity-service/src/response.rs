@@ -92,6 +92,13 @@ impl StreamTranslator {
             StreamEvent::Error { error } => return Err(error_event(&error)),
         };
         let mut chunks = Vec::new();
+        self.open(&mut chunks);
+        self.response(response, &mut chunks);
+        Ok(chunks)
+    }
+
+    /// The role chunk, once, before anything else.
+    fn open(&mut self, chunks: &mut Vec<ChatCompletionChunk>) {
         if !self.started {
             self.started = true;
             chunks.push(self.chunk(Delta {
@@ -100,8 +107,6 @@ impl StreamTranslator {
                 ..Delta::default()
             }));
         }
-        self.response(response, &mut chunks);
-        Ok(chunks)
     }
 
     fn response(&mut self, response: GenerateResponse, chunks: &mut Vec<ChatCompletionChunk>) {
@@ -218,14 +223,7 @@ impl StreamTranslator {
             _ => FinishReason::Stop,
         };
         let mut chunks = Vec::with_capacity(3);
-        if !self.started {
-            self.started = true;
-            chunks.push(self.chunk(Delta {
-                role: Some(Role::Assistant),
-                content: Some(String::new()),
-                ..Delta::default()
-            }));
-        }
+        self.open(&mut chunks);
         let mut finish = self.chunk(Delta::default());
         finish.choices[0].finish_reason = Some(finish_reason);
         chunks.push(finish);
