@@ -17,7 +17,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use crate::process::{Running, first_line, listening_address};
+use crate::process::{Running, first_line, listening_address, mock_gateway_setup};
 use serde_json::{Value, json};
 
 const CLIENT_CORE: &str = "0";
@@ -171,14 +171,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     }
     let rounds = if quick { 3 } else { 5 };
     let (mock, mock_url) = start(CLIENT_CORE, &bin.join("mock-upstream"), &[], false)?;
-    let accounts = out_dir.join("accounts");
-    std::fs::create_dir_all(&accounts)?;
-    std::fs::write(
-        accounts.join("bench@example.com.json"),
-        r#"{"client_id":"c","client_secret":"s","refresh_token":"1//b","access_token":"ya29.bench","expiry":"2999-01-01T00:00:00Z","project_id":"bench","email":"bench@example.com"}"#,
-    )?;
-    let config = out_dir.join("gateway.toml");
-    std::fs::write(&config, gateway_config(&mock_url, &accounts))?;
+    let config = mock_gateway_setup(&out_dir, &mock_url, BENCH_EXTRA)?;
     let config_arg = config.display().to_string();
     let (gateway, gateway_addr) = start(
         TARGET_CORE,
@@ -391,8 +384,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let b8 = if quick {
         Value::Null
     } else {
-        b8(&bin, &out_dir, &mock_url, &accounts)
-            .unwrap_or_else(|e| json!({"error": format!("{e:#}")}))
+        b8(&bin, &out_dir, &mock_url).unwrap_or_else(|e| json!({"error": format!("{e:#}")}))
     };
     drop(bare);
     drop(gateway);
@@ -423,34 +415,9 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn gateway_config(mock_url: &str, accounts: &Path) -> String {
-    format!(
-        r#"[server]
-max_in_flight = 100000
-
-[antigravity]
-credentials_dir = "{accounts}"
-base_urls = ["{mock_url}"]
-max_concurrency_per_account = 100000
-
-[backends.antigravity]
-kind = "antigravity"
-priority = 1
-models = ["gemini-*"]
-
-[backends.mock]
-kind = "openai"
-base_url = "{mock_url}/v1"
-priority = 2
-models = ["gpt-*"]
-forward_headers = ["x-mock-*"]
-
-[logging]
-level = "warn,gateway::startup=info"
-"#,
-        accounts = accounts.display()
-    )
-}
+/// What the benchmarks add to the shared setup: no in-flight cap in the way, quiet logs.
+const BENCH_EXTRA: &str =
+    "[server]\nmax_in_flight = 100000\n\n[logging]\nlevel = \"warn,gateway::startup=info\"\n";
 
 /// B9: start-up to the first 200, idle RSS, stripped binary size.
 fn b9(bin: &Path, config: &str, out_dir: &Path) -> Result<Value> {
@@ -645,9 +612,8 @@ fn full_scenarios(
 }
 
 /// B8: instructions per request of the gateway under callgrind (pass-through, 2000 requests).
-fn b8(bin: &Path, out_dir: &Path, mock_url: &str, accounts: &Path) -> Result<Value> {
-    let config = out_dir.join("b8.toml");
-    std::fs::write(&config, gateway_config(mock_url, accounts))?;
+fn b8(bin: &Path, out_dir: &Path, mock_url: &str) -> Result<Value> {
+    let config = mock_gateway_setup(&out_dir.join("b8"), mock_url, BENCH_EXTRA)?;
     let callgrind_out = out_dir.join("callgrind.out");
     let config_arg = config.display().to_string();
     let out_arg = format!("--callgrind-out-file={}", callgrind_out.display());
@@ -716,9 +682,7 @@ fn b8(bin: &Path, out_dir: &Path, mock_url: &str, accounts: &Path) -> Result<Val
 
 fn b8_check(root: &Path, bin: &Path, out_dir: &Path, record: bool) -> Result<()> {
     let (mock, mock_url) = start(CLIENT_CORE, &bin.join("mock-upstream"), &[], false)?;
-    let accounts = out_dir.join("accounts");
-    std::fs::create_dir_all(&accounts)?;
-    let measured = b8(bin, out_dir, &mock_url, &accounts)?;
+    let measured = b8(bin, out_dir, &mock_url)?;
     drop(mock);
     let now = measured["instructions_per_request"]
         .as_f64()

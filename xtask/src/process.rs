@@ -1,5 +1,5 @@
-//! Child processes for the checks that drive binaries: stopped when dropped, and asked where
-//! they listen.
+//! Child processes for the checks that drive binaries (stopped when dropped, asked where they
+//! listen), and the gateway setup in front of the mock upstream that those checks share.
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -63,4 +63,48 @@ pub(crate) fn listening_address(
     address
         .recv_timeout(Duration::from_secs(30))
         .context("no `listening on` line within 30 s")
+}
+
+/// Write, under `dir`, one usable Antigravity account and a gateway configuration in front of
+/// the mock at `mock_url`: `gemini-*` through the in-process Antigravity backend, `gpt-*`
+/// through an OpenAI-compatible backend that forwards the mock's `x-mock-*` test headers.
+/// `extra` is appended (routes, limits, logging). Returns the configuration's path.
+pub(crate) fn mock_gateway_setup(
+    dir: &Path,
+    mock_url: &str,
+    extra: &str,
+) -> Result<std::path::PathBuf> {
+    let accounts = dir.join("accounts");
+    std::fs::create_dir_all(&accounts)?;
+    std::fs::write(
+        accounts.join("check@example.com.json"),
+        r#"{"client_id":"cid","client_secret":"cs","refresh_token":"1//check","access_token":"ya29.check",
+            "expiry":"2999-01-01T00:00:00Z","project_id":"check-project","email":"check@example.com"}"#,
+    )?;
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[antigravity]
+credentials_dir = "{accounts}"
+base_urls = ["{mock_url}"]
+max_concurrency_per_account = 100000
+
+[backends.antigravity]
+kind = "antigravity"
+priority = 1
+models = ["gemini-*"]
+
+[backends.mock]
+kind = "openai"
+base_url = "{mock_url}/v1"
+priority = 2
+models = ["gpt-*"]
+forward_headers = ["x-mock-*"]
+
+{extra}"#,
+            accounts = accounts.display()
+        ),
+    )?;
+    Ok(config)
 }

@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use crate::process::{Running, first_line, listening_address};
+use crate::process::{Running, first_line, listening_address, mock_gateway_setup};
 
 /// The SDK version the checks are written against.
 const OPENAI_SDK: &str = "3.51.0";
@@ -44,42 +44,16 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     let mock_url = first_line(&mut mock.0).context("the mock upstream did not print its url")?;
 
     let work = target.join("sdk");
-    let accounts = work.join("accounts");
-    std::fs::create_dir_all(&accounts)?;
-    std::fs::write(
-        accounts.join("sdk@example.com.json"),
-        r#"{"client_id":"cid","client_secret":"cs","refresh_token":"1//sdk","access_token":"ya29.sdk",
-            "expiry":"2999-01-01T00:00:00Z","project_id":"sdk-project","email":"sdk@example.com"}"#,
-    )?;
-    let config = work.join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[antigravity]
-credentials_dir = "{accounts}"
-base_urls = ["{mock_url}"]
-
-[backends.antigravity]
-kind = "antigravity"
-priority = 1
-models = ["gemini-*"]
-
-[backends.mock]
-kind = "openai"
-base_url = "{mock_url}/v1"
-priority = 2
-models = ["gpt-*"]
-forward_headers = ["x-mock-*"]
-
-[[routes]]
+    let config = mock_gateway_setup(
+        &work,
+        &mock_url,
+        r#"[[routes]]
 models = ["gpt-failover"]
-chain = [{{ backend = "mock", model = "mock-error-before-content" }}, {{ backend = "mock", model = "gpt-4o" }}]
+chain = [{ backend = "mock", model = "mock-error-before-content" }, { backend = "mock", model = "gpt-4o" }]
 
 [logging]
 level = "warn,gateway=info"
 "#,
-            accounts = accounts.display()
-        ),
     )?;
 
     let mut gateway = Running(
