@@ -571,3 +571,100 @@ async fn http2_clients_are_served() {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, mock::stream_bytes("gpt-4o", 3));
 }
+
+#[tokio::test]
+async fn the_proxy_serves_while_every_local_account_cools_down() {
+    let upstream = MockUpstream::start().await.unwrap();
+    let other_gateway = MockUpstream::start().await.unwrap();
+    let dir = accounts();
+    let config = format!(
+        "{}[backends.antigravity]\nkind = \"antigravity\"\nproxy_url = \"{}/antigravity/v1\"\nmodels = [\"gemini-*\"]\n",
+        antigravity_section(dir.path(), &upstream),
+        other_gateway.url()
+    );
+    let gateway = Gateway::start(&config).await;
+    // The only account hits a long quota limit: it cools down for this model.
+    upstream.push(Behaviour {
+        status: 429,
+        body: Some(bytes::Bytes::from_static(
+            br#"{"error":{"code":429,"message":"quota","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"600s"}]}}"#,
+        )),
+        ..Behaviour::default()
+    });
+    let first = post(
+        &gateway.url("/v1/chat/completions"),
+        &chat("gemini-3-pro", false),
+    )
+    .await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(
+        other_gateway.requests(),
+        1,
+        "the cooling account sent the call to proxy_url"
+    );
+    // While it cools, calls go straight to the proxy, without asking the upstream.
+    let second = post(
+        &gateway.url("/v1/chat/completions"),
+        &chat("gemini-3-pro", false),
+    )
+    .await;
+    assert_eq!(second.status, 200);
+    assert_eq!((upstream.requests(), other_gateway.requests()), (1, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn streams_still_running_after_the_grace_period_end_with_an_error_event() {
+    let upstream = MockUpstream::start().await.unwrap();
+    let config = format!(
+        "[server]\nshutdown_grace = \"2s\"\n{}",
+        openai_backend("copilot", &upstream, "forward_headers = [\"x-mock-*\"]")
+    );
+    let mut gateway = Gateway::start(&config).await;
+    let url = gateway.url("/v1/chat/completions");
+    let stream = tokio::spawn(async move {
+        send(
+            Method::POST,
+            &url,
+            &[
+                ("content-type", "application/json"),
+                ("x-mock-chunks", "1000"),
+                ("x-mock-interval-ms", "100"),
+            ],
+            chat("gpt-4o", true).to_string(),
+        )
+        .await
+    });
+    assert!(
+        upstream
+            .wait_until(Duration::from_secs(5), |m| m.requests() == 1)
+            .await
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    gateway.shutdown();
+    let shutdown_at = tokio::time::Instant::now();
+    let answer = stream.await.unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+    let events = events(&answer.body);
+    assert!(events.len() > 5, "content flowed during the grace period");
+    assert!(
+        shutdown_at.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        shutdown_at.elapsed()
+    );
+    assert!(!events.iter().any(|e| e == "[DONE]"));
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("shutting down"),
+        "{last}"
+    );
+    assert!(gateway.task.take().unwrap().await.unwrap().is_ok());
+    assert!(
+        upstream
+            .wait_until(Duration::from_secs(1), |m| m.aborts() == 1)
+            .await,
+        "the upstream stream was cancelled"
+    );
+}

@@ -40,7 +40,7 @@ fn run() -> Result<()> {
         Some("bench") => bench::run(&root, &args[1..]),
         _ => {
             bail!(
-                "usage: cargo xtask <test|tidy>\n  test   fmt, clippy, tests, tidy\n  tidy   structural checks"
+                "usage: cargo xtask <test|tidy|bench>\n  test    fmt, clippy, tests, the OpenAI SDK, tidy\n  tidy    structural checks\n  bench   [--quick] [--check [--record-baseline]] benchmarks (docs/benchmarks.md)"
             )
         }
     }

@@ -61,6 +61,9 @@ pub(crate) struct App {
     pub(crate) breakers: Breakers,
     pub(crate) budget: RetryBudget,
     pub(crate) metrics: Metrics,
+    /// Fired when the shutdown grace period is over: streams still running end with the
+    /// terminal error event.
+    pub(crate) closing: tokio_util::sync::CancellationToken,
 }
 
 impl App {
@@ -107,6 +110,7 @@ impl App {
             breakers: Breakers::default(),
             budget: RetryBudget::default(),
             metrics: Metrics::default(),
+            closing: tokio_util::sync::CancellationToken::new(),
         })
     }
 

@@ -214,17 +214,16 @@ async fn walk(
                 break 'hops;
             }
             let began = Instant::now();
-            let result = attempt(
-                app,
-                backend,
-                kind,
-                method.clone(),
+            let call = Call {
+                method: method.clone(),
                 endpoint,
+                kind,
                 headers,
-                (request, original),
-                &hop.model,
-            )
-            .await;
+                request,
+                original,
+                model: &hop.model,
+            };
+            let result = attempt(app, backend, call).await;
             let took = began.elapsed();
             clock.upstream += took;
             let labels = HopLabels {
@@ -322,6 +321,15 @@ async fn walk(
     response
 }
 
+/// Whether a local failure means the in-process service could not serve at all (as opposed
+/// to the upstream answering).
+fn local_unavailable(err: &GatewayError) -> bool {
+    matches!(
+        err.kind(),
+        ErrorKind::Unavailable | ErrorKind::RateLimited | ErrorKind::Overloaded
+    )
+}
+
 /// Rate-limit hints up to this long are waited out on the same hop.
 const SHORT_HINT: Duration = Duration::from_secs(3);
 
@@ -344,24 +352,26 @@ fn blames_the_backend(err: &GatewayError) -> bool {
     }
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one attempt needs the whole request context"
-)]
+/// What one attempt sends: the client's request and the model of the hop.
+struct Call<'a> {
+    method: Method,
+    endpoint: &'a str,
+    kind: Endpoint,
+    headers: &'a HeaderMap,
+    request: &'a Routed,
+    original: &'a Bytes,
+    model: &'a str,
+}
+
 async fn attempt(
     app: &Arc<App>,
     backend: &Backend,
-    kind: Endpoint,
-    method: Method,
-    endpoint: &str,
-    headers: &HeaderMap,
-    (request, original): (&Routed, &Bytes),
-    model: &str,
+    call: Call<'_>,
 ) -> Result<Response<Body>, GatewayError> {
     let local_available = app.antigravity.credentials().is_available();
     match via(
         backend.config.kind,
-        kind,
+        call.kind,
         local_available,
         backend.forwarder.is_some(),
     ) {
@@ -376,23 +386,24 @@ async fn attempt(
                 )
             },
         )),
-        Some(Via::Local) => match request {
-            Routed::Chat(chat) => local(app, chat, model, headers).await,
-            Routed::Other(_) => Err(GatewayError::internal(
-                "only chat completions are served locally",
-            )),
-        },
-        Some(Via::Proxy) => {
-            proxy(
-                backend,
-                method,
-                endpoint,
-                headers,
-                (request, original),
-                model,
-            )
-            .await
+        Some(Via::Local) => {
+            let result = match call.request {
+                Routed::Chat(chat) => local(app, chat, call.model, call.headers).await,
+                Routed::Other(_) => Err(GatewayError::internal(
+                    "only chat completions are served locally",
+                )),
+            };
+            match result {
+                // The local service cannot serve right now (every account cooling down or busy):
+                // its proxy_url, when configured, is the same backend reached another way.
+                Err(err) if local_unavailable(&err) && backend.forwarder.is_some() => {
+                    tracing::info!(backend = %backend.config.name, error = %err, "local service unavailable; using proxy_url");
+                    proxy(app, backend, call).await
+                }
+                other => other,
+            }
         }
+        Some(Via::Proxy) => proxy(app, backend, call).await,
     }
 }
 
@@ -440,19 +451,25 @@ async fn local(
         ChatOutput::Stream(stream) => {
             // Committed only once the upstream produced real content.
             let (held, rest) = local_until_content(stream, deadline, budget).await?;
-            Ok(event_stream(chunk_events(held, rest)))
+            Ok(event_stream(chunk_events(held, rest, &app.closing)))
         }
     }
 }
 
 async fn proxy(
+    app: &Arc<App>,
     backend: &Backend,
-    method: Method,
-    endpoint: &str,
-    headers: &HeaderMap,
-    (request, original): (&Routed, &Bytes),
-    model: &str,
+    call: Call<'_>,
 ) -> Result<Response<Body>, GatewayError> {
+    let Call {
+        method,
+        endpoint,
+        headers,
+        request,
+        original,
+        model,
+        ..
+    } = call;
     let Some(forwarder) = &backend.forwarder else {
         return Err(GatewayError::new(
             ErrorKind::Unavailable,
@@ -483,7 +500,7 @@ async fn proxy(
         // Committed only once the upstream produced real content; re-framed and checked after.
         let relay = Relay::until_content(body, deadline, budget).await?;
         parts.headers.remove(header::CONTENT_LENGTH);
-        return Ok(Response::from_parts(parts, relay.into_body()));
+        return Ok(Response::from_parts(parts, relay.into_body(&app.closing)));
     }
     let bytes = checked_json(body, matches!(request, Routed::Chat(_))).await?;
     Ok(Response::from_parts(parts, body::full(bytes)))

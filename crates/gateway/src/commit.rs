@@ -11,6 +11,7 @@
 
 use std::{
     collections::VecDeque,
+    future::Future,
     pin::Pin,
     task::{Context, Poll, ready},
     time::Duration,
@@ -97,6 +98,26 @@ pub(crate) struct Relay {
     /// Set once the stream is handed to the client; before that, decoding stops at the event
     /// that brings the first content, so later events are judged after the commit.
     committed: bool,
+    /// Fired at the end of the shutdown grace period.
+    closing: Option<Closing>,
+}
+
+/// The shutdown signal as a stream can poll it.
+pub(crate) type Closing = Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>;
+
+/// Whether the gateway's shutdown grace is over; the stream then ends with `err`.
+pub(crate) fn poll_closing(
+    closing: &mut Option<Closing>,
+    cx: &mut Context<'_>,
+) -> Option<GatewayError> {
+    let fired = closing.as_mut()?.as_mut().poll(cx).is_ready();
+    fired.then(|| {
+        *closing = None;
+        GatewayError::new(
+            ErrorKind::Unavailable,
+            "the gateway is shutting down; the stream was ended",
+        )
+    })
 }
 
 impl Relay {
@@ -110,6 +131,7 @@ impl Relay {
             done: false,
             ended: false,
             committed: false,
+            closing: None,
         }
     }
 
@@ -235,7 +257,9 @@ impl Relay {
         }
     }
 
-    pub(crate) fn into_body(self) -> Body {
+    /// The committed stream as a body that also ends when `closing` fires.
+    pub(crate) fn into_body(mut self, closing: &tokio_util::sync::CancellationToken) -> Body {
+        self.closing = Some(Box::pin(closing.clone().cancelled_owned()));
         body::from_stream(self)
     }
 }
@@ -258,6 +282,13 @@ impl Stream for Relay {
             }
             if self.ended || self.done {
                 return Poll::Ready(None);
+            }
+            if let Some(err) = poll_closing(&mut self.closing, cx) {
+                self.ended = true;
+                let mut out = Vec::new();
+                sse::encode_error(&err, &mut out);
+                self.out.extend_from_slice(&out);
+                continue;
             }
             let buffered = self.pump();
             if !self.out.is_empty() && buffered.is_ok() {

@@ -15,6 +15,8 @@ use hyper::body::Incoming;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 
+use crate::commit::{Closing, poll_closing};
+
 use gateway_core::{
     Body, ChunkStream, ErrorKind, GatewayError, Secret, body,
     openai::{ChatCompletionChunk, ErrorEnvelope},
@@ -144,15 +146,21 @@ pub(crate) fn event_stream(body: Body) -> Response<Body> {
 
 /// Chunks as server-sent events: each chunk one `data:` event, `[DONE]` after a clean end, and
 /// after a failure the terminal error event and no `[DONE]`.
-pub(crate) fn chunk_events(held: VecDeque<ChatCompletionChunk>, rest: ChunkStream) -> Body {
+pub(crate) fn chunk_events(
+    held: VecDeque<ChatCompletionChunk>,
+    rest: ChunkStream,
+    closing: &tokio_util::sync::CancellationToken,
+) -> Body {
     body::from_stream(ChunkEvents {
         held,
         rest,
         finished: false,
+        closing: Some(Box::pin(closing.clone().cancelled_owned())),
     })
 }
 
 struct ChunkEvents {
+    closing: Option<Closing>,
     held: VecDeque<ChatCompletionChunk>,
     rest: ChunkStream,
     finished: bool,
@@ -164,6 +172,12 @@ impl Stream for ChunkEvents {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if self.finished {
             return Poll::Ready(None);
+        }
+        if let Some(err) = poll_closing(&mut self.closing, cx) {
+            self.finished = true;
+            let mut out = Vec::new();
+            sse::encode_error(&err, &mut out);
+            return Poll::Ready(Some(Ok(Bytes::from(out))));
         }
         let item = match self.held.pop_front() {
             Some(chunk) => Some(Ok(chunk)),

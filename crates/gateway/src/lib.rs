@@ -5,8 +5,10 @@
 //! [`Config`] from [`Config::load`], [`Config::embedded`] or [`Config::parse`].
 //!
 //! Reading order: `config` (the file and its validation), `routing` (model → chain of hops, pure),
-//! `dispatch` (local or proxy, pure), `app` (state built from the config), `chat` (walking a
-//! chain), `models`, `admin`, `http` (bodies, auth, responses, event streams), `server`.
+//! `dispatch` (local or proxy, pure), `classify` (retry, fail over or stop, pure), `breaker` and
+//! `budget` (circuit breakers, the global retry budget), `app` (state built from the config),
+//! `chat` (walking a chain), `commit` (the commit point for streams), `models`, `admin`,
+//! `metrics`, `http` (bodies, auth, responses, event streams), `server`.
 //!
 //! Invariants:
 //! - This is the only crate that reads configuration files or the environment, owns the

@@ -92,12 +92,15 @@ pub async fn serve(
     drop(listener);
     let grace = app.config.server.shutdown_grace;
     tracing::info!(grace = ?grace, "shutting down: no new connections; finishing in-flight requests");
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("the grace period ended with requests still in flight; closing them");
-        tokio::time::sleep(CLOSE_AFTER_GRACE).await;
+    let draining = graceful.shutdown();
+    tokio::pin!(draining);
+    if tokio::time::timeout(grace, &mut draining).await.is_err() {
+        tracing::warn!(
+            "the grace period ended with requests still in flight; ending their streams"
+        );
+        app.closing.cancel();
+        // Let the terminal events reach the clients and the connections close on their own.
+        let _ = tokio::time::timeout(CLOSE_AFTER_GRACE, &mut draining).await;
     }
     flusher.abort();
     app.antigravity.credentials().flush().await;

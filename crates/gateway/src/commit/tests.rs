@@ -39,7 +39,11 @@ async fn relay(pieces: Vec<Result<&str, GatewayError>>) -> Result<String, Gatewa
     let deadline = Instant::now() + Duration::from_secs(5);
     let relay =
         Relay::until_content(body_of(pieces, false), deadline, Duration::from_secs(5)).await?;
-    let bytes = relay.into_body().collect().await?.to_bytes();
+    let bytes = relay
+        .into_body(&tokio_util::sync::CancellationToken::new())
+        .collect()
+        .await?
+        .to_bytes();
     Ok(String::from_utf8(bytes.to_vec()).unwrap())
 }
 
@@ -66,7 +70,12 @@ async fn a_healthy_stream_passes_byte_for_byte() {
     )
     .await
     .unwrap();
-    let bytes = relay.into_body().collect().await.unwrap().to_bytes();
+    let bytes = relay
+        .into_body(&tokio_util::sync::CancellationToken::new())
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes();
     assert_eq!(bytes, whole.as_bytes());
 }
 
