@@ -24,7 +24,7 @@ use crate::{
     app::{App, Backend},
     classify::{Decision, Policy, classify},
     commit::{Relay, checked_json, local_until_content},
-    config::{Condition, NamedCondition},
+    config::{BackendKind, Condition, NamedCondition},
     dispatch::{Endpoint, Via, via},
     http::{chunk_events, error, event_stream, json},
     metrics::{AttemptLabels, FailoverLabels, HopLabels},
@@ -33,16 +33,34 @@ use crate::{
 
 /// What the client asked for.
 enum Routed {
-    /// `/chat/completions`, parsed and validated.
+    /// `/chat/completions`, parsed and validated in full (a chain with an in-process hop).
     Chat(Box<ChatRequest>),
+    /// `/chat/completions` for a chain of OpenAI-compatible upstreams only: checked for what
+    /// routing needs (valid JSON, a `model` string, a `messages` array, a `stream` flag) and
+    /// otherwise left for the upstream to judge, without building the typed request.
+    Passthrough(Peek),
     /// Another endpoint with a `model` field, passed through.
     Other(Value),
+}
+
+/// The part of a chat request routing needs.
+#[derive(Debug, serde::Deserialize)]
+struct Peek {
+    model: String,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[expect(
+        dead_code,
+        reason = "deserialised only to check that `messages` is an array"
+    )]
+    messages: Vec<serde::de::IgnoredAny>,
 }
 
 impl Routed {
     fn model(&self) -> &str {
         match self {
             Self::Chat(request) => &request.model,
+            Self::Passthrough(peek) => &peek.model,
             Self::Other(value) => value["model"].as_str().unwrap_or(""),
         }
     }
@@ -50,6 +68,7 @@ impl Routed {
     fn stream(&self) -> bool {
         match self {
             Self::Chat(request) => request.is_stream(),
+            Self::Passthrough(peek) => peek.stream.unwrap_or(false),
             Self::Other(value) => value["stream"].as_bool().unwrap_or(false),
         }
     }
@@ -65,6 +84,14 @@ impl Routed {
                 let mut request = request.as_ref().clone();
                 request.model = model.to_owned();
                 serde_json::to_vec(&request)
+            }
+            Self::Passthrough(_) => {
+                let mut value: serde_json::Map<String, Value> = serde_json::from_slice(original)
+                    .map_err(|e| {
+                        GatewayError::internal(format!("cannot re-read the request: {e}"))
+                    })?;
+                value.insert("model".to_owned(), Value::String(model.to_owned()));
+                serde_json::to_vec(&value)
             }
             Self::Other(value) => {
                 let mut value = value.clone();
@@ -126,9 +153,7 @@ pub(crate) async fn routed(
 ) -> Response<Body> {
     let kind = Endpoint::of(endpoint);
     let request = match kind {
-        Endpoint::ChatCompletions => {
-            parse_json::<ChatRequest>(&body).map(|r| Routed::Chat(Box::new(r)))
-        }
+        Endpoint::ChatCompletions => parse_json::<Peek>(&body).map(Routed::Passthrough),
         _ => parse_json::<Value>(&body).and_then(|value| {
             if value["model"].as_str().is_some_and(|m| !m.is_empty()) {
                 Ok(Routed::Other(value))
@@ -144,6 +169,18 @@ pub(crate) async fn routed(
     let plan = match plan(&app.config, &app.patterns, request.model()) {
         Ok(plan) => plan,
         Err(err) => return error(&err),
+    };
+    // The in-process service needs the typed request; a chain of proxies does not.
+    let local_hop = plan
+        .hops
+        .iter()
+        .any(|hop| app.backends[hop.backend].config.kind == BackendKind::Antigravity);
+    let request = match request {
+        Routed::Passthrough(_) if local_hop => match parse_json::<ChatRequest>(&body) {
+            Ok(full) => Routed::Chat(Box::new(full)),
+            Err(err) => return error(&err),
+        },
+        other => other,
     };
     let span = tracing::Span::current();
     span.record("model", plan.model.as_str());
@@ -389,8 +426,8 @@ async fn attempt(
         Some(Via::Local) => {
             let result = match call.request {
                 Routed::Chat(chat) => local(app, chat, call.model, call.headers).await,
-                Routed::Other(_) => Err(GatewayError::internal(
-                    "only chat completions are served locally",
+                Routed::Passthrough(_) | Routed::Other(_) => Err(GatewayError::internal(
+                    "only parsed chat completions are served locally",
                 )),
             };
             match result {
@@ -502,7 +539,7 @@ async fn proxy(
         parts.headers.remove(header::CONTENT_LENGTH);
         return Ok(Response::from_parts(parts, relay.into_body(&app.closing)));
     }
-    let bytes = checked_json(body, matches!(request, Routed::Chat(_))).await?;
+    let bytes = checked_json(body, !matches!(request, Routed::Other(_))).await?;
     Ok(Response::from_parts(parts, body::full(bytes)))
 }
 
