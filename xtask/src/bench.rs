@@ -379,7 +379,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let full = if quick {
         Value::Null
     } else {
-        full_scenarios(&bin, &targets, &gateway, &mut raw)?
+        full_scenarios(&bin, &targets, &mut raw)?
     };
     let b8 = if quick {
         Value::Null
@@ -462,20 +462,28 @@ fn b9(bin: &Path, config: &str, out_dir: &Path) -> Result<Value> {
     Ok(json!({"startup_ms": median(starts), "idle_rss_kib": median(idle), "stripped_bytes": size}))
 }
 
-/// B3, B5, B6, B7 (the full run only).
-fn full_scenarios(
-    bin: &Path,
-    targets: &[Target],
-    gateway: &Running,
-    raw: &mut Vec<Value>,
-) -> Result<Value> {
+/// RSS of a process and its children (nginx serves from a worker child), in KiB.
+fn rss_tree_kib(pid: u32) -> u64 {
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    rss_kib(pid)
+        + children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<u32>().ok())
+            .map(rss_kib)
+            .sum::<u64>()
+}
+
+/// B3, B5, B6, B7 (the full run only). B3 for T0-T4; B5-B7 for every target that relays the
+/// mock's test headers (T0, T1, T3, T4), each measured on its own process tree.
+fn full_scenarios(bin: &Path, targets: &[Target], raw: &mut Vec<Value>) -> Result<Value> {
     // B3: open loop at rising rates; the knee is the first rate whose p99 is twice the p99 at
     // the lowest rate.
     let rates = [500u64, 1000, 2000, 4000, 8000];
     let mut knees = BTreeMap::new();
     for target in targets
         .iter()
-        .filter(|t| matches!(t.id, "T0" | "T1" | "T3" | "T4"))
+        .filter(|t| matches!(t.id, "T0" | "T1" | "T2" | "T3" | "T4"))
     {
         let url = format!("{}/v1/chat/completions", target.base);
         let mut base = None;
@@ -509,106 +517,99 @@ fn full_scenarios(
         }
         knees.insert(target.id, knee);
     }
-    // B5: 1000 concurrent slow streams through the gateway: memory per stream.
-    let gateway_url = targets
-        .iter()
-        .find(|t| t.id == "T1")
-        .map(|t| format!("{}/v1/chat/completions", t.base))
-        .unwrap_or_default();
-    let idle = rss_kib(gateway.pid());
-    let streams = std::thread::spawn({
-        let (bin, url) = (bin.to_path_buf(), gateway_url.clone());
-        move || {
-            load(
-                &bin,
-                &[
-                    "--url".into(),
-                    url,
-                    "--mode".into(),
-                    "closed".into(),
-                    "--connections".into(),
-                    "1000".into(),
-                    "--duration-ms".into(),
-                    "4000".into(),
-                    "--body".into(),
-                    chat_body("gpt-4o", true),
-                    "--header".into(),
-                    "x-mock-chunks: 40".into(),
-                    "--header".into(),
-                    "x-mock-interval-ms: 100".into(),
-                ],
-            )
+    let mut b5 = BTreeMap::new();
+    let mut b6 = BTreeMap::new();
+    let mut b7 = BTreeMap::new();
+    for target in targets.iter().filter(|t| t.streams) {
+        let Some(pid) = target.pid else { continue };
+        let url = format!("{}/v1/chat/completions", target.base);
+        // B5: 1000 concurrent slow streams: memory per stream.
+        let idle = rss_tree_kib(pid);
+        let streams = std::thread::spawn({
+            let (bin, url, model) = (bin.to_path_buf(), url.clone(), target.model);
+            move || {
+                load(
+                    &bin,
+                    &[
+                        "--url".into(),
+                        url,
+                        "--mode".into(),
+                        "closed".into(),
+                        "--connections".into(),
+                        "1000".into(),
+                        "--duration-ms".into(),
+                        "4000".into(),
+                        "--body".into(),
+                        chat_body(model, true),
+                        "--header".into(),
+                        "x-mock-chunks: 40".into(),
+                        "--header".into(),
+                        "x-mock-interval-ms: 100".into(),
+                    ],
+                )
+            }
+        });
+        std::thread::sleep(Duration::from_millis(2500));
+        let busy = rss_tree_kib(pid);
+        let result = streams
+            .join()
+            .map_err(|_| anyhow::anyhow!("load thread panicked"))??;
+        raw.push(json!({"scenario": "B5", "target": target.id, "result": result}));
+        b5.insert(target.id, json!({"idle_rss_kib": idle, "rss_with_1000_streams_kib": busy, "kib_per_stream": busy.saturating_sub(idle) as f64 / 1000.0}));
+        // B6: 2000 idle keep-alive connections.
+        let before = rss_tree_kib(pid);
+        let addr = target.base.trim_start_matches("http://").to_owned();
+        let mut held = Vec::new();
+        for _ in 0..2000 {
+            use std::io::{Read, Write};
+            if let Ok(mut stream) = std::net::TcpStream::connect(&addr) {
+                let _ = write!(stream, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+                let mut buf = [0u8; 512];
+                let _ = stream.read(&mut buf);
+                held.push(stream);
+            }
         }
-    });
-    std::thread::sleep(Duration::from_millis(2500));
-    let busy = rss_kib(gateway.pid());
-    let b5_result = streams
-        .join()
-        .map_err(|_| anyhow::anyhow!("load thread panicked"))??;
-    raw.push(json!({"scenario": "B5", "result": b5_result}));
-    let per_stream = (busy.saturating_sub(idle)) as f64 / 1000.0;
-    // B6: 2000 idle keep-alive connections.
-    let before = rss_kib(gateway.pid());
-    let addr = gateway_url
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap_or("")
-        .to_owned();
-    let mut held = Vec::new();
-    for _ in 0..2000 {
-        use std::io::{Read, Write};
-        if let Ok(mut stream) = std::net::TcpStream::connect(&addr) {
-            let _ = write!(stream, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
-            let mut buf = [0u8; 256];
-            let _ = stream.read(&mut buf);
-            held.push(stream);
+        std::thread::sleep(Duration::from_millis(300));
+        let with_idle = rss_tree_kib(pid);
+        b6.insert(target.id, json!({"connections": held.len(), "kib_per_idle_connection": with_idle.saturating_sub(before) as f64 / held.len().max(1) as f64}));
+        drop(held);
+        // B7: 64 streams read with a 50 ms pause per frame; memory must stay flat.
+        let before = rss_tree_kib(pid);
+        let slow = std::thread::spawn({
+            let (bin, url, model) = (bin.to_path_buf(), url.clone(), target.model);
+            move || {
+                load(
+                    &bin,
+                    &[
+                        "--url".into(),
+                        url,
+                        "--mode".into(),
+                        "closed".into(),
+                        "--connections".into(),
+                        "64".into(),
+                        "--duration-ms".into(),
+                        "4000".into(),
+                        "--body".into(),
+                        chat_body(model, true),
+                        "--header".into(),
+                        "x-mock-chunks: 400".into(),
+                        "--header".into(),
+                        "x-mock-giant-line: 16384".into(),
+                        "--read-delay-ms".into(),
+                        "50".into(),
+                    ],
+                )
+            }
+        });
+        let mut peak = before;
+        for _ in 0..16 {
+            std::thread::sleep(Duration::from_millis(250));
+            peak = peak.max(rss_tree_kib(pid));
         }
+        let _ = slow.join();
+        b7.insert(target.id, json!({"rss_before_kib": before, "peak_rss_kib": peak, "growth_kib": peak.saturating_sub(before)}));
     }
-    std::thread::sleep(Duration::from_millis(300));
-    let with_idle = rss_kib(gateway.pid());
-    let per_connection = (with_idle.saturating_sub(before)) as f64 / held.len().max(1) as f64;
-    drop(held);
-    // B7: slow consumers: 64 streams read with a 50 ms pause per frame; memory must stay flat.
-    let before = rss_kib(gateway.pid());
-    let slow = std::thread::spawn({
-        let (bin, url) = (bin.to_path_buf(), gateway_url.clone());
-        move || {
-            load(
-                &bin,
-                &[
-                    "--url".into(),
-                    url,
-                    "--mode".into(),
-                    "closed".into(),
-                    "--connections".into(),
-                    "64".into(),
-                    "--duration-ms".into(),
-                    "4000".into(),
-                    "--body".into(),
-                    chat_body("gpt-4o", true),
-                    "--header".into(),
-                    "x-mock-chunks: 400".into(),
-                    "--header".into(),
-                    "x-mock-giant-line: 16384".into(),
-                    "--read-delay-ms".into(),
-                    "50".into(),
-                ],
-            )
-        }
-    });
-    let mut peak = before;
-    for _ in 0..16 {
-        std::thread::sleep(Duration::from_millis(250));
-        peak = peak.max(rss_kib(gateway.pid()));
-    }
-    let _ = slow.join();
-    Ok(json!({
-        "b3_knee_rps": knees,
-        "b5": {"idle_rss_kib": idle, "rss_with_1000_streams_kib": busy, "kib_per_stream": per_stream},
-        "b6": {"kib_per_idle_connection": per_connection},
-        "b7": {"rss_before_kib": before, "peak_rss_kib": peak, "growth_kib": peak.saturating_sub(before)},
-    }))
+    Ok(json!({"b3_knee_rps": knees, "b5": b5, "b6": b6, "b7": b7}))
 }
 
 /// B8: instructions per request of the gateway under callgrind (pass-through, 2000 requests).
@@ -904,6 +905,39 @@ impl Report<'_> {
         })
     }
 
+    /// B3 and B5-B7 as tables, one row per measured target.
+    fn full_tables(&self) -> String {
+        let f = |v: &Value| {
+            v.as_f64().map_or_else(
+                || v.to_string().trim_matches('"').to_owned(),
+                |x| format!("{x:.1}"),
+            )
+        };
+        let mut md = String::from(
+            "\n## B3: open loop at rising rates (500 to 8000 rps)\n\n| target | knee (p99 doubles) rps |\n|---|---|\n",
+        );
+        for t in self.targets {
+            if let Some(knee) = self.full["b3_knee_rps"].get(t.id) {
+                md += &format!("| {} {} | {} |\n", t.id, t.name, f(knee));
+            }
+        }
+        md += "\n## B5, B6, B7: memory\n\n| target | B5 KiB per stream (1000 slow streams) | B6 KiB per idle connection (2000) | B7 growth with 64 slow readers, KiB |\n|---|---|---|---|\n";
+        for t in self.targets {
+            if let Some(b5) = self.full["b5"].get(t.id) {
+                md += &format!(
+                    "| {} {} | {} | {} | {} |\n",
+                    t.id,
+                    t.name,
+                    f(&b5["kib_per_stream"]),
+                    f(&self.full["b6"][t.id]["kib_per_idle_connection"]),
+                    f(&self.full["b7"][t.id]["growth_kib"])
+                );
+            }
+        }
+        md += "\nMemory is the resident set of the target's process tree (nginx's worker included); T0 is the mock itself. A proxied stream holds two connections (client and upstream), so it costs a proxy more than the mock.\n";
+        md
+    }
+
     /// The goals of the method, each met or not, with the measured figure.
     fn goals(&self) -> String {
         let verdict = |ok: Option<bool>| match ok {
@@ -985,10 +1019,10 @@ impl Report<'_> {
                 verdict(Some(g.identical)),
             ));
         }
-        let per_stream = self.full["b5"]["kib_per_stream"]
+        let per_stream = self.full["b5"]["T1"]["kib_per_stream"]
             .as_f64()
             .unwrap_or(f64::NAN);
-        let per_connection = self.full["b6"]["kib_per_idle_connection"]
+        let per_connection = self.full["b6"]["T1"]["kib_per_idle_connection"]
             .as_f64()
             .unwrap_or(f64::NAN);
         rows.push((
@@ -1166,10 +1200,7 @@ impl Report<'_> {
             self.b9["stripped_bytes"].as_f64().unwrap_or(f64::NAN) / 1048576.0
         );
         if !self.full.is_null() {
-            md += &format!(
-                "\n## B3, B5, B6, B7\n\n```json\n{}\n```\n",
-                serde_json::to_string_pretty(self.full).unwrap_or_default()
-            );
+            md += &self.full_tables();
         }
         if !self.b8.is_null() {
             md += &format!(
