@@ -460,23 +460,33 @@ async fn admin_views_show_state_without_secrets() {
     assert_eq!(accounts.json()["data"][0]["id"], "gw@example.com");
 }
 
-#[tokio::test]
-async fn graceful_shutdown_finishes_streams_and_refuses_new_connections() {
+/// A gateway with `shutdown_grace`, and a stream of `chunks` chunks `interval_ms` apart running
+/// through it (started, and seen by the upstream).
+async fn stream_through_gateway(
+    grace: &str,
+    chunks: u32,
+    interval_ms: u32,
+) -> (
+    MockUpstream,
+    Gateway,
+    tokio::task::JoinHandle<crate::harness::Answer>,
+) {
     let upstream = MockUpstream::start().await.unwrap();
     let config = format!(
-        "[server]\nshutdown_grace = \"30s\"\n{}",
+        "[server]\nshutdown_grace = \"{grace}\"\n{}",
         openai_backend("copilot", &upstream, "forward_headers = [\"x-mock-*\"]")
     );
-    let mut gateway = Gateway::start(&config).await;
+    let gateway = Gateway::start(&config).await;
     let url = gateway.url("/v1/chat/completions");
+    let (chunks, interval) = (chunks.to_string(), interval_ms.to_string());
     let stream = tokio::spawn(async move {
         send(
             Method::POST,
             &url,
             &[
                 ("content-type", "application/json"),
-                ("x-mock-chunks", "20"),
-                ("x-mock-interval-ms", "20"),
+                ("x-mock-chunks", &chunks),
+                ("x-mock-interval-ms", &interval),
             ],
             chat("gpt-4o", true).to_string(),
         )
@@ -487,6 +497,12 @@ async fn graceful_shutdown_finishes_streams_and_refuses_new_connections() {
             .wait_until(Duration::from_secs(5), |m| m.requests() == 1)
             .await
     );
+    (upstream, gateway, stream)
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_streams_and_refuses_new_connections() {
+    let (_upstream, mut gateway, stream) = stream_through_gateway("30s", 20, 20).await;
     gateway.shutdown();
     // New connections are refused once the listener is gone.
     let mut refused = false;
@@ -614,31 +630,7 @@ async fn the_proxy_serves_while_every_local_account_cools_down() {
 
 #[tokio::test(start_paused = true)]
 async fn streams_still_running_after_the_grace_period_end_with_an_error_event() {
-    let upstream = MockUpstream::start().await.unwrap();
-    let config = format!(
-        "[server]\nshutdown_grace = \"2s\"\n{}",
-        openai_backend("copilot", &upstream, "forward_headers = [\"x-mock-*\"]")
-    );
-    let mut gateway = Gateway::start(&config).await;
-    let url = gateway.url("/v1/chat/completions");
-    let stream = tokio::spawn(async move {
-        send(
-            Method::POST,
-            &url,
-            &[
-                ("content-type", "application/json"),
-                ("x-mock-chunks", "1000"),
-                ("x-mock-interval-ms", "100"),
-            ],
-            chat("gpt-4o", true).to_string(),
-        )
-        .await
-    });
-    assert!(
-        upstream
-            .wait_until(Duration::from_secs(5), |m| m.requests() == 1)
-            .await
-    );
+    let (upstream, mut gateway, stream) = stream_through_gateway("2s", 1000, 100).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     gateway.shutdown();
     let shutdown_at = tokio::time::Instant::now();

@@ -23,8 +23,8 @@ use gateway_core::{ErrorKind, GatewayError, Secret, Transport};
 use crate::{
     credentials::AccountFile,
     pool::{
-        DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TOKEN_URL, discover_project,
-        form_request, send_with_backoff,
+        DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TOKEN_URL, discover_project, post_form,
+        send_with_backoff,
     },
     service::DEFAULT_BASE_URLS,
 };
@@ -202,16 +202,16 @@ impl<T: Transport> LoginFlow<T> {
         code: &str,
         redirect_uri: &str,
     ) -> Result<AccountFile, GatewayError> {
-        let form = form_urlencoded::Serializer::new(String::new())
-            .append_pair("code", code)
-            .append_pair("client_id", &self.config.client_id)
-            .append_pair("client_secret", self.config.client_secret.expose())
-            .append_pair("redirect_uri", redirect_uri)
-            .append_pair("grant_type", "authorization_code")
-            .finish();
-        let tokens: CodeExchange = send_with_backoff(
-            || form_request(&self.config.token_url, &form),
+        let tokens: CodeExchange = post_form(
             &self.transport,
+            &self.config.token_url,
+            &[
+                ("code", code),
+                ("client_id", &self.config.client_id),
+                ("client_secret", self.config.client_secret.expose()),
+                ("redirect_uri", redirect_uri),
+                ("grant_type", "authorization_code"),
+            ],
         )
         .await?;
         let Some(refresh_token) = tokens.refresh_token.filter(|t| !t.is_empty()) else {

@@ -473,15 +473,15 @@ impl<T: Transport> AccountPool<T> {
                 live.file.refresh_token.clone(),
             )
         };
-        let form = form_urlencoded::Serializer::new(String::new())
-            .append_pair("client_id", &client_id)
-            .append_pair("client_secret", client_secret.expose())
-            .append_pair("refresh_token", refresh_token.expose())
-            .append_pair("grant_type", "refresh_token")
-            .finish();
-        let token: TokenResponse = send_with_backoff(
-            || form_request(&self.config.token_url, &form),
+        let token: TokenResponse = post_form(
             &self.transport,
+            &self.config.token_url,
+            &[
+                ("client_id", &client_id),
+                ("client_secret", client_secret.expose()),
+                ("refresh_token", refresh_token.expose()),
+                ("grant_type", "refresh_token"),
+            ],
         )
         .await?;
         let mut live = account.live();
@@ -808,16 +808,30 @@ fn small_call_options() -> CallOptions {
     }
 }
 
-pub(crate) fn form_request(
+/// POST an OAuth form (the token endpoint) and decode the JSON answer, with backoff.
+pub(crate) async fn post_form<T, R>(
+    transport: &T,
     url: &str,
-    form: &str,
-) -> Result<Request<gateway_core::Body>, GatewayError> {
-    let mut request = Request::post(url)
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(body::full(form.to_owned()))
-        .map_err(|e| GatewayError::invalid_request(format!("invalid oauth url {url:?}: {e}")))?;
-    request.extensions_mut().insert(small_call_options());
-    Ok(request)
+    pairs: &[(&str, &str)],
+) -> Result<R, GatewayError>
+where
+    T: Transport,
+    R: serde::de::DeserializeOwned,
+{
+    let form = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
+    let build = || {
+        let mut request = Request::post(url)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body::full(form.clone()))
+            .map_err(|e| {
+                GatewayError::invalid_request(format!("invalid oauth url {url:?}: {e}"))
+            })?;
+        request.extensions_mut().insert(small_call_options());
+        Ok(request)
+    };
+    send_with_backoff(build, transport).await
 }
 
 /// Send a request built by `build`, retrying connection failures and 5xx answers with backoff
