@@ -14,3 +14,4 @@ mod conformance;
 mod contracts;
 mod gateway;
 mod harness;
+mod protocols;

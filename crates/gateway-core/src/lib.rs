@@ -5,6 +5,8 @@
 //!   envelope), with unknown fields kept.
 //! - [`GatewayError`] ([`error`]): the one opaque error, its kinds, HTTP status mapping and the
 //!   OpenAI envelope.
+//! - [`Dialect`] ([`dialect`]): per client protocol, what counts as content in its stream, how
+//!   it ends, its error envelope and its terminal error event.
 //! - [`RetryHint`] ([`retry`]): when an upstream says to come back, from headers and error bodies.
 //! - [`Secret`]: a credential that prints as `[redacted]`.
 //! - [`sse`]: an incremental server-sent-events decoder and an encoder.
@@ -20,6 +22,7 @@
 
 pub mod backend;
 pub mod body;
+pub mod dialect;
 pub mod error;
 pub mod openai;
 pub mod retry;
@@ -29,6 +32,7 @@ pub mod transport;
 
 pub use backend::{ChatBackend, ChatContext, ChatOutput, ChunkStream};
 pub use body::Body;
+pub use dialect::Dialect;
 pub use error::{ErrorKind, GatewayError, Side};
 pub use retry::RetryHint;
 pub use secret::Secret;

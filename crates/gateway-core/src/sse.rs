@@ -72,6 +72,8 @@ impl std::error::Error for SseError {}
 #[derive(Debug)]
 pub struct Decoder {
     buf: Vec<u8>,
+    /// Input bytes already dropped from the front of `buf`.
+    dropped: u64,
     /// Start of the unread part of `buf`.
     pos: usize,
     /// Where the search for the next line end resumes (avoids rescanning a long line).
@@ -104,6 +106,7 @@ impl Decoder {
     pub fn new(max_event_bytes: usize) -> Self {
         Self {
             buf: Vec::new(),
+            dropped: 0,
             pos: 0,
             scan: 0,
             max_event: max_event_bytes,
@@ -120,15 +123,26 @@ impl Decoder {
             return;
         }
         if self.pos > 0 && self.pos == self.buf.len() {
+            self.dropped += self.pos as u64;
             self.buf.clear();
             self.scan -= self.pos;
             self.pos = 0;
         } else if self.pos > 4096 && self.pos * 2 > self.buf.len() {
             self.buf.drain(..self.pos);
+            self.dropped += self.pos as u64;
             self.scan -= self.pos;
             self.pos = 0;
         }
         self.buf.extend_from_slice(chunk);
+    }
+
+    /// How many input bytes have been consumed: right after [`next_event`](Decoder::next_event)
+    /// returned an event, the offset just past the blank line that dispatched it. A relay that
+    /// keeps the raw input can forward each event's original bytes (comments and all) verbatim.
+    pub fn position(&self) -> u64 {
+        // The LF of a CRLF that dispatched the event belongs to it when it has arrived.
+        let lf = self.skip_lf && self.buf.get(self.pos) == Some(&b'\n');
+        self.dropped + self.pos as u64 + u64::from(lf)
     }
 
     /// The next complete event, `Ok(None)` when more input is needed.

@@ -26,6 +26,10 @@ const ALLOWED: &[&str] = &[
     "x-disable-thinking-signature",
     "x-ag-conversation-id",
     "x-conversation-id",
+    // Protocol versions and opt-ins the upstream must see to answer in the client's dialect.
+    "anthropic-version",
+    "anthropic-beta",
+    "openai-beta",
 ];
 
 /// Headers forwarded by prefix.

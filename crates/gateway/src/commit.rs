@@ -1,16 +1,18 @@
 //! The commit point: nothing reaches the client until the first real content has arrived.
 //!
-//! Before it, every failure (an error status, an error event, an empty or cut stream, a
-//! malformed event, no content within the time-to-first-token budget) is returned to the chain,
-//! which may fail over invisibly. After it, a failure ends the stream with the OpenAI terminal
-//! error event and no `[DONE]`; a stream that finished (a finish reason was seen) but lacks
-//! `[DONE]` is finalised at once.
+//! One [`Relay`] serves every stream, proxied or in-process, of every dialect. It pulls pieces
+//! from a [`Source`]: [`SseSource`] (an upstream event stream of a known dialect, watched by a
+//! `gateway_core::dialect::Tracker` and forwarded as the upstream's original bytes),
+//! [`RawSource`] (pass-through bytes of any content type, committed on the first byte), or
+//! [`ChunkSource`] (the in-process service's chunks, encoded as events).
 //!
-//! Proxied streams are decoded event by event and re-framed as `data: <json>\n\n`, which is
-//! byte-identical for well-formed upstreams and never forwards a malformed event.
+//! Before the commit, every failure (an error status, an error event, an empty or cut stream, a
+//! malformed event, no content within the time-to-first-token budget) is returned to the chain,
+//! which may fail over invisibly. After it, a failure ends the stream with the dialect's terminal
+//! error event (pass-through streams are cut instead: their format is unknown); a finished
+//! stream that lacks its end marker is finalised at once. A malformed event is never forwarded.
 
 use std::{
-    collections::VecDeque,
     future::Future,
     pin::Pin,
     task::{Context, Poll, ready},
@@ -19,15 +21,14 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
-use futures_util::StreamExt;
 use http_body::Body as HttpBody;
 use http_body_util::BodyExt;
-use serde::Deserialize;
 use serde_json::Value;
 use tokio::time::Instant;
 
 use gateway_core::{
-    Body, ChunkStream, ErrorKind, GatewayError, body,
+    Body, ChunkStream, Dialect, ErrorKind, GatewayError, body,
+    dialect::Tracker,
     openai::{ChatCompletionChunk, Delta},
     sse,
 };
@@ -38,66 +39,214 @@ const PRECOMMIT_BYTES: usize = 1 << 20;
 /// The most a non-streaming answer may weigh.
 const MAX_JSON_BYTES: usize = 64 << 20;
 
-/// The part of a chunk the relay looks at.
-#[derive(Deserialize)]
-struct Peek {
-    #[serde(default)]
-    error: Option<Value>,
-    #[serde(default)]
-    choices: Vec<PeekChoice>,
+/// Where a relayed stream's pieces come from.
+pub(crate) trait Source: Send + Unpin + 'static {
+    /// The next bytes for the client (`Ok(None)`: the stream ended properly).
+    fn poll_piece(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, GatewayError>>;
+
+    /// Whether what was pulled so far holds content: the stream may be committed.
+    fn has_content(&self) -> bool;
+
+    /// The terminal error event after the commit; `None` cuts the stream instead.
+    fn error_event(&self, err: &GatewayError) -> Option<Vec<u8>>;
 }
 
-#[derive(Deserialize)]
-struct PeekChoice {
-    #[serde(default)]
-    delta: Option<Value>,
-    #[serde(default)]
-    message: Option<Value>,
-    #[serde(default)]
-    finish_reason: Option<String>,
-}
-
-/// Whether a delta carries something a user would see or a tool would run.
-fn delta_has_content(delta: &Value) -> bool {
-    ["content", "reasoning_content", "refusal"]
-        .iter()
-        .any(|key| delta[*key].as_str().is_some_and(|s| !s.is_empty()))
-        || delta["tool_calls"]
-            .as_array()
-            .is_some_and(|calls| !calls.is_empty())
-        || delta["function_call"].is_object()
-        || delta["audio"].is_object()
-}
-
-/// An `{"error": {...}}` answer from an upstream that said 200.
-pub(crate) fn error_in_body(error: &Value) -> GatewayError {
-    let message = error["message"]
-        .as_str()
-        .or_else(|| error.as_str())
-        .unwrap_or("the upstream reported an error");
-    let status = error["code"]
-        .as_u64()
-        .or_else(|| error["status"].as_u64())
-        .and_then(|code| u16::try_from(code).ok())
-        .and_then(|code| http::StatusCode::from_u16(code).ok())
-        .filter(|s| s.is_client_error() || s.is_server_error())
-        .unwrap_or(http::StatusCode::BAD_GATEWAY);
-    let body = serde_json::json!({ "error": error });
-    GatewayError::upstream(status, message.to_owned()).with_body(Bytes::from(body.to_string()))
-}
-
-/// Relays a proxied event stream; see the module documentation.
-pub(crate) struct Relay {
+/// An upstream event stream of a known dialect, forwarded as the upstream's original bytes
+/// after each event was checked.
+pub(crate) struct SseSource {
     body: Body,
     decoder: sse::Decoder,
-    out: BytesMut,
+    /// Received bytes not yet handed on, starting at input offset `raw_at`.
+    raw: BytesMut,
+    raw_at: u64,
+    tracker: Tracker,
+    upstream_ended: bool,
+    finished: bool,
+}
+
+impl SseSource {
+    pub(crate) fn new(body: Body, dialect: Dialect) -> Self {
+        Self {
+            body,
+            decoder: sse::Decoder::default(),
+            raw: BytesMut::new(),
+            raw_at: 0,
+            tracker: Tracker::new(dialect),
+            upstream_ended: false,
+            finished: false,
+        }
+    }
+
+    /// The raw bytes up to the decoder's position.
+    fn take_raw(&mut self) -> Bytes {
+        let end = self.decoder.position();
+        let len = usize::try_from(end.saturating_sub(self.raw_at))
+            .unwrap_or(usize::MAX)
+            .min(self.raw.len());
+        self.raw_at += len as u64;
+        self.raw.split_to(len).freeze()
+    }
+}
+
+impl Source for SseSource {
+    fn poll_piece(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, GatewayError>> {
+        loop {
+            if self.finished || self.tracker.is_done() {
+                return Poll::Ready(Ok(None));
+            }
+            let next = if self.upstream_ended {
+                self.decoder.finish()
+            } else {
+                self.decoder.next_event()
+            };
+            match next.map_err(sse_error)? {
+                Some(event) => {
+                    self.tracker.observe(&event)?;
+                    return Poll::Ready(Ok(Some(self.take_raw())));
+                }
+                None if self.upstream_ended => {
+                    // Whatever followed the last event (comments, blank lines), then the end
+                    // marker of a finished stream that lacked it, or the truncation error.
+                    self.finished = true;
+                    let mut tail = BytesMut::from(&self.raw[..]);
+                    self.raw.clear();
+                    if let Some(marker) = self.tracker.at_end()? {
+                        tail.extend_from_slice(marker);
+                    }
+                    return Poll::Ready(Ok((!tail.is_empty()).then(|| tail.freeze())));
+                }
+                None => {}
+            }
+            match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.decoder.feed(&data);
+                        self.raw.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(err)) => return Poll::Ready(Err(err)),
+                None => self.upstream_ended = true,
+            }
+        }
+    }
+
+    fn has_content(&self) -> bool {
+        self.tracker.has_content()
+    }
+
+    fn error_event(&self, err: &GatewayError) -> Option<Vec<u8>> {
+        self.tracker.error_event(err)
+    }
+}
+
+/// Pass-through bytes of any content type: committed on the first byte, never inspected.
+pub(crate) struct RawSource {
+    body: Body,
     content: bool,
-    finished_reason: bool,
-    done: bool,
+}
+
+impl RawSource {
+    pub(crate) fn new(body: Body) -> Self {
+        Self {
+            body,
+            content: false,
+        }
+    }
+}
+
+impl Source for RawSource {
+    fn poll_piece(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, GatewayError>> {
+        loop {
+            match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data()
+                        && !data.is_empty()
+                    {
+                        self.content = true;
+                        return Poll::Ready(Ok(Some(data)));
+                    }
+                }
+                Some(Err(err)) => return Poll::Ready(Err(err)),
+                None => {
+                    // An empty answer is a complete one.
+                    self.content = true;
+                    return Poll::Ready(Ok(None));
+                }
+            }
+        }
+    }
+
+    fn has_content(&self) -> bool {
+        self.content
+    }
+
+    fn error_event(&self, _err: &GatewayError) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+/// The in-process service's chunks as OpenAI events, `[DONE]` after a clean end.
+pub(crate) struct ChunkSource {
+    stream: ChunkStream,
+    content: bool,
     ended: bool,
-    /// Set once the stream is handed to the client; before that, decoding stops at the event
-    /// that brings the first content, so later events are judged after the commit.
-    committed: bool,
+}
+
+impl ChunkSource {
+    pub(crate) fn new(stream: ChunkStream) -> Self {
+        Self {
+            stream,
+            content: false,
+            ended: false,
+        }
+    }
+}
+
+impl Source for ChunkSource {
+    fn poll_piece(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, GatewayError>> {
+        if self.ended {
+            return Poll::Ready(Ok(None));
+        }
+        let mut out = Vec::with_capacity(256);
+        match ready!(self.stream.as_mut().poll_next(cx)) {
+            Some(Ok(chunk)) => {
+                self.content |= chunk_has_content(&chunk);
+                let json = serde_json::to_vec(&chunk)
+                    .map_err(|e| GatewayError::internal(format!("cannot encode a chunk: {e}")))?;
+                sse::encode_data_line(&json, &mut out);
+            }
+            Some(Err(err)) => return Poll::Ready(Err(err)),
+            None if !self.content => {
+                return Poll::Ready(Err(GatewayError::new(
+                    ErrorKind::Truncated,
+                    "the stream ended before any content",
+                )));
+            }
+            None => {
+                self.ended = true;
+                out.extend_from_slice(sse::DONE);
+            }
+        }
+        Poll::Ready(Ok(Some(Bytes::from(out))))
+    }
+
+    fn has_content(&self) -> bool {
+        self.content
+    }
+
+    fn error_event(&self, err: &GatewayError) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        sse::encode_error(err, &mut out);
+        Some(out)
+    }
+}
+
+/// Relays a stream from a [`Source`]; see the module documentation.
+pub(crate) struct Relay<S> {
+    source: S,
+    /// Bytes for the client not yet handed on.
+    out: BytesMut,
+    ended: bool,
     /// Fired at the end of the shutdown grace period.
     closing: Option<Closing>,
 }
@@ -120,129 +269,33 @@ pub(crate) fn poll_closing(
     })
 }
 
-impl Relay {
-    fn new(body: Body) -> Self {
-        Self {
-            body,
-            decoder: sse::Decoder::default(),
-            out: BytesMut::new(),
-            content: false,
-            finished_reason: false,
-            done: false,
-            ended: false,
-            committed: false,
-            closing: None,
-        }
-    }
-
-    /// Handle one event: validate, note what it means, re-frame it into `out`.
-    fn event(&mut self, event: sse::Event) -> Result<(), GatewayError> {
-        if event.is_done() {
-            self.done = true;
-            self.out.extend_from_slice(sse::DONE);
-            return Ok(());
-        }
-        if self.done {
-            // Nothing follows [DONE].
-            return Ok(());
-        }
-        let peek: Peek = serde_json::from_str(&event.data).map_err(|e| {
-            GatewayError::new(
-                ErrorKind::UpstreamProtocol,
-                format!("malformed event from the upstream: {e}"),
-            )
-        })?;
-        if let Some(error) = &peek.error {
-            return Err(error_in_body(error));
-        }
-        for choice in &peek.choices {
-            if choice.finish_reason.is_some() {
-                self.finished_reason = true;
-                self.content = true;
-            }
-            if choice
-                .delta
-                .as_ref()
-                .or(choice.message.as_ref())
-                .is_some_and(delta_has_content)
-            {
-                self.content = true;
-            }
-        }
-        let mut framed = Vec::with_capacity(event.data.len() + 8);
-        sse::encode(&event, &mut framed);
-        self.out.extend_from_slice(&framed);
-        Ok(())
-    }
-
-    /// Drain decoded events; at the end of the body, judge how the stream ended.
-    fn pump(&mut self) -> Result<(), GatewayError> {
-        while self.committed || !self.content {
-            let Some(event) = self.decoder.next_event().map_err(sse_error)? else {
-                break;
-            };
-            self.event(event)?;
-        }
-        Ok(())
-    }
-
-    fn at_end(&mut self) -> Result<(), GatewayError> {
-        while let Some(event) = self.decoder.finish().map_err(sse_error)? {
-            self.event(event)?;
-        }
-        self.ended = true;
-        if self.done {
-            return Ok(());
-        }
-        if self.finished_reason {
-            // Complete but for the marker: finalise it now.
-            self.out.extend_from_slice(sse::DONE);
-            self.done = true;
-            return Ok(());
-        }
-        Err(GatewayError::new(
-            ErrorKind::Truncated,
-            if self.content {
-                "the upstream stream ended without a finish reason"
-            } else {
-                "the upstream stream ended before any content"
-            },
-        ))
-    }
-
-    fn poll_upstream(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
-        match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    self.decoder.feed(&data);
-                }
-                Poll::Ready(self.pump())
-            }
-            Some(Err(err)) => Poll::Ready(Err(err)),
-            None => Poll::Ready(self.at_end()),
-        }
-    }
-
-    /// Read until the first content, the end, an error, or `deadline`.
+impl<S: Source> Relay<S> {
+    /// Read until the first content, the end, an error, or `deadline`; the committed relay.
     pub(crate) async fn until_content(
-        body: Body,
+        source: S,
         deadline: Instant,
         budget: Duration,
     ) -> Result<Self, GatewayError> {
-        let mut relay = Self::new(body);
+        let mut relay = Self {
+            source,
+            out: BytesMut::new(),
+            ended: false,
+            closing: None,
+        };
         let waiting = std::future::poll_fn(|cx| {
             loop {
-                if relay.content || relay.ended || relay.done || relay.out.len() > PRECOMMIT_BYTES {
+                if relay.source.has_content() || relay.ended || relay.out.len() > PRECOMMIT_BYTES {
                     return Poll::Ready(Ok(()));
                 }
-                if let Err(err) = ready!(relay.poll_upstream(cx)) {
-                    return Poll::Ready(Err(err));
+                match ready!(relay.source.poll_piece(cx)) {
+                    Ok(Some(bytes)) => relay.out.extend_from_slice(&bytes),
+                    Ok(None) => relay.ended = true,
+                    Err(err) => return Poll::Ready(Err(err)),
                 }
             }
         });
         match tokio::time::timeout_at(deadline, waiting).await {
-            Ok(Ok(())) if relay.content || relay.out.len() > PRECOMMIT_BYTES => {
-                relay.committed = true;
+            Ok(Ok(())) if relay.source.has_content() || relay.out.len() > PRECOMMIT_BYTES => {
                 Ok(relay)
             }
             Ok(Ok(())) => Err(GatewayError::new(
@@ -262,6 +315,16 @@ impl Relay {
         self.closing = Some(Box::pin(closing.clone().cancelled_owned()));
         body::from_stream(self)
     }
+
+    /// End the stream after `err`: its terminal event, or a cut when the dialect has none.
+    fn fail(&mut self, err: GatewayError) -> Option<Result<Bytes, GatewayError>> {
+        self.ended = true;
+        tracing::warn!(error = %err, kind = ?err.kind(), "stream failed after it started");
+        match self.source.error_event(&err) {
+            Some(event) => Some(Ok(Bytes::from(event))),
+            None => Some(Err(err)),
+        }
+    }
 }
 
 fn sse_error(err: sse::SseError) -> GatewayError {
@@ -271,48 +334,34 @@ fn sse_error(err: sse::SseError) -> GatewayError {
     )
 }
 
-impl Stream for Relay {
+impl<S: Source> Stream for Relay<S> {
     type Item = Result<Bytes, GatewayError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        loop {
-            if !self.out.is_empty() {
-                let bytes = self.out.split().freeze();
-                return Poll::Ready(Some(Ok(bytes)));
+        let this = &mut *self;
+        if !this.out.is_empty() {
+            return Poll::Ready(Some(Ok(this.out.split().freeze())));
+        }
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        if let Some(err) = poll_closing(&mut this.closing, cx) {
+            return Poll::Ready(this.fail(err));
+        }
+        match ready!(this.source.poll_piece(cx)) {
+            Ok(Some(bytes)) => Poll::Ready(Some(Ok(bytes))),
+            Ok(None) => {
+                this.ended = true;
+                Poll::Ready(None)
             }
-            if self.ended || self.done {
-                return Poll::Ready(None);
-            }
-            if let Some(err) = poll_closing(&mut self.closing, cx) {
-                self.ended = true;
-                let mut out = Vec::new();
-                sse::encode_error(&err, &mut out);
-                self.out.extend_from_slice(&out);
-                continue;
-            }
-            let buffered = self.pump();
-            if !self.out.is_empty() && buffered.is_ok() {
-                continue;
-            }
-            let step = match buffered {
-                Err(err) => Err(err),
-                Ok(()) => ready!(self.poll_upstream(cx)),
-            };
-            if let Err(err) = step {
-                // After whatever valid events came before it, the terminal error event.
-                self.ended = true;
-                tracing::warn!(error = %err, kind = ?err.kind(), "stream failed after it started");
-                let mut out = Vec::new();
-                sse::encode_error(&err, &mut out);
-                self.out.extend_from_slice(&out);
-            }
+            Err(err) => Poll::Ready(this.fail(err)),
         }
     }
 }
 
-/// A non-streaming answer, checked: a 200 whose JSON is an error (or not JSON at all) is a
-/// failure, never content.
-pub(crate) async fn checked_json(body: Body, chat: bool) -> Result<Bytes, GatewayError> {
+/// A non-streaming answer of `dialect`, checked: a 200 whose JSON is an error (or not JSON at
+/// all, or not of the dialect's shape) is a failure, never content.
+pub(crate) async fn checked_json(body: Body, dialect: Dialect) -> Result<Bytes, GatewayError> {
     let bytes = http_body_util::Limited::new(body, MAX_JSON_BYTES)
         .collect()
         .await
@@ -330,15 +379,7 @@ pub(crate) async fn checked_json(body: Body, chat: bool) -> Result<Bytes, Gatewa
             format!("the upstream answered 200 with invalid json: {e}"),
         )
     })?;
-    if let Some(error) = value.get("error").filter(|e| !e.is_null()) {
-        return Err(error_in_body(error));
-    }
-    if chat && !value["choices"].is_array() {
-        return Err(GatewayError::new(
-            ErrorKind::UpstreamProtocol,
-            "the upstream answer has no choices",
-        ));
-    }
+    dialect.check_answer(&value)?;
     Ok(bytes)
 }
 
@@ -358,43 +399,6 @@ fn chunk_has_content(chunk: &ChatCompletionChunk) -> bool {
                 .any(|t| t.as_deref().is_some_and(|s| !s.is_empty()))
             || tool_calls.as_ref().is_some_and(|c| !c.is_empty())
     }) || chunk.usage.is_some()
-}
-
-/// Hold a local chunk stream until its first content; the chunks so far and the rest.
-pub(crate) async fn local_until_content(
-    mut stream: ChunkStream,
-    deadline: Instant,
-    budget: Duration,
-) -> Result<(VecDeque<ChatCompletionChunk>, ChunkStream), GatewayError> {
-    let mut held = VecDeque::new();
-    let waiting = async {
-        loop {
-            match stream.next().await {
-                Some(Ok(chunk)) => {
-                    let content = chunk_has_content(&chunk);
-                    held.push_back(chunk);
-                    if content {
-                        return Ok(());
-                    }
-                }
-                Some(Err(err)) => return Err(err),
-                None => {
-                    return Err(GatewayError::new(
-                        ErrorKind::Truncated,
-                        "the stream ended before any content",
-                    ));
-                }
-            }
-        }
-    };
-    match tokio::time::timeout_at(deadline, waiting).await {
-        Ok(Ok(())) => Ok((held, stream)),
-        Ok(Err(err)) => Err(err),
-        Err(_) => Err(GatewayError::new(
-            ErrorKind::FirstByteTimeout,
-            format!("no content from the upstream within {budget:?}"),
-        )),
-    }
 }
 
 #[cfg(test)]

@@ -229,7 +229,7 @@ pub enum NamedCondition {
 
 /// The default `fallback_on`.
 pub fn default_fallback_on() -> Vec<Condition> {
-    let mut conditions: Vec<Condition> = [429, 500, 502, 503, 504]
+    let mut conditions: Vec<Condition> = [429, 500, 502, 503, 504, 529]
         .into_iter()
         .map(Condition::Status)
         .collect();

@@ -1,27 +1,14 @@
 //! HTTP plumbing for the server: reading bounded bodies, client authentication, JSON and error
 //! responses, and the server-sent-event bodies for streamed answers.
 
-use std::{
-    collections::VecDeque,
-    pin::Pin,
-    task::{Context, Poll, ready},
-};
-
 use bytes::Bytes;
-use futures_core::Stream;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 
-use crate::commit::{Closing, poll_closing};
-
-use gateway_core::{
-    Body, ChunkStream, ErrorKind, GatewayError, Secret, body,
-    openai::{ChatCompletionChunk, ErrorEnvelope},
-    sse,
-};
+use gateway_core::{Body, Dialect, ErrorKind, GatewayError, Secret, body};
 
 /// Read the whole request body, at most `limit` bytes (413 beyond).
 pub(crate) async fn read_body(
@@ -109,17 +96,23 @@ fn with_type(status: StatusCode, content_type: &'static str, body: Body) -> Resp
     response
 }
 
-/// The error as the OpenAI envelope with its status. An upstream's own OpenAI-shaped error body
-/// is passed on as the provider wrote it. A retry hint becomes `Retry-After`.
+/// The error as the OpenAI envelope with its status; see [`error_in`].
 pub(crate) fn error(err: &GatewayError) -> Response<Body> {
+    error_in(Dialect::OpenAiChat, err)
+}
+
+/// The error in the envelope of the protocol the client spoke, with its status. An upstream's
+/// own error body already in that envelope is passed on as the provider wrote it. A retry hint
+/// becomes `Retry-After`.
+pub(crate) fn error_in(dialect: Dialect, err: &GatewayError) -> Response<Body> {
     let status = err.status();
     let upstream_envelope = err
         .upstream_body()
         .filter(|_| err.kind() == ErrorKind::Upstream)
-        .filter(|bytes| serde_json::from_slice::<ErrorEnvelope>(bytes).is_ok());
+        .filter(|bytes| dialect.is_envelope(bytes));
     let mut response = match upstream_envelope {
         Some(bytes) => with_type(status, "application/json", body::full(bytes.clone())),
-        None => json(status, &err.to_envelope()),
+        None => json(status, &dialect.envelope(err)),
     };
     if let Some(delay) = err.retry_after() {
         let secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
@@ -142,69 +135,4 @@ pub(crate) fn event_stream(body: Body) -> Response<Body> {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
-}
-
-/// Chunks as server-sent events: each chunk one `data:` event, `[DONE]` after a clean end, and
-/// after a failure the terminal error event and no `[DONE]`.
-pub(crate) fn chunk_events(
-    held: VecDeque<ChatCompletionChunk>,
-    rest: ChunkStream,
-    closing: &tokio_util::sync::CancellationToken,
-) -> Body {
-    body::from_stream(ChunkEvents {
-        held,
-        rest,
-        finished: false,
-        closing: Some(Box::pin(closing.clone().cancelled_owned())),
-    })
-}
-
-struct ChunkEvents {
-    closing: Option<Closing>,
-    held: VecDeque<ChatCompletionChunk>,
-    rest: ChunkStream,
-    finished: bool,
-}
-
-impl Stream for ChunkEvents {
-    type Item = Result<Bytes, GatewayError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.finished {
-            return Poll::Ready(None);
-        }
-        if let Some(err) = poll_closing(&mut self.closing, cx) {
-            self.finished = true;
-            let mut out = Vec::new();
-            sse::encode_error(&err, &mut out);
-            return Poll::Ready(Some(Ok(Bytes::from(out))));
-        }
-        let item = match self.held.pop_front() {
-            Some(chunk) => Some(Ok(chunk)),
-            None => ready!(self.rest.as_mut().poll_next(cx)),
-        };
-        let mut out = Vec::with_capacity(256);
-        match item {
-            Some(Ok(chunk)) => match serde_json::to_vec(&chunk) {
-                Ok(json) => sse::encode_data_line(&json, &mut out),
-                Err(err) => {
-                    self.finished = true;
-                    sse::encode_error(
-                        &GatewayError::internal(format!("cannot encode a chunk: {err}")),
-                        &mut out,
-                    );
-                }
-            },
-            Some(Err(err)) => {
-                self.finished = true;
-                tracing::warn!(error = %err, kind = ?err.kind(), "stream failed after it started");
-                sse::encode_error(&err, &mut out);
-            }
-            None => {
-                self.finished = true;
-                out.extend_from_slice(sse::DONE);
-            }
-        }
-        Poll::Ready(Some(Ok(Bytes::from(out))))
-    }
 }

@@ -111,11 +111,16 @@ pub async fn serve(
 /// `/chat/completions` and `/gateway/v1/chat/completions` are all `/chat/completions`.
 /// A bounded label for the metrics: clients choose paths, not label values.
 fn endpoint_label(path: &str) -> &'static str {
+    if path == "/antigravity/v1/messages" {
+        return "messages";
+    }
     if path.starts_with("/antigravity/") {
         return "antigravity";
     }
     match api_endpoint(path) {
         Some("/chat/completions") => "chat_completions",
+        Some("/messages") => "messages",
+        Some("/responses") => "responses",
         Some("/models") => "models",
         Some(_) if path != "/health" && path != "/metrics" && !path.starts_with("/admin/") => {
             "other"
@@ -136,7 +141,15 @@ fn api_endpoint(path: &str) -> Option<&str> {
     let v1 = rest.strip_prefix("/v1");
     let endpoint = v1.unwrap_or(rest);
     let prefixed = gateway.is_some() || v1.is_some();
-    let known = matches!(endpoint, "/chat/completions" | "/models");
+    let known = matches!(
+        endpoint,
+        "/chat/completions"
+            | "/completions"
+            | "/models"
+            | "/messages"
+            | "/messages/count_tokens"
+            | "/responses"
+    );
     (endpoint.len() > 1 && endpoint.starts_with('/') && (prefixed || known)).then_some(endpoint)
 }
 
@@ -189,7 +202,8 @@ async fn route(app: Arc<App>, request: Request<Incoming>) -> Response<Body> {
     let method = parts.method.clone();
     // Answers that need no body.
     match (&method, path.as_str()) {
-        (&Method::GET, "/health") => {
+        // Clients probe the root (Claude Code sends `HEAD /` before its first request).
+        (&Method::GET | &Method::HEAD, "/health" | "/") => {
             return json(StatusCode::OK, &serde_json::json!({"status": "ok"}));
         }
         (&Method::GET, "/metrics") => {
@@ -214,7 +228,11 @@ async fn route(app: Arc<App>, request: Request<Incoming>) -> Response<Body> {
         }
         _ => {}
     }
-    let endpoint = api_endpoint(&path).map(str::to_owned);
+    let endpoint = if path == "/antigravity/v1/messages" {
+        Some("/messages".to_owned())
+    } else {
+        api_endpoint(&path).map(str::to_owned)
+    };
     if method == Method::GET && endpoint.as_deref() == Some("/models") {
         return json(StatusCode::OK, &models::merged(&app, &parts.headers).await);
     }
@@ -238,7 +256,15 @@ async fn route(app: Arc<App>, request: Request<Incoming>) -> Response<Body> {
     let response = if path == "/antigravity/v1/chat/completions" {
         chat::antigravity_direct(&app, &parts.headers, body).await
     } else if let Some(endpoint) = endpoint {
-        chat::routed(&app, method, &endpoint, &parts.headers, body).await
+        chat::routed(
+            &app,
+            method,
+            &endpoint,
+            parts.uri.query(),
+            &parts.headers,
+            body,
+        )
+        .await
     } else {
         error(&GatewayError::new(
             ErrorKind::NotFound,
@@ -292,6 +318,13 @@ mod tests {
             ("/v1/models", Some("/models")),
             ("/gateway/v1/models", Some("/models")),
             ("/v1/embeddings", Some("/embeddings")),
+            ("/messages", Some("/messages")),
+            ("/responses", Some("/responses")),
+            (
+                "/gateway/v1/messages/count_tokens",
+                Some("/messages/count_tokens"),
+            ),
+            ("/completions", Some("/completions")),
             ("/v1", None),
             ("/", None),
             ("/anything", None),

@@ -207,3 +207,34 @@ fn long_streams_do_not_grow_the_buffer() {
         decoder.buf.capacity()
     );
 }
+
+#[test]
+fn positions_cut_the_input_into_each_events_own_bytes() {
+    let input: &[u8] = b": hi\nevent: message_start\ndata: {\"a\":1}\n\nevent: ping\r\ndata: {}\r\n\r\ndata: \xe4\xbd\xa0\n\n";
+    let expected: [&[u8]; 3] = [
+        b": hi\nevent: message_start\ndata: {\"a\":1}\n\n",
+        b"event: ping\r\ndata: {}\r\n\r\n",
+        b"data: \xe4\xbd\xa0\n\n",
+    ];
+    for split in 0..=input.len() {
+        let mut decoder = Decoder::default();
+        let mut cut = 0usize;
+        let mut slices = Vec::new();
+        for piece in [&input[..split], &input[split..]] {
+            decoder.feed(piece);
+            while let Some(_event) = decoder.next_event().unwrap() {
+                let end = usize::try_from(decoder.position()).unwrap();
+                slices.push(input[cut..end].to_vec());
+                cut = end;
+            }
+        }
+        // A CRLF split between two reads may leave its LF to the next event's bytes; nothing
+        // is lost or repeated either way.
+        assert_eq!(slices.len(), 3, "split at {split}");
+        assert_eq!(slices.concat(), input, "split at {split}");
+        if split != 65 {
+            let expected: Vec<Vec<u8>> = expected.iter().map(|s| s.to_vec()).collect();
+            assert_eq!(slices, expected);
+        }
+    }
+}

@@ -45,6 +45,8 @@ const CLIENT: &[(&str, &str)] = &[
     ("x-conversation-id", "conv-2"),
     ("x-forwarded-for", "10.0.0.1"),
     ("openai-beta", "assistants=v2"),
+    ("anthropic-version", "2023-06-01"),
+    ("anthropic-beta", "context-management-2025-06-27"),
     ("x-custom-one", "1"),
 ];
 
@@ -55,7 +57,10 @@ fn default_policy_passes_only_the_allowlist() {
         names(&out),
         [
             "accept",
+            "anthropic-beta",
+            "anthropic-version",
             "content-type",
+            "openai-beta",
             "user-agent",
             "x-ag-conversation-id",
             "x-augment-client",

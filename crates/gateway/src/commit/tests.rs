@@ -1,4 +1,4 @@
-use futures_util::stream;
+use futures_util::{StreamExt, stream};
 
 use super::*;
 
@@ -37,8 +37,12 @@ fn body_of(pieces: Vec<Result<&str, GatewayError>>, then_stall: bool) -> Body {
 
 async fn relay(pieces: Vec<Result<&str, GatewayError>>) -> Result<String, GatewayError> {
     let deadline = Instant::now() + Duration::from_secs(5);
-    let relay =
-        Relay::until_content(body_of(pieces, false), deadline, Duration::from_secs(5)).await?;
+    let relay = Relay::until_content(
+        SseSource::new(body_of(pieces, false), Dialect::OpenAiChat),
+        deadline,
+        Duration::from_secs(5),
+    )
+    .await?;
     let bytes = relay
         .into_body(&tokio_util::sync::CancellationToken::new())
         .collect()
@@ -64,7 +68,7 @@ async fn a_healthy_stream_passes_byte_for_byte() {
         Ok(Bytes::copy_from_slice(b)),
     ];
     let relay = Relay::until_content(
-        body::from_stream(stream::iter(items)),
+        SseSource::new(body::from_stream(stream::iter(items)), Dialect::OpenAiChat),
         Instant::now() + Duration::from_secs(5),
         Duration::from_secs(5),
     )
@@ -154,8 +158,12 @@ async fn no_content_in_time_is_a_first_byte_timeout() {
     let role = role();
     let started = Instant::now();
     let budget = Duration::from_secs(7);
-    let result =
-        Relay::until_content(body_of(vec![Ok(&role)], true), started + budget, budget).await;
+    let result = Relay::until_content(
+        SseSource::new(body_of(vec![Ok(&role)], true), Dialect::OpenAiChat),
+        started + budget,
+        budget,
+    )
+    .await;
     let err = result.err().unwrap();
     assert_eq!(err.kind(), ErrorKind::FirstByteTimeout);
     assert_eq!(started.elapsed(), budget);
@@ -164,27 +172,179 @@ async fn no_content_in_time_is_a_first_byte_timeout() {
 #[tokio::test]
 async fn non_streaming_answers_are_checked() {
     let ok = r#"{"id":"c","object":"chat.completion","choices":[]}"#;
-    assert!(checked_json(body::full(ok), true).await.is_ok());
+    assert!(
+        checked_json(body::full(ok), Dialect::OpenAiChat)
+            .await
+            .is_ok()
+    );
     let error = r#"{"error":{"message":"quota exceeded","code":429}}"#;
-    let err = checked_json(body::full(error), true).await.unwrap_err();
+    let err = checked_json(body::full(error), Dialect::OpenAiChat)
+        .await
+        .unwrap_err();
     assert_eq!(err.status().as_u16(), 429);
     assert_eq!(
-        checked_json(body::full("<html>"), true)
+        checked_json(body::full("<html>"), Dialect::OpenAiChat)
             .await
             .unwrap_err()
             .kind(),
         ErrorKind::UpstreamProtocol
     );
     assert_eq!(
-        checked_json(body::full("{}"), true)
+        checked_json(body::full("{}"), Dialect::OpenAiChat)
             .await
             .unwrap_err()
             .kind(),
         ErrorKind::UpstreamProtocol
     );
     assert!(
-        checked_json(body::full(r#"{"data":[]}"#), false)
+        checked_json(body::full(r#"{"data":[]}"#), Dialect::Passthrough)
             .await
             .is_ok()
     );
+}
+
+/// Relay `whole` split into two reads at `cut`, as `dialect`.
+async fn relay_split(whole: &[u8], cut: usize, dialect: Dialect) -> Result<Bytes, GatewayError> {
+    let (a, b) = whole.split_at(cut);
+    let items = vec![
+        Ok::<_, GatewayError>(Bytes::copy_from_slice(a)),
+        Ok(Bytes::copy_from_slice(b)),
+    ];
+    let source = SseSource::new(body::from_stream(stream::iter(items)), dialect);
+    let relay = Relay::until_content(
+        source,
+        Instant::now() + Duration::from_secs(5),
+        Duration::from_secs(5),
+    )
+    .await?;
+    relay
+        .into_body(&tokio_util::sync::CancellationToken::new())
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+}
+
+const ANTHROPIC: &str = "event: message_start\r\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"content\":[]}}\r\n\r\n\
+: keep-alive\n\
+event: ping\ndata: {\"type\": \"ping\"}\n\n\
+event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n\
+event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"你好 🌏\"}}\n\n\
+event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n\
+event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":3}}\n\n\
+event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+
+#[tokio::test]
+async fn named_event_streams_pass_byte_for_byte_at_every_split() {
+    let whole = ANTHROPIC.as_bytes();
+    for cut in 0..=whole.len() {
+        let out = relay_split(whole, cut, Dialect::Anthropic).await.unwrap();
+        assert_eq!(out, whole, "split at {cut}");
+    }
+    // Cut before message_stop after the finish: finalised with it.
+    let finished = &ANTHROPIC[..ANTHROPIC.find("event: message_stop").unwrap()];
+    let out = relay_split(finished.as_bytes(), 10, Dialect::Anthropic)
+        .await
+        .unwrap();
+    assert_eq!(out, ANTHROPIC.as_bytes());
+    // Cut mid-answer: the content so far, then Anthropic's error event.
+    let cut = &ANTHROPIC[..ANTHROPIC.find("event: content_block_stop").unwrap()];
+    let out = relay_split(cut.as_bytes(), 0, Dialect::Anthropic)
+        .await
+        .unwrap();
+    let text = String::from_utf8(out.to_vec()).unwrap();
+    assert!(text.starts_with(cut), "{text}");
+    assert!(text[cut.len()..].starts_with("event: error\ndata: {\"error\":{\"message\":\"the upstream stream ended without a finish reason\""), "{text}");
+    // An error event before content goes back to the chain, with the status it names.
+    let overloaded = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{}}\n\nevent: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+    let err = relay_split(overloaded.as_bytes(), 5, Dialect::Anthropic)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status().as_u16(), 529);
+}
+
+#[tokio::test]
+async fn raw_bytes_pass_and_commit_on_the_first_byte() {
+    let audio: Vec<u8> = (0u8..=255).cycle().take(3000).collect();
+    let items: Vec<Result<Bytes, GatewayError>> = audio
+        .chunks(700)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    let relay = Relay::until_content(
+        RawSource::new(body::from_stream(stream::iter(items))),
+        Instant::now() + Duration::from_secs(5),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let out = relay
+        .into_body(&tokio_util::sync::CancellationToken::new())
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(out, audio);
+    // A failure before the first byte goes back to the chain.
+    let items = vec![Err::<Bytes, _>(GatewayError::new(
+        ErrorKind::Transport,
+        "reset",
+    ))];
+    let err = Relay::until_content(
+        RawSource::new(body::from_stream(stream::iter(items))),
+        Instant::now() + Duration::from_secs(5),
+        Duration::from_secs(5),
+    )
+    .await
+    .err()
+    .unwrap();
+    assert_eq!(err.kind(), ErrorKind::Transport);
+}
+
+#[tokio::test]
+async fn local_chunks_use_the_same_relay() {
+    let chunk = |delta: serde_json::Value, finish: Option<&str>| -> ChatCompletionChunk {
+        serde_json::from_value(serde_json::json!({
+            "id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }))
+        .unwrap()
+    };
+    let chunks = vec![
+        Ok(chunk(
+            serde_json::json!({"role": "assistant", "content": ""}),
+            None,
+        )),
+        Ok(chunk(serde_json::json!({"content": "hi"}), None)),
+        Ok(chunk(serde_json::json!({}), Some("stop"))),
+    ];
+    let stream: ChunkStream = Box::pin(stream::iter(chunks));
+    let relay = Relay::until_content(
+        ChunkSource::new(stream),
+        Instant::now() + Duration::from_secs(5),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let out = relay
+        .into_body(&tokio_util::sync::CancellationToken::new())
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes();
+    let text = String::from_utf8(out.to_vec()).unwrap();
+    assert_eq!(text.matches("data: ").count(), 4, "{text}");
+    assert!(text.ends_with(DONE), "{text}");
+    // Ended before content: back to the chain.
+    let only_role: ChunkStream = Box::pin(stream::iter(vec![Ok(chunk(
+        serde_json::json!({"role": "assistant", "content": ""}),
+        None,
+    ))]));
+    let err = Relay::until_content(
+        ChunkSource::new(only_role),
+        Instant::now() + Duration::from_secs(5),
+        Duration::from_secs(5),
+    )
+    .await
+    .err()
+    .unwrap();
+    assert_eq!(err.kind(), ErrorKind::Truncated);
 }

@@ -1,0 +1,206 @@
+//! One attempt: reach one hop's backend, in process or through the proxy, and hold its answer
+//! until the commit point.
+
+use std::{sync::Arc, time::Duration};
+
+use antigravity_service::Credentials;
+use bytes::Bytes;
+use http::{HeaderMap, Method, Response, header};
+use tokio::time::Instant;
+
+use gateway_core::{
+    Body, CallOptions, ChatContext, ChatOutput, Dialect, ErrorKind, Expect, GatewayError, body,
+    openai::ChatRequest,
+};
+use gateway_proxy::HeaderPolicy;
+
+use super::peek::Routed;
+use crate::{
+    app::{App, Backend},
+    commit::{ChunkSource, RawSource, Relay, SseSource, checked_json},
+    dispatch::{Endpoint, Via, via},
+    http::{event_stream, json},
+};
+
+/// What one attempt sends: the client's request and the model of the hop.
+pub(crate) struct Call<'a> {
+    pub(crate) method: Method,
+    /// The endpoint below the API root, with the client's query string.
+    pub(crate) path_and_query: &'a str,
+    pub(crate) kind: Endpoint,
+    pub(crate) dialect: Dialect,
+    pub(crate) headers: &'a HeaderMap,
+    pub(crate) request: &'a Routed,
+    pub(crate) original: &'a Bytes,
+    pub(crate) model: &'a str,
+}
+
+/// Whether a local failure means the in-process service could not serve at all (as opposed
+/// to the upstream answering).
+fn local_unavailable(err: &GatewayError) -> bool {
+    matches!(
+        err.kind(),
+        ErrorKind::Unavailable | ErrorKind::RateLimited | ErrorKind::Overloaded
+    )
+}
+
+pub(crate) async fn attempt(
+    app: &Arc<App>,
+    backend: &Backend,
+    call: Call<'_>,
+) -> Result<Response<Body>, GatewayError> {
+    let local_available = app.antigravity.credentials().is_available();
+    match via(
+        backend.config.kind,
+        call.kind,
+        local_available,
+        backend.forwarder.is_some(),
+    ) {
+        None => Err(GatewayError::new(
+            ErrorKind::Unavailable,
+            if app.antigravity.credentials().is_empty() {
+                "the antigravity backend has no account: add one with `gateway login antigravity` or `gateway accounts import FILE`".to_owned()
+            } else {
+                format!(
+                    "the {} backend cannot serve this now and has no proxy_url",
+                    backend.config.name
+                )
+            },
+        )),
+        Some(Via::Local) => {
+            let result = match call.request {
+                Routed::Chat(chat) => local(app, chat, call.model, call.headers).await,
+                Routed::Peeked(_) => Err(GatewayError::internal(
+                    "only parsed chat completions are served locally",
+                )),
+            };
+            match result {
+                // The local service cannot serve right now (every account cooling down or busy):
+                // its proxy_url, when configured, is the same backend reached another way.
+                Err(err) if local_unavailable(&err) && backend.forwarder.is_some() => {
+                    tracing::info!(backend = %backend.config.name, error = %err, "local service unavailable; using proxy_url");
+                    proxy(app, backend, call).await
+                }
+                other => other,
+            }
+        }
+        Some(Via::Proxy) => proxy(app, backend, call).await,
+    }
+}
+
+/// The context the in-process service gets: the conversation id.
+fn context(headers: &HeaderMap) -> ChatContext {
+    let conversation_id = ["x-ag-conversation-id", "x-conversation-id"]
+        .iter()
+        .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
+        .map(str::to_owned);
+    ChatContext {
+        headers: HeaderPolicy::new().outgoing(headers).unwrap_or_default(),
+        conversation_id,
+    }
+}
+
+pub(crate) async fn local(
+    app: &Arc<App>,
+    request: &ChatRequest,
+    model: &str,
+    headers: &HeaderMap,
+) -> Result<Response<Body>, GatewayError> {
+    let mut request = request.clone();
+    request.model = model.to_owned();
+    let budget = app
+        .config
+        .antigravity
+        .timeouts
+        .first_byte
+        .unwrap_or(Duration::from_secs(60));
+    let deadline = Instant::now() + budget;
+    match app.antigravity.chat(request, context(headers)).await? {
+        ChatOutput::Complete(completion) => Ok(json(http::StatusCode::OK, &completion)),
+        ChatOutput::Stream(stream) => {
+            // Committed only once the upstream produced real content: the same relay as a
+            // proxied stream.
+            let relay = Relay::until_content(ChunkSource::new(stream), deadline, budget).await?;
+            Ok(event_stream(relay.into_body(&app.closing)))
+        }
+    }
+}
+
+fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"))
+}
+
+async fn proxy(
+    app: &Arc<App>,
+    backend: &Backend,
+    call: Call<'_>,
+) -> Result<Response<Body>, GatewayError> {
+    let Call {
+        method,
+        path_and_query,
+        dialect,
+        headers,
+        request,
+        original,
+        model,
+        ..
+    } = call;
+    let Some(forwarder) = &backend.forwarder else {
+        return Err(GatewayError::new(
+            ErrorKind::Unavailable,
+            format!("the {} backend has no upstream url", backend.config.name),
+        ));
+    };
+    let stream = request.stream();
+    let expect = match dialect {
+        // Pass-through answers may be of any content type: audio, files, event streams.
+        Dialect::Passthrough => Expect::Any,
+        _ if stream => Expect::EventStream,
+        _ => Expect::Json,
+    };
+    let options = CallOptions {
+        timeouts: backend.config.timeouts,
+        expect,
+    };
+    let budget = backend
+        .config
+        .timeouts
+        .first_byte
+        .unwrap_or(Duration::from_secs(60));
+    let deadline = Instant::now() + budget;
+    let payload = request.body_for(model, original)?;
+    let response = forwarder
+        .forward(
+            method,
+            path_and_query,
+            headers,
+            body::full(payload),
+            options,
+        )
+        .await?;
+    let (mut parts, body) = response.into_parts();
+    let body = if dialect.has_events() && is_event_stream(&parts.headers) {
+        // Committed once the dialect's first content arrived; each event checked, then sent
+        // as the upstream wrote it.
+        let relay = Relay::until_content(SseSource::new(body, dialect), deadline, budget).await?;
+        parts.headers.remove(header::CONTENT_LENGTH);
+        relay.into_body(&app.closing)
+    } else if dialect.has_events() || is_json(&parts.headers) {
+        body::full(checked_json(body, dialect).await?)
+    } else {
+        // Any other answer passes byte for byte, committed on its first byte.
+        let relay = Relay::until_content(RawSource::new(body), deadline, budget).await?;
+        relay.into_body(&app.closing)
+    };
+    Ok(Response::from_parts(parts, body))
+}

@@ -1,0 +1,113 @@
+//! Peek and route: read what routing needs from the client's body, and rebuild the body for a
+//! hop that sends another model.
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::Value;
+
+use gateway_core::{
+    GatewayError,
+    openai::{ChatRequest, parse_json},
+};
+
+/// What the client asked for.
+pub(crate) enum Routed {
+    /// `/chat/completions`, parsed and validated in full (a chain with an in-process hop).
+    Chat(Box<ChatRequest>),
+    /// Any endpoint for a chain of HTTP upstreams: checked for what routing needs (valid JSON,
+    /// a `model` string, a `stream` flag; for chat also a `messages` array) and otherwise left
+    /// for the upstream to judge, without building a typed request.
+    Peeked(Peek),
+}
+
+/// The part of a request routing needs.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Peek {
+    model: String,
+    #[serde(default)]
+    stream: Option<bool>,
+}
+
+/// The part of a chat request routing needs.
+#[derive(Debug, Deserialize)]
+struct ChatPeek {
+    model: String,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[expect(
+        dead_code,
+        reason = "deserialised only to check that `messages` is an array"
+    )]
+    messages: Vec<serde::de::IgnoredAny>,
+}
+
+impl Routed {
+    /// Peek at a body for `chat` (chat completions) or any other endpoint.
+    pub(crate) fn peek(body: &[u8], chat: bool) -> Result<Self, GatewayError> {
+        let peek = if chat {
+            parse_json::<ChatPeek>(body).map(|p| Peek {
+                model: p.model,
+                stream: p.stream,
+            })?
+        } else {
+            parse_json::<Peek>(body)?
+        };
+        if peek.model.trim().is_empty() {
+            return Err(
+                GatewayError::invalid_request("the request needs a model").with_param("model")
+            );
+        }
+        Ok(Self::Peeked(peek))
+    }
+
+    /// The typed chat request, for a chain with an in-process hop.
+    pub(crate) fn parse_chat(body: &[u8]) -> Result<Self, GatewayError> {
+        let request = parse_json::<ChatRequest>(body)?;
+        if request.model.trim().is_empty() {
+            return Err(
+                GatewayError::invalid_request("the request needs a model").with_param("model")
+            );
+        }
+        Ok(Self::Chat(Box::new(request)))
+    }
+
+    pub(crate) fn model(&self) -> &str {
+        match self {
+            Self::Chat(request) => &request.model,
+            Self::Peeked(peek) => &peek.model,
+        }
+    }
+
+    pub(crate) fn stream(&self) -> bool {
+        match self {
+            Self::Chat(request) => request.is_stream(),
+            Self::Peeked(peek) => peek.stream.unwrap_or(false),
+        }
+    }
+
+    /// The body for a hop that sends `model`: the client's own bytes when the model is the one
+    /// it asked for (no re-serialisation on the pass-through path), else re-encoded.
+    pub(crate) fn body_for(&self, model: &str, original: &Bytes) -> Result<Bytes, GatewayError> {
+        if self.model() == model {
+            return Ok(original.clone());
+        }
+        let encoded = match self {
+            Self::Chat(request) => {
+                let mut request = request.as_ref().clone();
+                request.model = model.to_owned();
+                serde_json::to_vec(&request)
+            }
+            Self::Peeked(_) => {
+                let mut value: serde_json::Map<String, Value> = serde_json::from_slice(original)
+                    .map_err(|e| {
+                        GatewayError::internal(format!("cannot re-read the request: {e}"))
+                    })?;
+                value.insert("model".to_owned(), Value::String(model.to_owned()));
+                serde_json::to_vec(&value)
+            }
+        };
+        encoded
+            .map(Bytes::from)
+            .map_err(|e| GatewayError::internal(format!("cannot encode the request: {e}")))
+    }
+}
