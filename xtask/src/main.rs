@@ -1,7 +1,8 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
 //! - `test`: format check, clippy with warnings denied, the whole test suite, the official
-//!   OpenAI Python SDK against the gateway binary, then tidy.
+//!   OpenAI Python SDK against the gateway binary, the release checks, then tidy.
+//! - `release-check`: the release artefacts alone (see [`release`]).
 //! - `tidy`: the repository's structural checks alone (see [`tidy`]).
 //! - `bench [--quick] [--check]`: the benchmarks (see [`bench`]).
 //!
@@ -11,6 +12,7 @@
 
 mod bench;
 mod process;
+mod release;
 mod sdk;
 mod tidy;
 
@@ -37,10 +39,11 @@ fn run() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test(&root, &args[1..]),
         Some("tidy") => tidy::run(&root),
+        Some("release-check") => release::run(&root),
         Some("bench") => bench::run(&root, &args[1..]),
         _ => {
             bail!(
-                "usage: cargo xtask <test|tidy|bench>\n  test    fmt, clippy, tests, the OpenAI SDK, tidy\n  tidy    structural checks\n  bench   [--quick] [--check [--record-baseline]] benchmarks (docs/benchmarks.md)"
+                "usage: cargo xtask <test|tidy|release-check|bench>\n  test    fmt, clippy, tests, the OpenAI SDK, release checks, tidy\n  tidy    structural checks\n  release-check   the systemd unit, the Containerfile, cargo install, completions, man page\n  bench   [--quick] [--check [--record-baseline]] benchmarks (docs/benchmarks.md)"
             )
         }
     }
@@ -79,6 +82,8 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     step(root, "tests", "cargo", &args)?;
     eprintln!("==> sdk: the official OpenAI Python SDK against the gateway binary");
     sdk::run(root).context("step `sdk` failed")?;
+    eprintln!("==> release: the systemd unit, the Containerfile, cargo install, completions, man");
+    release::run(root).context("step `release` failed")?;
     eprintln!("==> tidy");
     tidy::run(root).context("step `tidy` failed")?;
     eprintln!("==> all steps passed");

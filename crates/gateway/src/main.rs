@@ -1,4 +1,5 @@
-//! The `gateway` binary: `serve` (the default), `check`, `login antigravity`, `accounts ...`.
+//! The `gateway` binary: `serve` (the default), `check`, `login antigravity`, `accounts ...`,
+//! `completions SHELL` and `man`.
 
 use std::{
     io::{BufRead, Write},
@@ -8,7 +9,8 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap_complete::Shell;
 
 use antigravity_service::{AccountStore, CALLBACK_PATH, LoginFlow, OAuthConfig};
 use gateway::{Config, config::LogFormat, telemetry};
@@ -57,6 +59,13 @@ enum Command {
         #[command(subcommand)]
         action: Accounts,
     },
+    /// Print the shell completion script for SHELL.
+    Completions {
+        /// The shell.
+        shell: Shell,
+    },
+    /// Print the manual page (roff).
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,6 +133,21 @@ fn load_config(path: Option<&Path>) -> Result<Config> {
 )]
 fn run(cli: Cli) -> Result<ExitCode> {
     let command = cli.command.unwrap_or(Command::Serve { listen: None });
+    match command {
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "gateway", &mut script);
+            std::io::stdout().lock().write_all(&script)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            std::io::stdout().lock().write_all(&page)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     if let Command::Check = command {
         return Ok(match load_config(cli.config.as_deref()) {
             Ok(config) => {
@@ -156,7 +180,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         .context("cannot start the runtime")?;
     match command {
         Command::Serve { listen } => runtime.block_on(serve(config, listen.or(cli.listen)))?,
-        Command::Check => {}
+        Command::Check | Command::Completions { .. } | Command::Man => {}
         Command::Login {
             provider: Provider::Antigravity { no_browser },
         } => runtime.block_on(login(&config, no_browser))?,
