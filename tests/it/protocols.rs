@@ -313,3 +313,86 @@ async fn errors_are_written_in_the_clients_protocol() {
     let answer = send(Method::HEAD, &gateway.url("/"), &[], Bytes::new()).await;
     assert_eq!(answer.status, 200);
 }
+
+#[tokio::test]
+async fn an_anthropic_backend_gets_its_key_as_x_api_key_and_the_stream_unchanged() {
+    let kiro = MockUpstream::start().await.unwrap();
+    let bearer = MockUpstream::start().await.unwrap();
+    let gateway = Gateway::start(&format!(
+        "[backends.kiro]\nkind = \"anthropic\"\nbase_url = \"{}/v1\"\napi_key = \"sk-ant-kiro\"\nmodels = [\"claude-*\"]\n\
+         [backends.anyrouter]\nkind = \"anthropic\"\nbase_url = \"{}/v1\"\napi_key = \"sk-any\"\nauth = \"bearer\"\nmodels = [\"glm-*\"]\n",
+        kiro.url(),
+        bearer.url()
+    ))
+    .await;
+    let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 100, "stream": true,
+        "messages": [{"role": "user", "content": "hello"}]});
+    kiro.push(literal("text/event-stream", MESSAGES_STREAM.as_bytes()));
+    let answer = send(
+        Method::POST,
+        &gateway.url("/v1/messages?beta=true"),
+        &[
+            ("content-type", "application/json"),
+            ("authorization", "Bearer client-token"),
+            ("anthropic-version", "2023-06-01"),
+        ],
+        body.to_string(),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.body, MESSAGES_STREAM.as_bytes());
+    assert_eq!(answer.header("x-gateway-backend"), "kiro");
+    let seen = kiro.recorded().pop().unwrap();
+    assert_eq!(seen.uri, "/v1/messages?beta=true");
+    assert_eq!(seen.headers["x-api-key"], "sk-ant-kiro");
+    assert!(
+        seen.headers.get("authorization").is_none(),
+        "the client's token is never forwarded"
+    );
+    assert_eq!(seen.headers["anthropic-version"], "2023-06-01");
+
+    // count_tokens passes through as JSON.
+    kiro.push(literal("application/json", br#"{"input_tokens":12}"#));
+    let answer = send(
+        Method::POST,
+        &gateway.url("/v1/messages/count_tokens"),
+        &[("content-type", "application/json")],
+        json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hello"}]})
+            .to_string(),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["input_tokens"], 12);
+    assert_eq!(
+        kiro.recorded().pop().unwrap().uri,
+        "/v1/messages/count_tokens"
+    );
+
+    // A chat completions client is not handed to an Anthropic upstream unconverted.
+    let before = kiro.requests();
+    let answer = send(
+        Method::POST,
+        &gateway.url("/v1/chat/completions"),
+        &[("content-type", "application/json")],
+        json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+    )
+    .await;
+    assert_eq!(answer.status, 503, "{}", answer.text());
+    assert!(answer.json()["error"]["message"].as_str().unwrap().contains("not converted"));
+    assert_eq!(kiro.requests(), before);
+
+    // `auth = "bearer"` sends the key as a Bearer token instead.
+    bearer.push(literal("application/json", br#"{"id":"msg_2","type":"message","role":"assistant","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn"}"#));
+    let answer = send(
+        Method::POST,
+        &gateway.url("/v1/messages"),
+        &[("content-type", "application/json"), ("x-api-key", "client-key")],
+        json!({"model": "glm-4.6", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["content"][0]["text"], "hi");
+    let seen = bearer.recorded().pop().unwrap();
+    assert_eq!(seen.headers["authorization"], "Bearer sk-any");
+    assert!(seen.headers.get("x-api-key").is_none());
+}

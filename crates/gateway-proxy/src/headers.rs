@@ -36,7 +36,13 @@ const ALLOWED: &[&str] = &[
 const ALLOWED_PREFIXES: &[&str] = &["x-augment-", "x-bugment-", "x-signature-"];
 
 /// The client's credentials: removed unless the backend forwards them.
-const CREDENTIALS: &[&str] = &["authorization", "x-api-key", "api-key", "cookie"];
+const CREDENTIALS: &[&str] = &[
+    "authorization",
+    "x-api-key",
+    "api-key",
+    "x-goog-api-key",
+    "cookie",
+];
 
 /// Hop-by-hop headers (RFC 9110 section 7.6.1), plus `Proxy-*`.
 const HOP_BY_HOP: &[&str] = &[
@@ -49,10 +55,23 @@ const HOP_BY_HOP: &[&str] = &[
     "proxy-connection",
 ];
 
+/// Which header carries a backend's own key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum KeyHeader {
+    /// `Authorization: Bearer <key>` (OpenAI-compatible upstreams).
+    #[default]
+    Bearer,
+    /// `x-api-key: <key>` (Anthropic).
+    XApiKey,
+    /// `x-goog-api-key: <key>` (Gemini API).
+    XGoogApiKey,
+}
+
 /// How requests to one backend get their headers.
 #[derive(Debug, Clone, Default)]
 pub struct HeaderPolicy {
     api_key: Option<Secret>,
+    key_header: KeyHeader,
     forward_client_auth: bool,
     extra_exact: Vec<HeaderName>,
     extra_prefixes: Vec<String>,
@@ -64,10 +83,18 @@ impl HeaderPolicy {
         Self::default()
     }
 
-    /// Inject `key` as `Authorization: Bearer <key>` (an empty key injects nothing).
+    /// Inject `key` as `Authorization: Bearer <key>`, or in the header set by
+    /// [`key_header`](Self::key_header) (an empty key injects nothing).
     #[must_use]
     pub fn api_key(mut self, key: Secret) -> Self {
         self.api_key = (!key.is_empty()).then_some(key);
+        self
+    }
+
+    /// Send the backend's key in `header` instead of `Authorization: Bearer`.
+    #[must_use]
+    pub fn key_header(mut self, header: KeyHeader) -> Self {
+        self.key_header = header;
         self
     }
 
@@ -125,12 +152,18 @@ impl HeaderPolicy {
             );
         }
         if let Some(key) = &self.api_key {
-            let mut value =
-                HeaderValue::try_from(format!("Bearer {}", key.expose())).map_err(|_| {
-                    GatewayError::internal("the configured api key is not a valid header value")
-                })?;
+            let (name, text) = match self.key_header {
+                KeyHeader::Bearer => (header::AUTHORIZATION, format!("Bearer {}", key.expose())),
+                KeyHeader::XApiKey => (HeaderName::from_static("x-api-key"), key.expose().to_owned()),
+                KeyHeader::XGoogApiKey => {
+                    (HeaderName::from_static("x-goog-api-key"), key.expose().to_owned())
+                }
+            };
+            let mut value = HeaderValue::try_from(text).map_err(|_| {
+                GatewayError::internal("the configured api key is not a valid header value")
+            })?;
             value.set_sensitive(true);
-            out.insert(header::AUTHORIZATION, value);
+            out.insert(name, value);
         }
         out.insert(
             HeaderName::from_static(HOPS_HEADER),

@@ -25,4 +25,4 @@ mod timeout;
 
 pub use client::{Client, ClientConfig};
 pub use forward::Forwarder;
-pub use headers::{HOPS_HEADER, HeaderPolicy, MAX_HOPS, hops, strip_hop_by_hop};
+pub use headers::{HOPS_HEADER, HeaderPolicy, KeyHeader, MAX_HOPS, hops, strip_hop_by_hop};

@@ -5,7 +5,7 @@ use std::sync::{Arc, atomic::Ordering};
 
 use serde_json::{Value, json};
 
-use crate::{app::App, config::BackendKind};
+use crate::app::App;
 
 pub(crate) fn backends(app: &Arc<App>) -> Value {
     let local_available = app.antigravity.credentials().is_available();
@@ -15,7 +15,11 @@ pub(crate) fn backends(app: &Arc<App>) -> Value {
         .map(|backend| {
             let config = &backend.config;
             let stats = &backend.stats;
-            let last_error = stats.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let last_error = stats
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             json!({
                 "name": config.name,
                 "kind": config.kind,
@@ -23,7 +27,7 @@ pub(crate) fn backends(app: &Arc<App>) -> Value {
                 "priority": config.priority,
                 "models": config.models,
                 "upstream": config.base_url.as_ref().or(config.proxy_url.as_ref()),
-                "local_available": (config.kind == BackendKind::Antigravity).then_some(local_available),
+                "local_available": backend.reach.is_in_process().then_some(local_available),
                 "requests": stats.requests.load(Ordering::Relaxed),
                 "failures": stats.failures.load(Ordering::Relaxed),
                 "last_error": last_error,

@@ -7,13 +7,13 @@ use std::sync::{
 };
 
 use antigravity_service::{AccountPool, AccountStore, PoolConfig, Service, ServiceConfig};
-use gateway_core::{ErrorKind, GatewayError, openai::ModelList};
-use gateway_proxy::{Client, ClientConfig, Forwarder, HeaderPolicy};
+use gateway_core::{Dialect, ErrorKind, GatewayError, openai::ModelList};
+use gateway_proxy::{Client, ClientConfig, Forwarder, HeaderPolicy, KeyHeader};
 
 use crate::{
     breaker::Breakers,
     budget::RetryBudget,
-    config::{BackendConfig, BackendKind, Config},
+    config::{Auth, BackendConfig, BackendKind, Config},
     metrics::Metrics,
     routing::Patterns,
 };
@@ -21,13 +21,79 @@ use crate::{
 /// The in-process Antigravity service as the gateway runs it.
 pub(crate) type Antigravity = Service<Client, AccountPool<Client>>;
 
-/// One configured backend.
+/// One configured backend: its settings, how it is reached, and its counters.
 #[derive(Debug)]
 pub(crate) struct Backend {
     pub(crate) config: BackendConfig,
-    /// `openai`: its upstream; `antigravity`: its `proxy_url`, when configured.
-    pub(crate) forwarder: Option<Forwarder>,
+    pub(crate) reach: Reach,
     pub(crate) stats: Stats,
+}
+
+/// How a backend is reached and which dialect it speaks: the one place a backend kind turns
+/// into behaviour, so a new kind is one variant here and one arm in [`Reach::of`].
+#[derive(Debug)]
+pub(crate) enum Reach {
+    /// The in-process Antigravity service (a direct call), and its `proxy_url` for what the
+    /// service does not serve or while it cannot.
+    InProcess { proxy: Option<Forwarder> },
+    /// An HTTP upstream through `gateway-proxy`, speaking `dialect`.
+    Http {
+        upstream: Forwarder,
+        dialect: Dialect,
+    },
+}
+
+impl Reach {
+    fn of(backend: &BackendConfig) -> Result<Self, GatewayError> {
+        let forwarder = |url: &str, key_header: KeyHeader| {
+            let client = Client::new(ClientConfig {
+                connect_timeout: backend.connect_timeout,
+                proxy: backend.outbound_proxy.clone(),
+                ..ClientConfig::default()
+            })?;
+            let policy = HeaderPolicy::new()
+                .api_key(backend.api_key.clone())
+                .key_header(key_header)
+                .forward_client_auth(backend.forward_client_auth)
+                .forward_headers(&backend.forward_headers);
+            Forwarder::new(client, url, policy)
+        };
+        let key_header = match backend.auth {
+            Auth::Bearer => KeyHeader::Bearer,
+            Auth::XApiKey => KeyHeader::XApiKey,
+        };
+        let url = backend.base_url.as_deref().unwrap_or_default();
+        Ok(match backend.kind {
+            BackendKind::Antigravity => Self::InProcess {
+                proxy: backend
+                    .proxy_url
+                    .as_deref()
+                    .map(|url| forwarder(url, key_header))
+                    .transpose()?,
+            },
+            BackendKind::Openai => Self::Http {
+                upstream: forwarder(url, key_header)?,
+                dialect: Dialect::OpenAiChat,
+            },
+            BackendKind::Anthropic => Self::Http {
+                upstream: forwarder(url, key_header)?,
+                dialect: Dialect::Anthropic,
+            },
+        })
+    }
+
+    /// The HTTP way to this backend, when there is one.
+    pub(crate) fn forwarder(&self) -> Option<&Forwarder> {
+        match self {
+            Self::InProcess { proxy } => proxy.as_ref(),
+            Self::Http { upstream, .. } => Some(upstream),
+        }
+    }
+
+    /// Whether the backend is the in-process service.
+    pub(crate) fn is_in_process(&self) -> bool {
+        matches!(self, Self::InProcess { .. })
+    }
 }
 
 /// Counters per backend.
@@ -73,27 +139,9 @@ impl App {
             .backends
             .iter()
             .map(|backend| {
-                let url = match backend.kind {
-                    BackendKind::Openai => backend.base_url.as_deref(),
-                    BackendKind::Antigravity => backend.proxy_url.as_deref(),
-                };
-                let forwarder = url
-                    .map(|url| {
-                        let client = Client::new(ClientConfig {
-                            connect_timeout: backend.connect_timeout,
-                            proxy: backend.outbound_proxy.clone(),
-                            ..ClientConfig::default()
-                        })?;
-                        let policy = HeaderPolicy::new()
-                            .api_key(backend.api_key.clone())
-                            .forward_client_auth(backend.forward_client_auth)
-                            .forward_headers(&backend.forward_headers);
-                        Forwarder::new(client, url, policy)
-                    })
-                    .transpose()?;
                 Ok(Backend {
+                    reach: Reach::of(backend)?,
                     config: backend.clone(),
-                    forwarder,
                     stats: Stats::default(),
                 })
             })

@@ -23,7 +23,6 @@ use gateway_core::{Body, Dialect, openai::ChatRequest, openai::parse_json};
 
 use crate::{
     app::App,
-    config::BackendKind,
     dispatch::Endpoint,
     http::{error, error_in},
     routing::plan,
@@ -54,7 +53,7 @@ pub(crate) async fn routed(
         && plan
             .hops
             .iter()
-            .any(|hop| app.backends[hop.backend].config.kind == BackendKind::Antigravity);
+            .any(|hop| app.backends[hop.backend].reach.is_in_process());
     let request = if local_hop {
         match peek::Routed::parse_chat(&body) {
             Ok(full) => full,

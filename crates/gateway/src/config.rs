@@ -129,6 +129,29 @@ pub enum BackendKind {
     Antigravity,
     /// Any OpenAI-compatible upstream.
     Openai,
+    /// Any Anthropic-Messages upstream (Kiro gateways, AnyRouter, api.anthropic.com).
+    Anthropic,
+}
+
+impl BackendKind {
+    /// The name used in the configuration file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Antigravity => "antigravity",
+            Self::Openai => "openai",
+            Self::Anthropic => "anthropic",
+        }
+    }
+}
+
+/// How a backend's own key is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Auth {
+    /// `Authorization: Bearer <key>` (the default for `openai`).
+    Bearer,
+    /// `x-api-key: <key>` (the default for `anthropic`).
+    XApiKey,
 }
 
 /// `[backends.NAME]`.
@@ -143,9 +166,11 @@ pub struct BackendConfig {
     /// Where other endpoints go, and every call while the local service is unavailable
     /// (`antigravity`).
     pub proxy_url: Option<String>,
-    /// Injected as `Authorization: Bearer`.
+    /// The backend's own key.
     #[serde(serialize_with = "redact")]
     pub api_key: Secret,
+    /// How the key is sent.
+    pub auth: Auth,
     /// Whether the client's own credentials are forwarded.
     pub forward_client_auth: bool,
     /// Lower is tried first.
@@ -735,23 +760,38 @@ impl Validator<'_> {
         let kind = match self.text(&key("kind"), &raw.kind).as_str() {
             "antigravity" => BackendKind::Antigravity,
             "openai" => BackendKind::Openai,
+            "anthropic" => BackendKind::Anthropic,
             other => {
                 self.error(
                     &key("kind"),
                     Some(raw.kind.span()),
-                    format!("{other:?} is not a backend kind (antigravity or openai)"),
+                    format!("{other:?} is not a backend kind (antigravity, openai or anthropic)"),
                 );
                 BackendKind::Openai
             }
         };
         let base_url = self.url(&key("base_url"), raw.base_url.as_ref());
-        if kind == BackendKind::Openai && base_url.is_none() {
+        if kind != BackendKind::Antigravity && base_url.is_none() {
             self.error(
                 &key("base_url"),
                 Some(raw.kind.span()),
-                "an openai backend needs base_url",
+                format!("an {} backend needs base_url", kind.name()),
             );
         }
+        let auth = match self.opt_text(&key("auth"), raw.auth.as_ref()).as_deref() {
+            None if kind == BackendKind::Anthropic => Auth::XApiKey,
+            None => Auth::Bearer,
+            Some("bearer") => Auth::Bearer,
+            Some("x-api-key") => Auth::XApiKey,
+            Some(other) => {
+                self.error(
+                    &key("auth"),
+                    raw.auth.as_ref().map(|a| a.span()),
+                    format!("{other:?} is not a way to send the key (bearer or x-api-key)"),
+                );
+                Auth::Bearer
+            }
+        };
         let model_map = raw
             .model_map
             .iter()
@@ -772,6 +812,7 @@ impl Validator<'_> {
                 self.opt_text(&key("api_key"), raw.api_key.as_ref())
                     .unwrap_or_default(),
             ),
+            auth,
             forward_client_auth: raw.forward_client_auth.unwrap_or(false),
             priority: raw.priority.unwrap_or(100),
             models: self

@@ -1,12 +1,12 @@
 //! Local or proxy: how one hop reaches its backend. A pure function, table-tested.
 //!
-//! The `antigravity` backend serves `/chat/completions` and `/models` through the in-process
+//! An in-process backend (`antigravity`) serves `/chat/completions` and `/models` through the
 //! service (a direct call, no loopback HTTP). Every other endpoint, and every call while the
 //! local service cannot serve (no usable account), goes through the proxy to its `proxy_url`
-//! when one is configured; without one, the hop is unavailable. An `openai` backend is always
-//! reached through the proxy.
+//! when one is configured; without one, the hop is unavailable. HTTP backends (`openai`,
+//! `anthropic`) are always reached through the proxy.
 
-use crate::config::BackendKind;
+use gateway_core::Dialect;
 
 /// Which endpoint a request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,25 +36,32 @@ pub(crate) enum Via {
     Proxy,
 }
 
-/// How to reach a backend of `kind` for `endpoint`; `None` when the hop cannot serve now.
+/// Whether an HTTP backend speaking `upstream` can serve a client speaking `client`: the same
+/// protocol passes through, an OpenAI-compatible upstream is handed every endpoint as it is
+/// (many serve `/v1/messages` and `/v1/responses` too), and endpoints the gateway does not
+/// translate pass to any backend. Other pairs need a conversion the gateway does not have.
+pub(crate) fn serves(upstream: Dialect, client: Dialect) -> bool {
+    upstream == client || upstream == Dialect::OpenAiChat || client == Dialect::Passthrough
+}
+
+/// How to reach a backend (`in_process` or HTTP) for `endpoint`; `None` when the hop cannot
+/// serve now.
 pub(crate) fn via(
-    kind: BackendKind,
+    in_process: bool,
     endpoint: Endpoint,
     local_available: bool,
     has_proxy: bool,
 ) -> Option<Via> {
-    match kind {
-        BackendKind::Openai => Some(Via::Proxy),
-        BackendKind::Antigravity => {
-            let local_endpoint = matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Models);
-            if local_endpoint && local_available {
-                Some(Via::Local)
-            } else if has_proxy {
-                Some(Via::Proxy)
-            } else {
-                None
-            }
-        }
+    if !in_process {
+        return Some(Via::Proxy);
+    }
+    let local_endpoint = matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Models);
+    if local_endpoint && local_available {
+        Some(Via::Local)
+    } else if has_proxy {
+        Some(Via::Proxy)
+    } else {
+        None
     }
 }
 
@@ -64,21 +71,21 @@ mod tests {
 
     #[test]
     fn every_case() {
-        use BackendKind::*;
         use Endpoint::*;
+        let (antigravity, http) = (true, false);
         let cases = [
             // kind, endpoint, local available, proxy configured => via
-            (Antigravity, ChatCompletions, true, true, Some(Via::Local)),
-            (Antigravity, ChatCompletions, true, false, Some(Via::Local)),
-            (Antigravity, ChatCompletions, false, true, Some(Via::Proxy)),
-            (Antigravity, ChatCompletions, false, false, None),
-            (Antigravity, Models, true, false, Some(Via::Local)),
-            (Antigravity, Models, false, true, Some(Via::Proxy)),
-            (Antigravity, Other, true, true, Some(Via::Proxy)),
-            (Antigravity, Other, true, false, None),
-            (Openai, ChatCompletions, false, false, Some(Via::Proxy)),
-            (Openai, Models, true, false, Some(Via::Proxy)),
-            (Openai, Other, false, false, Some(Via::Proxy)),
+            (antigravity, ChatCompletions, true, true, Some(Via::Local)),
+            (antigravity, ChatCompletions, true, false, Some(Via::Local)),
+            (antigravity, ChatCompletions, false, true, Some(Via::Proxy)),
+            (antigravity, ChatCompletions, false, false, None),
+            (antigravity, Models, true, false, Some(Via::Local)),
+            (antigravity, Models, false, true, Some(Via::Proxy)),
+            (antigravity, Other, true, true, Some(Via::Proxy)),
+            (antigravity, Other, true, false, None),
+            (http, ChatCompletions, false, false, Some(Via::Proxy)),
+            (http, Models, true, false, Some(Via::Proxy)),
+            (http, Other, false, false, Some(Via::Proxy)),
         ];
         for (kind, endpoint, local, proxy, expected) in cases {
             assert_eq!(
@@ -88,6 +95,23 @@ mod tests {
             );
         }
         assert_eq!(Endpoint::of("/chat/completions"), ChatCompletions);
+        use Dialect::*;
+        for (upstream, client, expected) in [
+            (OpenAiChat, OpenAiChat, true),
+            (OpenAiChat, Anthropic, true),
+            (OpenAiChat, Responses, true),
+            (Anthropic, Anthropic, true),
+            (Anthropic, Passthrough, true),
+            (Anthropic, OpenAiChat, false),
+            (Anthropic, Responses, false),
+            (Anthropic, Gemini, false),
+        ] {
+            assert_eq!(
+                serves(upstream, client),
+                expected,
+                "{upstream:?} for {client:?}"
+            );
+        }
         assert_eq!(Endpoint::of("/models"), Models);
         assert_eq!(Endpoint::of("/embeddings"), Other);
     }

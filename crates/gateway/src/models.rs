@@ -14,7 +14,6 @@ use gateway_core::{
 
 use crate::{
     app::{App, Backend},
-    config::BackendKind,
     dispatch::{Endpoint, Via, via},
 };
 
@@ -67,17 +66,17 @@ async fn of_backend(
     backend: &Backend,
     headers: &HeaderMap,
 ) -> Result<ModelList, GatewayError> {
-    let local = backend.config.kind == BackendKind::Antigravity
-        && app.antigravity.credentials().is_available();
+    let in_process = backend.reach.is_in_process();
+    let local = in_process && app.antigravity.credentials().is_available();
     match via(
-        backend.config.kind,
+        in_process,
         Endpoint::Models,
         local,
-        backend.forwarder.is_some(),
+        backend.reach.forwarder().is_some(),
     ) {
         Some(Via::Local) => app.antigravity.models().await,
         Some(Via::Proxy) => {
-            let Some(forwarder) = &backend.forwarder else {
+            let Some(forwarder) = backend.reach.forwarder() else {
                 return Err(GatewayError::internal("no forwarder"));
             };
             let options = CallOptions {

@@ -91,6 +91,31 @@ fn configured_key_replaces_client_credentials() {
 }
 
 #[test]
+fn the_key_goes_in_the_header_the_backend_reads() {
+    let mut client = map(CLIENT);
+    client.insert("x-goog-api-key", HeaderValue::from_static("client-google-key"));
+    for (header, name, value) in [
+        (KeyHeader::XApiKey, "x-api-key", "sk-ant"),
+        (KeyHeader::XGoogApiKey, "x-goog-api-key", "sk-ant"),
+        (KeyHeader::Bearer, "authorization", "Bearer sk-ant"),
+    ] {
+        let out = HeaderPolicy::new()
+            .api_key(Secret::new("sk-ant"))
+            .key_header(header)
+            .outgoing(&client)
+            .unwrap();
+        assert_eq!(out[name], value, "{header:?}");
+        assert!(out[name].is_sensitive());
+        // Exactly one credential header: the backend's own.
+        let credentials = ["authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie"]
+            .iter()
+            .filter(|n| out.contains_key(**n))
+            .count();
+        assert_eq!(credentials, 1, "{header:?}");
+    }
+}
+
+#[test]
 fn client_credentials_pass_only_when_configured() {
     let out = HeaderPolicy::new()
         .forward_client_auth(true)

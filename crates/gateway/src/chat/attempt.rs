@@ -16,9 +16,9 @@ use gateway_proxy::HeaderPolicy;
 
 use super::peek::Routed;
 use crate::{
-    app::{App, Backend},
+    app::{App, Backend, Reach},
     commit::{ChunkSource, RawSource, Relay, SseSource, checked_json},
-    dispatch::{Endpoint, Via, via},
+    dispatch::{Endpoint, Via, serves, via},
     http::{event_stream, json},
 };
 
@@ -49,12 +49,23 @@ pub(crate) async fn attempt(
     backend: &Backend,
     call: Call<'_>,
 ) -> Result<Response<Body>, GatewayError> {
+    if let Reach::Http { dialect, .. } = &backend.reach
+        && !serves(*dialect, call.dialect)
+    {
+        return Err(GatewayError::new(
+            ErrorKind::Unavailable,
+            format!(
+                "the {} backend speaks {dialect:?}, and {:?} requests are not converted to it",
+                backend.config.name, call.dialect
+            ),
+        ));
+    }
     let local_available = app.antigravity.credentials().is_available();
     match via(
-        backend.config.kind,
+        backend.reach.is_in_process(),
         call.kind,
         local_available,
-        backend.forwarder.is_some(),
+        backend.reach.forwarder().is_some(),
     ) {
         None => Err(GatewayError::new(
             ErrorKind::Unavailable,
@@ -77,7 +88,7 @@ pub(crate) async fn attempt(
             match result {
                 // The local service cannot serve right now (every account cooling down or busy):
                 // its proxy_url, when configured, is the same backend reached another way.
-                Err(err) if local_unavailable(&err) && backend.forwarder.is_some() => {
+                Err(err) if local_unavailable(&err) && backend.reach.forwarder().is_some() => {
                     tracing::info!(backend = %backend.config.name, error = %err, "local service unavailable; using proxy_url");
                     proxy(app, backend, call).await
                 }
@@ -155,7 +166,7 @@ async fn proxy(
         model,
         ..
     } = call;
-    let Some(forwarder) = &backend.forwarder else {
+    let Some(forwarder) = backend.reach.forwarder() else {
         return Err(GatewayError::new(
             ErrorKind::Unavailable,
             format!("the {} backend has no upstream url", backend.config.name),

@@ -70,6 +70,7 @@ pub(super) struct RawBackend {
     pub(super) base_url: Option<Str>,
     pub(super) proxy_url: Option<Str>,
     pub(super) api_key: Option<Str>,
+    pub(super) auth: Option<Str>,
     pub(super) forward_client_auth: Option<bool>,
     pub(super) priority: Option<i64>,
     pub(super) models: Option<Vec<Str>>,

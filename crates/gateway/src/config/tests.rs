@@ -176,6 +176,14 @@ fn wrong_types_and_values_are_reported() {
             "gateway.toml:2: backends.x.base_url: an openai backend needs base_url",
         ),
         (
+            "[backends.x]\nkind = \"anthropic\"\n",
+            "gateway.toml:2: backends.x.base_url: an anthropic backend needs base_url",
+        ),
+        (
+            "[backends.x]\nkind = \"anthropic\"\nbase_url = \"http://x\"\nauth = \"basic\"\n",
+            "gateway.toml:4: backends.x.auth: \"basic\" is not a way to send the key",
+        ),
+        (
             "[backends.x]\nkind = \"openai\"\nbase_url = \"ftp://x\"\n",
             "gateway.toml:3: backends.x.base_url: \"ftp://x\" is not an http",
         ),
