@@ -31,6 +31,15 @@ fn account(expired: bool) -> AccountFile {
 }
 
 fn service(bases: &[&MockUpstream], token: &MockUpstream, expired: bool) -> Svc {
+    service_with(bases, token, expired, ServiceConfig::default().retries)
+}
+
+fn service_with(
+    bases: &[&MockUpstream],
+    token: &MockUpstream,
+    expired: bool,
+    retries: std::sync::Arc<dyn gateway_core::retry::RetryAllowance>,
+) -> Svc {
     let client = Client::new(ClientConfig::default()).unwrap();
     let stored = StoredAccount {
         id: "owner".into(),
@@ -45,6 +54,7 @@ fn service(bases: &[&MockUpstream], token: &MockUpstream, expired: bool) -> Svc 
     let credentials = AccountPool::new(client.clone(), pool_config, vec![stored], None);
     let config = ServiceConfig {
         base_urls: bases.iter().map(|m| m.url()).collect(),
+        retries,
         ..ServiceConfig::default()
     };
     Service::new(client, credentials, config)
@@ -198,6 +208,51 @@ async fn a_429_with_retry_info_moves_to_the_next_base_url() {
     }));
     assert_eq!(first.requests(), 1);
     assert_eq!(second.requests(), 1);
+}
+
+/// A budget that allows a fixed number of retries and counts the requests for them.
+#[derive(Debug)]
+struct Budget {
+    left: std::sync::atomic::AtomicUsize,
+    asked: std::sync::atomic::AtomicUsize,
+}
+
+impl gateway_core::retry::RetryAllowance for Budget {
+    fn try_retry(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.asked.fetch_add(1, SeqCst);
+        self.left
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+#[tokio::test]
+async fn the_services_own_retries_draw_on_the_shared_budget() {
+    use std::sync::{Arc, atomic::Ordering::SeqCst};
+    for (allowed, second_requests) in [(0, 0), (1, 1)] {
+        let first = MockUpstream::start().await.unwrap();
+        let second = MockUpstream::start().await.unwrap();
+        first.push(Behaviour {
+            status: 503,
+            ..Behaviour::default()
+        });
+        let budget = Arc::new(Budget {
+            left: allowed.into(),
+            asked: 0.into(),
+        });
+        let service = service_with(&[&first, &second], &first, false, budget.clone());
+        let result = service.chat(request(true), ChatContext::default()).await;
+        assert_eq!(first.requests(), 1);
+        assert_eq!(second.requests(), second_requests, "allowed {allowed}");
+        assert_eq!(budget.asked.load(SeqCst), 1, "one retry was asked for");
+        if allowed == 0 {
+            let err = result.err().unwrap();
+            assert_eq!(err.upstream_status().unwrap().as_u16(), 503);
+        } else {
+            assert!(result.is_ok());
+        }
+    }
 }
 
 #[tokio::test]

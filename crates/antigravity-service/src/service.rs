@@ -18,6 +18,7 @@ use gateway_core::{
     Body, CallOptions, ChatBackend, ChatContext, ChatOutput, ErrorKind, Expect, GatewayError,
     Timeouts, Transport, body,
     openai::{ChatCompletionChunk, ChatRequest, Model, ModelList},
+    retry::{RetryAllowance, Unlimited},
     sse,
 };
 
@@ -52,6 +53,10 @@ pub struct ServiceConfig {
     /// A rate-limit hint up to this long is waited out on the same account (once); a longer one
     /// moves the call to the next account.
     pub short_retry_wait: Duration,
+    /// Every upstream call after the first of a request (another base URL, a renewed token, a
+    /// waited-out hint, another account) takes one retry from here; when it is spent the
+    /// request ends with the error it has.
+    pub retries: Arc<dyn RetryAllowance>,
 }
 
 impl Default for ServiceConfig {
@@ -62,6 +67,7 @@ impl Default for ServiceConfig {
             timeouts: Timeouts::default(),
             signature_capacity: 10_000,
             short_retry_wait: Duration::from_secs(3),
+            retries: Arc::new(Unlimited),
         }
     }
 }
@@ -186,7 +192,9 @@ impl<T: Transport, C: Credentials> Service<T, C> {
                 Err(err) => err,
             };
             let status = err.upstream_status().map(|s| s.as_u16());
-            if status == Some(401) && !renewed {
+            // Whatever comes next is another upstream call: it needs the shared budget.
+            let may_retry = || self.config.retries.try_retry();
+            if status == Some(401) && !renewed && may_retry() {
                 renewed = true;
                 lease = self.credentials.renew(lease).await?;
                 continue;
@@ -198,6 +206,7 @@ impl<T: Transport, C: Credentials> Service<T, C> {
                 && !waited
                 && !crate::pool::is_capacity_error(&err)
                 && let Some(delay) = short_hint
+                && may_retry()
             {
                 waited = true;
                 tokio::time::sleep(delay).await;
@@ -207,7 +216,7 @@ impl<T: Transport, C: Credentials> Service<T, C> {
             let next_account_may_help = (status == Some(429)
                 && !crate::pool::is_capacity_error(&err))
                 || status == Some(403);
-            if !next_account_may_help {
+            if !next_account_may_help || !may_retry() {
                 return Err(err);
             }
             tried.push(std::mem::take(&mut lease.account));
@@ -280,6 +289,9 @@ impl<T: Transport, C: Credentials> Service<T, C> {
     ) -> Result<Response<Body>, GatewayError> {
         let mut last = None;
         for base in &self.config.base_urls {
+            if last.is_some() && !self.config.retries.try_retry() {
+                break;
+            }
             let url = format!("{}/{method}", base.trim_end_matches('/'));
             let request = self.request(&url, lease, request_type, payload.clone(), expect)?;
             match self.transport.send(request).await {

@@ -197,3 +197,23 @@ fn parse_try_again_in(message: &str) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests;
+
+/// Permission for one more upstream call within a request. The composition crate shares one
+/// budget between its chain walk and the services it calls in process, so retries inside a
+/// service (another base URL, another account) count against the same budget as the chain's
+/// own, and an outage cannot multiply upstream load out of sight.
+pub trait RetryAllowance: Send + Sync + std::fmt::Debug {
+    /// Take one retry; `false` when the budget is spent (the caller then gives up with the
+    /// error it has).
+    fn try_retry(&self) -> bool;
+}
+
+/// Every retry allowed: for a service used on its own, whose caller bounds its work otherwise.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unlimited;
+
+impl RetryAllowance for Unlimited {
+    fn try_retry(&self) -> bool {
+        true
+    }
+}

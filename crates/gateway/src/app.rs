@@ -125,7 +125,7 @@ pub(crate) struct App {
     pub(crate) models: Mutex<Option<(tokio::time::Instant, ModelList)>>,
     pub(crate) patterns: Patterns,
     pub(crate) breakers: Breakers,
-    pub(crate) budget: RetryBudget,
+    pub(crate) budget: Arc<RetryBudget>,
     pub(crate) metrics: Metrics,
     /// Fired when the shutdown grace period is over: streams still running end with the
     /// terminal error event.
@@ -146,7 +146,8 @@ impl App {
                 })
             })
             .collect::<Result<Vec<_>, GatewayError>>()?;
-        let antigravity = Arc::new(antigravity(&config)?);
+        let budget = Arc::new(RetryBudget::default());
+        let antigravity = Arc::new(antigravity(&config, budget.clone())?);
         let patterns = Patterns::new(&config);
         Ok(Self {
             patterns,
@@ -156,7 +157,7 @@ impl App {
             in_flight: AtomicUsize::new(0),
             models: Mutex::new(None),
             breakers: Breakers::default(),
-            budget: RetryBudget::default(),
+            budget,
             metrics: Metrics::default(),
             closing: tokio_util::sync::CancellationToken::new(),
         })
@@ -189,7 +190,7 @@ impl Drop for InFlight {
     }
 }
 
-fn antigravity(config: &Config) -> Result<Antigravity, GatewayError> {
+fn antigravity(config: &Config, budget: Arc<RetryBudget>) -> Result<Antigravity, GatewayError> {
     let settings = &config.antigravity;
     let client = Client::new(ClientConfig {
         proxy: settings.outbound_proxy.clone(),
@@ -223,6 +224,7 @@ fn antigravity(config: &Config) -> Result<Antigravity, GatewayError> {
         user_agent: settings.user_agent.clone(),
         timeouts: settings.timeouts,
         short_retry_wait: settings.short_retry_wait,
+        retries: budget,
         ..ServiceConfig::default()
     };
     Ok(Service::new(client, pool, service_config))

@@ -63,6 +63,12 @@ impl RetryBudget {
     }
 }
 
+impl gateway_core::retry::RetryAllowance for RetryBudget {
+    fn try_retry(&self) -> bool {
+        RetryBudget::try_retry(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
