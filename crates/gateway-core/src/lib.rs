@@ -1,8 +1,10 @@
 //! The shared vocabulary of the gateway: every other crate speaks these types.
 //!
 //! Reading order:
+//! - [`conversation`]: the protocol-neutral conversation (requests of typed parts, response
+//!   events, usage, finish reasons) that every protocol translates to and from.
 //! - [`openai`]: Chat Completions wire types (requests, responses, chunks, models, the error
-//!   envelope), with unknown fields kept.
+//!   envelope), with unknown fields kept, and their translation to and from the conversation.
 //! - [`GatewayError`] ([`error`]): the one opaque error, its kinds, HTTP status mapping and the
 //!   OpenAI envelope.
 //! - [`Dialect`] ([`dialect`]): per client protocol, what counts as content in its stream, how
@@ -22,6 +24,7 @@
 
 pub mod backend;
 pub mod body;
+pub mod conversation;
 pub mod dialect;
 pub mod error;
 pub mod openai;

@@ -4,9 +4,20 @@
 //! passes through the gateway keeps its unknown fields. A field sent as `null` is treated as
 //! absent. Parse with [`parse_json`], which turns serde's errors into a 400 [`GatewayError`]
 //! whose `param` names the offending field.
+//!
+//! [`request_to_conversation`], [`response_from_conversation`], [`ChunkEncoder`] and their
+//! kin translate between these wire types and the neutral
+//! [`conversation`](crate::conversation); [`chunk_is_content`] tells the commit point which
+//! chunks are content.
 
+mod convert;
 mod request;
 mod response;
+
+pub use convert::{
+    ChunkDecoder, ChunkEncoder, chunk_is_content, request_from_conversation,
+    request_to_conversation, response_from_conversation, response_to_conversation,
+};
 
 pub use request::{
     ChatRequest, Content, ContentPart, CustomTool, Extra, FileRef, FunctionCall,
