@@ -1,8 +1,8 @@
-//! OpenAI chat request → Antigravity generate request.
+//! Conversation → Antigravity generate request.
 //!
-//! Every field of the OpenAI request is either mapped, deliberately ignored (listed below with
+//! Every field of the conversation is either mapped, deliberately ignored (listed below with
 //! the reason), or rejected with a 400 that names it. See
-//! `shared/docs/antigravity.md` for the table this implements.
+//! `docs/ARCHITECTURE.md` (antigravity-service) for the table this implements.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 
 use gateway_core::{
     GatewayError,
-    openai::{
-        ChatRequest, Content as OaContent, ContentPart, Message, ReasoningEffort, ResponseFormat,
-        Role, Tool, ToolChoice, ToolChoiceMode,
+    conversation::{
+        Effort, Media, Message, Part as Neutral, ReasoningMode, Request, ResponseFormat, Role,
+        ToolChoice, ToolKind,
     },
 };
 
@@ -30,11 +30,21 @@ use crate::{
 
 // Fields accepted but not sent, because Antigravity has no equivalent and they do not change
 // what a correct answer is: `parallel_tool_calls` (the model decides), `user`, `metadata`,
-// `store`, `service_tier` (bookkeeping). `stream` and `stream_options` shape the response side.
-// Everything else is mapped or rejected with a 400 naming it.
+// cache hints, and the source protocol's bookkeeping fields. `stream` and the usage option
+// shape the response side. Everything else is mapped or rejected with a 400 naming it.
 
 /// The thinking budget for a `-thinking` model when the client names no effort.
 const DEFAULT_THINKING_BUDGET: u32 = 8192;
+
+/// Fields of a source protocol that ask for what Antigravity cannot do: a 400, not silence.
+const REFUSED_FIELDS: [(&str, &str); 6] = [
+    ("logit_bias", "the upstream cannot bias tokens"),
+    ("functions", "use tools and text output instead"),
+    ("function_call", "use tools and text output instead"),
+    ("audio", "use tools and text output instead"),
+    ("modalities", "use tools and text output instead"),
+    ("prediction", "use tools and text output instead"),
+];
 
 /// A translated request and what the response side needs to undo it.
 #[derive(Debug)]
@@ -47,7 +57,7 @@ pub(crate) struct Translated {
 /// Translate `request`. `conversation` (a client-supplied conversation id) keys the upstream
 /// session when present; otherwise the first user message does.
 pub(crate) fn translate(
-    request: &ChatRequest,
+    request: &Request,
     cache: &SignatureCache,
     conversation: Option<&str>,
 ) -> Result<Translated, GatewayError> {
@@ -67,6 +77,9 @@ pub(crate) fn translate(
         calls: Vec::new(),
         pending: Vec::new(),
     };
+    for part in &request.system {
+        builder.system_part(part, "system")?;
+    }
     for (index, message) in request.messages.iter().enumerate() {
         builder.message(index, message)?;
     }
@@ -118,58 +131,56 @@ pub(crate) fn translate(
     })
 }
 
-fn reject_unsupported(request: &ChatRequest) -> Result<(), GatewayError> {
+fn reject_unsupported(request: &Request) -> Result<(), GatewayError> {
     let unsupported = |param: &str, why: &str| {
         Err(GatewayError::invalid_request(format!(
             "{param} is not supported by antigravity: {why}"
         ))
         .with_param(param))
     };
-    if request.n.is_some_and(|n| n != 1) {
+    let generation = &request.generation;
+    if generation.candidates.is_some_and(|n| n != 1) {
         return unsupported("n", "only one choice per request");
     }
-    if request.logprobs == Some(true) {
+    if generation.logprobs == Some(true) {
         return unsupported("logprobs", "the upstream returns no log probabilities");
     }
-    if request.top_logprobs.is_some() {
+    if generation.top_logprobs.is_some() {
         return unsupported("top_logprobs", "the upstream returns no log probabilities");
     }
-    if request.logit_bias.as_ref().is_some_and(|b| !b.is_empty()) {
-        return unsupported("logit_bias", "the upstream cannot bias tokens");
-    }
-    for key in [
-        "functions",
-        "function_call",
-        "audio",
-        "modalities",
-        "prediction",
-    ] {
-        if request.extra.get(key).is_some_and(|v| !v.is_null()) {
-            return unsupported(key, "use tools and text output instead");
+    for (key, why) in REFUSED_FIELDS {
+        let asked = request.extra.fields.get(key).is_some_and(|v| match v {
+            Value::Null => false,
+            Value::Object(map) => !map.is_empty(),
+            _ => true,
+        });
+        if asked {
+            return unsupported(key, why);
         }
     }
     Ok(())
 }
 
 fn declarations(
-    request: &ChatRequest,
+    request: &Request,
     names: &mut ToolNames,
 ) -> Result<Option<Vec<ToolDeclarations>>, GatewayError> {
-    let Some(tools) = &request.tools else {
+    if request.tools.is_empty() {
         return Ok(None);
-    };
-    let mut functions = Vec::with_capacity(tools.len());
-    for (index, tool) in tools.iter().enumerate() {
-        match tool {
-            Tool::Function { function, .. } => functions.push(FunctionDeclaration {
-                name: names.upstream(&function.name),
-                description: function.description.clone(),
-                parameters: function.parameters.as_ref().map(schema::clean_parameters),
+    }
+    let mut functions = Vec::with_capacity(request.tools.len());
+    for (index, tool) in request.tools.iter().enumerate() {
+        match &tool.kind {
+            ToolKind::Function => functions.push(FunctionDeclaration {
+                name: names.upstream(&tool.name),
+                description: tool.description.clone(),
+                parameters: (!tool.parameters.is_null())
+                    .then(|| schema::clean_parameters(&tool.parameters)),
             }),
-            Tool::Custom { custom, .. } => {
+            ToolKind::Custom { .. } => {
                 return Err(GatewayError::invalid_request(format!(
                     "custom tool {:?} is not supported by antigravity; declare it as a function",
-                    custom.name
+                    tool.name
                 ))
                 .with_param(format!("tools[{index}]")));
             }
@@ -195,74 +206,143 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
+    fn system_part(&mut self, part: &Neutral, param: &str) -> Result<(), GatewayError> {
+        match part {
+            Neutral::Text { text, .. } | Neutral::Refusal { text, .. } => {
+                if !text.is_empty() {
+                    self.system.push(Part::text(text.clone()));
+                }
+                Ok(())
+            }
+            _ => Err(
+                GatewayError::invalid_request("only text parts are allowed in this message")
+                    .with_param(param),
+            ),
+        }
+    }
+
     fn message(&mut self, index: usize, message: &Message) -> Result<(), GatewayError> {
         let at = |suffix: &str| format!("messages[{index}]{suffix}");
-        if !matches!(message.role, Role::Tool | Role::Function) {
+        let answers = message
+            .parts
+            .iter()
+            .any(|p| matches!(p, Neutral::ToolResult { .. }));
+        if !answers {
             self.answer_missing_results();
         }
         match message.role {
             Role::System | Role::Developer => {
-                for text in texts(message.content.as_ref(), &at(".content"))? {
-                    if !text.is_empty() {
-                        self.system.push(Part::text(text));
-                    }
+                for (i, part) in message.parts.iter().enumerate() {
+                    self.system_part(part, &at(&format!(".content[{i}]")))?;
                 }
             }
-            Role::User => {
-                let Some(content) = &message.content else {
+            Role::User | Role::Tool => {
+                if message.parts.is_empty() && message.role == Role::User {
                     return Err(
                         GatewayError::invalid_request("user message without content")
                             .with_param(at(".content")),
                     );
-                };
-                let parts = user_parts(content, &at(".content"))?;
+                }
+                let mut parts = Vec::with_capacity(message.parts.len());
+                for (i, part) in message.parts.iter().enumerate() {
+                    let param = at(&format!(".content[{i}]"));
+                    parts.push(self.user_part(part, message, index, &param)?);
+                }
                 self.push("user", parts);
             }
             Role::Assistant => {
                 let parts = self.model_parts(message, index)?;
                 self.push("model", parts);
             }
-            Role::Tool => {
-                let Some(id) = message.tool_call_id.as_deref() else {
-                    return Err(
-                        GatewayError::invalid_request("tool message without tool_call_id")
-                            .with_param(at(".tool_call_id")),
-                    );
-                };
-                let Some((_, name)) = self.calls.iter().find(|(call, _)| call == id) else {
-                    return Err(GatewayError::invalid_request(format!(
-                        "tool result for call {id:?}, which no earlier assistant message made"
-                    ))
-                    .with_param(at(".tool_call_id")));
-                };
-                let name = name.clone();
-                self.pending.retain(|(call, _)| call != id);
-                let output = texts(message.content.as_ref(), &at(".content"))?.join("\n");
-                self.push(
-                    "user",
-                    vec![function_response(
-                        Some(id.to_owned()),
-                        name,
-                        json!({ "output": output }),
-                    )],
-                );
-            }
-            Role::Function => {
-                let Some(name) = message.name.as_deref() else {
-                    return Err(
-                        GatewayError::invalid_request("function message without name")
-                            .with_param(at(".name")),
-                    );
-                };
-                let output = texts(message.content.as_ref(), &at(".content"))?.join("\n");
-                let name = self.names.upstream(name);
-                self.push(
-                    "user",
-                    vec![function_response(None, name, json!({ "output": output }))],
-                );
-            }
         }
         Ok(())
+    }
+
+    /// One part of a user turn: text and images, or the result of an earlier call.
+    fn user_part(
+        &mut self,
+        part: &Neutral,
+        message: &Message,
+        index: usize,
+        param: &str,
+    ) -> Result<Part, GatewayError> {
+        match part {
+            Neutral::Text { text, .. } | Neutral::Refusal { text, .. } => {
+                Ok(Part::text(text.clone()))
+            }
+            Neutral::Image { source, .. } => match source {
+                Media::Base64 { mime, data } => Ok(Part {
+                    inline_data: Some(InlineData {
+                        mime_type: mime.clone(),
+                        data: data.clone(),
+                    }),
+                    ..Part::default()
+                }),
+                _ => Err(GatewayError::invalid_request(
+                    "image_url must be a base64 data: uri; antigravity cannot fetch image urls",
+                )
+                .with_param(format!("{param}.image_url.url"))),
+            },
+            Neutral::Audio { .. } => Err(GatewayError::invalid_request(
+                "audio input is not supported by antigravity",
+            )
+            .with_param(param)),
+            Neutral::Document { .. } => Err(GatewayError::invalid_request(
+                "file input is not supported by antigravity",
+            )
+            .with_param(param)),
+            Neutral::ToolResult {
+                id,
+                name,
+                parts,
+                is_error,
+                ..
+            } => self.tool_result(id, name.as_deref(), parts, *is_error, message, index),
+            Neutral::Thinking { .. }
+            | Neutral::RedactedThinking { .. }
+            | Neutral::ToolCall { .. } => Err(GatewayError::invalid_request(
+                "only the model's own turns may hold reasoning and tool calls",
+            )
+            .with_param(param)),
+        }
+    }
+
+    fn tool_result(
+        &mut self,
+        id: &str,
+        name: Option<&str>,
+        parts: &[Neutral],
+        is_error: bool,
+        message: &Message,
+        index: usize,
+    ) -> Result<Part, GatewayError> {
+        let at = |suffix: &str| format!("messages[{index}]{suffix}");
+        let output = texts(parts, &at(".content"))?.join("\n");
+        let response = if is_error {
+            json!({ "error": output })
+        } else {
+            json!({ "output": output })
+        };
+        if id.is_empty() {
+            // OpenAI's legacy `function` message: named, without a call id.
+            let Some(name) = name.or(message.name.as_deref()) else {
+                return Err(
+                    GatewayError::invalid_request("function message without name")
+                        .with_param(at(".name")),
+                );
+            };
+            let name = self.names.upstream(name);
+            return Ok(function_response(None, name, response));
+        }
+        let Some((_, name)) = self.calls.iter().find(|(call, _)| call == id) else {
+            return Err(GatewayError::invalid_request(format!(
+                "tool result for call {id:?}, which no earlier assistant message made"
+            ))
+            .with_param(at(".tool_call_id")));
+        };
+        let name = name.clone();
+        self.pending.retain(|(call, _)| call != id);
+        Ok(function_response(Some(id.to_owned()), name, response))
     }
 
     /// An assistant turn whose calls got no result (a cancelled tool, an interrupted client) is
@@ -288,77 +368,101 @@ impl Builder<'_> {
     fn model_parts(&mut self, message: &Message, index: usize) -> Result<Vec<Part>, GatewayError> {
         let family = self.spec.family;
         let mut parts = Vec::new();
-        if let Some(reasoning) = message
-            .reasoning_content
-            .as_deref()
-            .filter(|r| !r.trim().is_empty())
-        {
-            // Reasoning goes back only with the signature the upstream gave it; unprovable
-            // reasoning is left out rather than signed with an invented value.
-            if let Some(signature) = self.cache.thinking(reasoning, family) {
-                parts.push(Part {
-                    text: Some(reasoning.to_owned()),
-                    thought: Some(true),
-                    thought_signature: Some(signature),
-                    ..Part::default()
-                });
-            }
-        }
-        if let Some(content) = &message.content {
-            for text in texts(Some(content), &format!("messages[{index}].content"))? {
-                if !text.is_empty() {
-                    parts.push(Part::text(text));
+        let mut calls = 0;
+        for part in &message.parts {
+            match part {
+                Neutral::Thinking {
+                    text, signature, ..
+                } => {
+                    if text.trim().is_empty() && signature.is_none() {
+                        continue;
+                    }
+                    // Reasoning goes back only with the signature the upstream gave it (sent
+                    // by the client, or remembered here); unprovable reasoning is left out
+                    // rather than signed with an invented value.
+                    let signature = signature
+                        .clone()
+                        .or_else(|| self.cache.thinking(text, family));
+                    if let Some(signature) = signature {
+                        parts.push(Part {
+                            text: Some(text.clone()),
+                            thought: Some(true),
+                            thought_signature: Some(signature),
+                            ..Part::default()
+                        });
+                    }
+                }
+                // Antigravity has no form for encrypted reasoning: left out, as unprovable.
+                Neutral::RedactedThinking { .. } => {}
+                Neutral::Text {
+                    text, signature, ..
+                } => {
+                    if !text.is_empty() {
+                        parts.push(Part {
+                            thought_signature: signature.clone(),
+                            ..Part::text(text.clone())
+                        });
+                    }
+                }
+                Neutral::Refusal { text, .. } => {
+                    if !text.is_empty() {
+                        parts.push(Part::text(text.clone()));
+                    }
+                }
+                Neutral::ToolCall {
+                    id,
+                    name,
+                    arguments,
+                    signature,
+                    ..
+                } => {
+                    let param = if id.is_empty() {
+                        format!("messages[{index}].function_call.arguments")
+                    } else {
+                        format!("messages[{index}].tool_calls[{calls}].function.arguments")
+                    };
+                    let args = decode_arguments(arguments, &param)?;
+                    let upstream = self.names.upstream(name);
+                    if id.is_empty() {
+                        parts.push(Part {
+                            function_call: Some(FunctionCall {
+                                id: None,
+                                name: upstream,
+                                args,
+                            }),
+                            ..Part::default()
+                        });
+                        continue;
+                    }
+                    calls += 1;
+                    let signature = signature.clone().or_else(|| match family {
+                        Family::Gemini3 => Some(
+                            self.cache
+                                .tool_call(id, family)
+                                .unwrap_or_else(|| SKIP_SIGNATURE.to_owned()),
+                        ),
+                        _ => None,
+                    });
+                    parts.push(Part {
+                        function_call: Some(FunctionCall {
+                            id: Some(id.clone()),
+                            name: upstream.clone(),
+                            args,
+                        }),
+                        thought_signature: signature,
+                        ..Part::default()
+                    });
+                    self.calls.push((id.clone(), upstream.clone()));
+                    self.pending.push((id.clone(), upstream));
+                }
+                other => {
+                    return Err(GatewayError::invalid_request(format!(
+                        "an assistant message cannot hold {}",
+                        kind(other)
+                    ))
+                    .with_param(format!("messages[{index}].content")));
                 }
             }
-        }
-        if let Some(refusal) = message.refusal.as_deref().filter(|r| !r.is_empty()) {
-            parts.push(Part::text(refusal));
-        }
-        for (call_index, call) in message.tool_calls.iter().flatten().enumerate() {
-            let param = format!("messages[{index}].tool_calls[{call_index}].function.arguments");
-            let args = decode_arguments(&call.function.arguments, &param)?;
-            let name = self.names.upstream(&call.function.name);
-            let signature = match family {
-                Family::Gemini3 => Some(
-                    self.cache
-                        .tool_call(&call.id, family)
-                        .unwrap_or_else(|| SKIP_SIGNATURE.to_owned()),
-                ),
-                _ => None,
-            };
-            parts.push(Part {
-                function_call: Some(FunctionCall {
-                    id: Some(call.id.clone()),
-                    name: name.clone(),
-                    args,
-                }),
-                thought_signature: signature,
-                ..Part::default()
-            });
-            self.calls.push((call.id.clone(), name.clone()));
-            self.pending.push((call.id.clone(), name));
-        }
-        if let Some(legacy) = message.extra.get("function_call").filter(|v| !v.is_null()) {
-            let name = legacy.get("name").and_then(Value::as_str).ok_or_else(|| {
-                GatewayError::invalid_request("function_call without name")
-                    .with_param(format!("messages[{index}].function_call.name"))
-            })?;
-            let arguments = legacy
-                .get("arguments")
-                .and_then(Value::as_str)
-                .unwrap_or("{}");
-            let args = decode_arguments(
-                arguments,
-                &format!("messages[{index}].function_call.arguments"),
-            )?;
-            parts.push(Part {
-                function_call: Some(FunctionCall {
-                    id: None,
-                    name: self.names.upstream(name),
-                    args,
-                }),
-                ..Part::default()
-            });
         }
         Ok(parts)
     }
@@ -376,6 +480,21 @@ impl Builder<'_> {
                 parts,
             }),
         }
+    }
+}
+
+/// What a part is, for messages.
+fn kind(part: &Neutral) -> &'static str {
+    match part {
+        Neutral::Text { .. } => "text",
+        Neutral::Image { .. } => "an image",
+        Neutral::Document { .. } => "a document",
+        Neutral::Audio { .. } => "audio",
+        Neutral::Thinking { .. } => "reasoning",
+        Neutral::RedactedThinking { .. } => "redacted reasoning",
+        Neutral::ToolCall { .. } => "a tool call",
+        Neutral::ToolResult { .. } => "a tool result",
+        Neutral::Refusal { .. } => "a refusal",
     }
 }
 
@@ -403,83 +522,32 @@ fn decode_arguments(arguments: &str, param: &str) -> Result<Value, GatewayError>
     }
 }
 
-/// The text of a content that may only hold text (system, tool and assistant messages).
-fn texts(content: Option<&OaContent>, param: &str) -> Result<Vec<String>, GatewayError> {
-    match content {
-        None => Ok(Vec::new()),
-        Some(OaContent::Text(text)) => Ok(vec![text.clone()]),
-        Some(OaContent::Parts(parts)) => parts
-            .iter()
-            .enumerate()
-            .map(|(i, part)| match part {
-                ContentPart::Text { text, .. } => Ok(text.clone()),
-                ContentPart::Refusal { refusal, .. } => Ok(refusal.clone()),
-                _ => Err(GatewayError::invalid_request(
-                    "only text parts are allowed in this message",
-                )
-                .with_param(format!("{param}[{i}]"))),
-            })
-            .collect(),
-    }
+/// The texts of parts that may only hold text (tool results).
+fn texts(parts: &[Neutral], param: &str) -> Result<Vec<String>, GatewayError> {
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| match part {
+            Neutral::Text { text, .. } | Neutral::Refusal { text, .. } => Ok(text.clone()),
+            _ => Err(
+                GatewayError::invalid_request("only text parts are allowed in this message")
+                    .with_param(format!("{param}[{i}]")),
+            ),
+        })
+        .collect()
 }
 
-fn user_parts(content: &OaContent, param: &str) -> Result<Vec<Part>, GatewayError> {
-    match content {
-        OaContent::Text(text) => Ok(vec![Part::text(text.clone())]),
-        OaContent::Parts(parts) => parts
-            .iter()
-            .enumerate()
-            .map(|(i, part)| {
-                let at = format!("{param}[{i}]");
-                match part {
-                    ContentPart::Text { text, .. } => Ok(Part::text(text.clone())),
-                    ContentPart::ImageUrl { image_url, .. } => {
-                        let Some((mime_type, data)) = parse_data_uri(&image_url.url) else {
-                            return Err(GatewayError::invalid_request(
-                                "image_url must be a base64 data: uri; antigravity cannot fetch image urls",
-                            )
-                            .with_param(format!("{at}.image_url.url")));
-                        };
-                        Ok(Part {
-                            inline_data: Some(InlineData { mime_type, data }),
-                            ..Part::default()
-                        })
-                    }
-                    ContentPart::InputAudio { .. } => {
-                        Err(GatewayError::invalid_request("audio input is not supported by antigravity").with_param(at))
-                    }
-                    ContentPart::File { .. } => {
-                        Err(GatewayError::invalid_request("file input is not supported by antigravity").with_param(at))
-                    }
-                    ContentPart::Refusal { refusal, .. } => Ok(Part::text(refusal.clone())),
-                }
-            })
-            .collect(),
-    }
-}
-
-/// `data:<mime>;base64,<data>` → (mime, data).
-fn parse_data_uri(url: &str) -> Option<(String, String)> {
-    let rest = url.strip_prefix("data:")?;
-    let (meta, data) = rest.split_once(',')?;
-    let mime = meta.strip_suffix(";base64")?;
-    (!mime.is_empty() && !data.is_empty()).then(|| (mime.to_owned(), data.to_owned()))
-}
-
-fn generation_config(request: &ChatRequest) -> Result<GenerationConfig, GatewayError> {
+fn generation_config(request: &Request) -> Result<GenerationConfig, GatewayError> {
     let (mime, schema) = match &request.response_format {
         None | Some(ResponseFormat::Text) => (None, None),
         Some(ResponseFormat::JsonObject) => (Some("application/json".to_owned()), None),
-        Some(ResponseFormat::JsonSchema { json_schema }) => (
+        Some(ResponseFormat::JsonSchema { schema, .. }) => (
             Some("application/json".to_owned()),
-            json_schema.schema.as_ref().map(schema::clean),
+            (!schema.is_null()).then(|| schema::clean(schema)),
         ),
     };
-    let stop = request
-        .stop
-        .as_ref()
-        .map(|s| s.to_vec())
-        .filter(|s| !s.is_empty());
+    let generation = &request.generation;
+    let stop = Some(generation.stop.clone()).filter(|s| !s.is_empty());
     if stop.as_ref().is_some_and(|s| s.len() > 5) {
         return Err(
             GatewayError::invalid_request("at most 5 stop sequences are supported")
@@ -487,35 +555,35 @@ fn generation_config(request: &ChatRequest) -> Result<GenerationConfig, GatewayE
         );
     }
     Ok(GenerationConfig {
-        temperature: request.temperature,
-        top_p: request.top_p,
-        top_k: request.top_k,
-        max_output_tokens: request.max_output_tokens(),
+        temperature: generation.temperature,
+        top_p: generation.top_p,
+        top_k: generation.top_k,
+        max_output_tokens: generation.max_tokens,
         stop_sequences: stop,
-        candidate_count: request.n,
-        seed: request.seed,
-        presence_penalty: request.presence_penalty,
-        frequency_penalty: request.frequency_penalty,
+        candidate_count: generation.candidates,
+        seed: generation.seed,
+        presence_penalty: generation.presence_penalty,
+        frequency_penalty: generation.frequency_penalty,
         response_mime_type: mime,
         response_schema: schema,
         thinking_config: None,
     })
 }
 
-fn budget(effort: ReasoningEffort) -> u32 {
+fn budget(effort: Effort) -> u32 {
     match effort {
-        ReasoningEffort::None => 0,
-        ReasoningEffort::Minimal => 1024,
-        ReasoningEffort::Low => 2048,
-        ReasoningEffort::Medium => 8192,
-        ReasoningEffort::High => 16384,
-        ReasoningEffort::Xhigh => 32768,
+        Effort::None => 0,
+        Effort::Minimal => 1024,
+        Effort::Low => 2048,
+        Effort::Medium => 8192,
+        Effort::High => 16384,
+        Effort::Xhigh => 32768,
     }
 }
 
-fn thinking_config(request: &ChatRequest, spec: &ModelSpec) -> Option<ThinkingConfig> {
-    let effort = request.reasoning_effort;
-    if effort == Some(ReasoningEffort::None) {
+fn thinking_config(request: &Request, spec: &ModelSpec) -> Option<ThinkingConfig> {
+    let reasoning = request.reasoning.as_ref();
+    if reasoning.is_some_and(|r| r.is_off()) {
         // Gemini 2.5 Flash can switch thinking off; others simply get no thinking config.
         return (spec.family == Family::Gemini).then_some(ThinkingConfig {
             include_thoughts: false,
@@ -523,12 +591,22 @@ fn thinking_config(request: &ChatRequest, spec: &ModelSpec) -> Option<ThinkingCo
             thinking_level: None,
         });
     }
+    let effort = reasoning.and_then(|r| r.effort);
+    let explicit_budget = reasoning.and_then(|r| r.budget_tokens);
+    let asked = effort.is_some()
+        || explicit_budget.is_some()
+        || reasoning.is_some_and(|r| {
+            matches!(
+                r.mode,
+                Some(ReasoningMode::Enabled | ReasoningMode::Adaptive)
+            )
+        });
     match spec.family {
         Family::Gemini3 => Some(ThinkingConfig {
             include_thoughts: true,
             thinking_budget: None,
             thinking_level: effort.map(|e| {
-                if matches!(e, ReasoningEffort::Minimal | ReasoningEffort::Low) {
+                if matches!(e, Effort::Minimal | Effort::Low) {
                     "low"
                 } else {
                     "high"
@@ -536,9 +614,11 @@ fn thinking_config(request: &ChatRequest, spec: &ModelSpec) -> Option<ThinkingCo
                 .to_owned()
             }),
         }),
-        _ if effort.is_some() || spec.thinking => Some(ThinkingConfig {
+        _ if asked || spec.thinking => Some(ThinkingConfig {
             include_thoughts: true,
-            thinking_budget: Some(effort.map_or(DEFAULT_THINKING_BUDGET, budget)),
+            thinking_budget: Some(
+                explicit_budget.unwrap_or_else(|| effort.map_or(DEFAULT_THINKING_BUDGET, budget)),
+            ),
             thinking_level: None,
         }),
         _ => None,
@@ -566,7 +646,7 @@ fn strip_thoughts(contents: &mut Vec<Content>) {
 }
 
 fn tool_config(
-    request: &ChatRequest,
+    request: &Request,
     names: &mut ToolNames,
     has_tools: bool,
 ) -> Result<Option<ToolConfig>, GatewayError> {
@@ -587,49 +667,16 @@ fn tool_config(
     match &request.tool_choice {
         None if has_tools => Ok(config("VALIDATED", None)),
         None => Ok(None),
-        Some(ToolChoice::Mode(ToolChoiceMode::Auto)) => {
-            Ok(has_tools.then(|| config("AUTO", None)).flatten())
+        Some(ToolChoice::Auto) => Ok(has_tools.then(|| config("AUTO", None)).flatten()),
+        Some(ToolChoice::None) => Ok(has_tools.then(|| config("NONE", None)).flatten()),
+        Some(ToolChoice::Required | ToolChoice::Tool(_)) if !has_tools => needs_tools(),
+        Some(ToolChoice::Required) => Ok(config("ANY", None)),
+        Some(ToolChoice::Tool(name)) => Ok(config("ANY", Some(vec![names.upstream(name)]))),
+        Some(ToolChoice::Allowed { tools, required }) => {
+            let listed: Vec<String> = tools.iter().map(|name| names.upstream(name)).collect();
+            let mode = if *required { "ANY" } else { "AUTO" };
+            Ok(config(mode, (!listed.is_empty()).then_some(listed)))
         }
-        Some(ToolChoice::Mode(ToolChoiceMode::None)) => {
-            Ok(has_tools.then(|| config("NONE", None)).flatten())
-        }
-        Some(ToolChoice::Mode(ToolChoiceMode::Required)) if has_tools => Ok(config("ANY", None)),
-        Some(ToolChoice::Mode(ToolChoiceMode::Required)) => needs_tools(),
-        Some(ToolChoice::Named(named)) if !has_tools => {
-            let _ = named;
-            needs_tools()
-        }
-        Some(ToolChoice::Named(named)) => match named.kind.as_str() {
-            "function" => {
-                let Some(function) = &named.function else {
-                    return Err(GatewayError::invalid_request(
-                        "tool_choice of type function needs function.name",
-                    )
-                    .with_param("tool_choice.function"));
-                };
-                Ok(config("ANY", Some(vec![names.upstream(&function.name)])))
-            }
-            "allowed_tools" => {
-                let allowed = named.extra.get("allowed_tools");
-                let mode = match allowed.and_then(|a| a.get("mode")).and_then(Value::as_str) {
-                    Some("required") => "ANY",
-                    _ => "AUTO",
-                };
-                let listed: Vec<String> = allowed
-                    .and_then(|a| a.get("tools"))
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|t| t.pointer("/function/name").and_then(Value::as_str))
-                    .map(|name| names.upstream(name))
-                    .collect();
-                Ok(config(mode, (!listed.is_empty()).then_some(listed)))
-            }
-            other => Err(GatewayError::invalid_request(format!(
-                "tool_choice of type {other:?} is not supported by antigravity"
-            ))
-            .with_param("tool_choice.type")),
-        },
     }
 }
 
@@ -640,20 +687,11 @@ fn session_id(conversation: Option<&str>, messages: &[Message]) -> String {
     match conversation {
         Some(id) => id.hash(&mut hasher),
         None => {
-            let first = messages
-                .iter()
-                .find(|m| m.role == Role::User)
-                .and_then(|m| m.content.as_ref());
-            match first {
-                Some(OaContent::Text(text)) => text.hash(&mut hasher),
-                Some(OaContent::Parts(parts)) => {
-                    for part in parts {
-                        if let ContentPart::Text { text, .. } = part {
-                            text.hash(&mut hasher);
-                        }
-                    }
+            let first = messages.iter().find(|m| m.role == Role::User);
+            for part in first.map(|m| m.parts.as_slice()).unwrap_or_default() {
+                if let Neutral::Text { text, .. } = part {
+                    text.hash(&mut hasher);
                 }
-                None => {}
             }
         }
     }

@@ -1,10 +1,12 @@
-//! Antigravity stream events → OpenAI chunks, one upstream event at a time; and the collector
-//! that turns those chunks into one `chat.completion` for non-streaming requests.
+//! Antigravity stream events → conversation events, one upstream event at a time.
 //!
-//! Output contract: a role chunk first; reasoning as `reasoning_content`; text as `content`;
-//! every function call as a complete tool-call delta with its own index and a unique id; images
-//! as markdown data URIs; exactly one finish chunk; then a usage chunk when asked. A stream that
-//! ends without a finish reason is a `Truncated` error, never a finish.
+//! Output contract: blocks in the order the upstream sends them (thinking, text, tool calls),
+//! each opened by its first delta and closed by `BlockEnd`; every function call with a unique
+//! id, the client's tool name and its arguments in one delta; signatures as `Signature` events
+//! on the block they belong to (and remembered for clients that cannot carry them); images as
+//! markdown data URIs in text; exactly one `Finish`, after the last content and before the
+//! final `Usage`. A stream that ends without a finish reason is a `Truncated` error, never a
+//! finish.
 
 use std::sync::Arc;
 
@@ -12,11 +14,7 @@ use serde_json::{Map, Value};
 
 use gateway_core::{
     ErrorKind, GatewayError, RetryHint,
-    openai::{
-        ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice, CompletionTokensDetails, Delta,
-        Extra, FinishReason, FunctionCall, FunctionCallDelta, PromptTokensDetails, ResponseMessage,
-        Role, ToolCall, ToolCallDelta, Usage,
-    },
+    conversation::{Event, FinishReason, Usage},
 };
 
 use crate::{
@@ -26,27 +24,26 @@ use crate::{
     wire::{GenerateResponse, Part, StreamEvent, UsageMetadata},
 };
 
-/// What every chunk of one response shares.
-#[derive(Debug, Clone)]
-pub(crate) struct ResponseMeta {
-    /// `chatcmpl-...`.
-    pub(crate) id: String,
-    /// Unix seconds of the request.
-    pub(crate) created: u64,
-    /// The model name the client asked for.
-    pub(crate) model: String,
-    /// Whether to send the usage chunk.
-    pub(crate) include_usage: bool,
+/// The kind of the block being streamed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Block {
+    Thinking,
+    Text,
 }
 
 /// Translates one response's upstream events.
 #[derive(Debug)]
 pub(crate) struct StreamTranslator {
-    meta: ResponseMeta,
+    /// The response id, for tool-call ids the upstream did not give.
+    id: String,
+    model: String,
     names: ToolNames,
     family: Family,
     cache: Arc<SignatureCache>,
     started: bool,
+    /// The open block and its index.
+    open: Option<(Block, u32)>,
+    next_index: u32,
     tool_calls: u32,
     finish: Option<String>,
     usage: Option<UsageMetadata>,
@@ -55,18 +52,23 @@ pub(crate) struct StreamTranslator {
 }
 
 impl StreamTranslator {
+    /// A translator for response `id` of `model` (the name the client asked for).
     pub(crate) fn new(
-        meta: ResponseMeta,
+        id: String,
+        model: String,
         names: ToolNames,
         family: Family,
         cache: Arc<SignatureCache>,
     ) -> Self {
         Self {
-            meta,
+            id,
+            model,
             names,
             family,
             cache,
             started: false,
+            open: None,
+            next_index: 0,
             tool_calls: 0,
             finish: None,
             usage: None,
@@ -76,7 +78,7 @@ impl StreamTranslator {
     }
 
     /// Translate one event's `data`.
-    pub(crate) fn event(&mut self, data: &str) -> Result<Vec<ChatCompletionChunk>, GatewayError> {
+    pub(crate) fn event(&mut self, data: &str) -> Result<Vec<Event>, GatewayError> {
         let data = data.trim();
         if data.is_empty() || data == "[DONE]" {
             return Ok(Vec::new());
@@ -91,25 +93,24 @@ impl StreamTranslator {
             StreamEvent::Wrapped { response } | StreamEvent::Bare(response) => response,
             StreamEvent::Error { error } => return Err(error_event(&error)),
         };
-        let mut chunks = Vec::new();
-        self.open(&mut chunks);
-        self.response(response, &mut chunks);
-        Ok(chunks)
+        let mut events = Vec::new();
+        self.start(&mut events);
+        self.response(response, &mut events);
+        Ok(events)
     }
 
-    /// The role chunk, once, before anything else.
-    fn open(&mut self, chunks: &mut Vec<ChatCompletionChunk>) {
+    /// The start, once, before anything else.
+    fn start(&mut self, events: &mut Vec<Event>) {
         if !self.started {
             self.started = true;
-            chunks.push(self.chunk(Delta {
-                role: Some(Role::Assistant),
-                content: Some(String::new()),
-                ..Delta::default()
-            }));
+            events.push(Event::Start {
+                id: self.id.clone(),
+                model: self.model.clone(),
+            });
         }
     }
 
-    fn response(&mut self, response: GenerateResponse, chunks: &mut Vec<ChatCompletionChunk>) {
+    fn response(&mut self, response: GenerateResponse, events: &mut Vec<Event>) {
         if let Some(usage) = response.usage_metadata {
             self.usage = Some(usage);
         }
@@ -117,99 +118,115 @@ impl StreamTranslator {
             return;
         };
         for part in candidate.content.map(|c| c.parts).unwrap_or_default() {
-            if let Some(delta) = self.part(part) {
-                chunks.push(self.chunk(delta));
-            }
+            self.part(part, events);
         }
         if let Some(reason) = candidate.finish_reason {
             self.finish = Some(reason);
         }
     }
 
-    fn part(&mut self, part: Part) -> Option<Delta> {
+    /// The index of the open block of `kind`, opening it (and closing another) when needed.
+    fn block(&mut self, kind: Block, events: &mut Vec<Event>) -> u32 {
+        match self.open {
+            Some((open, index)) if open == kind => index,
+            _ => {
+                self.close(events);
+                let index = self.next_index;
+                self.next_index += 1;
+                self.open = Some((kind, index));
+                index
+            }
+        }
+    }
+
+    /// Close the open block; a thinking block's signature is remembered for the next turn.
+    fn close(&mut self, events: &mut Vec<Event>) {
+        if let Some((kind, index)) = self.open.take() {
+            if kind == Block::Thinking {
+                if let Some(signature) = self.thinking_signature.take() {
+                    if !self.thinking.trim().is_empty() {
+                        self.cache
+                            .remember_thinking(&self.thinking, &signature, self.family);
+                    }
+                    events.push(Event::Signature { index, signature });
+                }
+                self.thinking.clear();
+            }
+            events.push(Event::BlockEnd { index });
+        }
+    }
+
+    fn part(&mut self, part: Part, events: &mut Vec<Event>) {
         if part.is_thought() {
             if let Some(signature) = part.thought_signature {
                 self.thinking_signature = Some(signature);
             }
-            let text = part.text.filter(|t| !t.is_empty())?;
+            let Some(text) = part.text.filter(|t| !t.is_empty()) else {
+                return;
+            };
+            let index = self.block(Block::Thinking, events);
             self.thinking.push_str(&text);
-            return Some(Delta {
-                reasoning_content: Some(text),
-                ..Delta::default()
-            });
+            events.push(Event::ThinkingDelta { index, text });
+            return;
         }
         if part.text.as_deref().is_some_and(str::is_empty) && part.function_call.is_none() {
             // An empty text part carries at most a signature for the thinking before it.
             if let Some(signature) = part.thought_signature {
                 self.thinking_signature = Some(signature);
             }
-            return None;
+            return;
         }
-        self.close_thinking();
         if let Some(call) = part.function_call {
-            let index = self.tool_calls;
+            self.close(events);
+            let index = self.next_index;
+            self.next_index += 1;
+            let number = self.tool_calls;
             self.tool_calls += 1;
             let id = call
                 .id
                 .filter(|id| !id.is_empty())
-                .unwrap_or_else(|| format!("call_{}_{index}", id_suffix(&self.meta.id)));
-            if let Some(signature) = &part.thought_signature {
-                self.cache.remember_tool_call(&id, signature, self.family);
-            }
+                .unwrap_or_else(|| format!("call_{}_{number}", id_suffix(&self.id)));
             let arguments = match call.args {
                 Value::Null => "{}".to_owned(),
                 args => args.to_string(),
             };
-            return Some(Delta {
-                tool_calls: Some(vec![ToolCallDelta {
-                    index,
-                    id: Some(id),
-                    kind: Some("function".to_owned()),
-                    function: Some(FunctionCallDelta {
-                        name: Some(self.names.client(&call.name).to_owned()),
-                        arguments: Some(arguments),
-                    }),
-                }]),
-                ..Delta::default()
+            events.push(Event::ToolCallStart {
+                index,
+                id: id.clone(),
+                name: self.names.client(&call.name).to_owned(),
             });
+            events.push(Event::ToolCallDelta { index, arguments });
+            if let Some(signature) = part.thought_signature {
+                self.cache.remember_tool_call(&id, &signature, self.family);
+                events.push(Event::Signature { index, signature });
+            }
+            events.push(Event::BlockEnd { index });
+            return;
         }
-        if let Some(image) = part.inline_data {
-            return Some(Delta {
-                content: Some(format!(
-                    "![image](data:{};base64,{})",
-                    image.mime_type, image.data
-                )),
-                ..Delta::default()
-            });
+        let text = match (part.inline_data, part.text) {
+            (Some(image), _) => format!("![image](data:{};base64,{})", image.mime_type, image.data),
+            (None, Some(text)) => text,
+            (None, None) => return,
+        };
+        let index = self.block(Block::Text, events);
+        events.push(Event::TextDelta { index, text });
+        if let Some(signature) = part.thought_signature {
+            // Gemini signs the text itself when the turn has no call; it rides on the block.
+            events.push(Event::Signature { index, signature });
         }
-        let text = part.text?;
-        Some(Delta {
-            content: Some(text),
-            ..Delta::default()
-        })
     }
 
-    /// A thinking block ends: remember its signature for the next turn.
-    fn close_thinking(&mut self) {
-        if let Some(signature) = self.thinking_signature.take()
-            && !self.thinking.trim().is_empty()
-        {
-            self.cache
-                .remember_thinking(&self.thinking, &signature, self.family);
-        }
-        self.thinking.clear();
-    }
-
-    /// The upstream stream ended: the finish chunk and the usage chunk, or the truncation error.
-    pub(crate) fn finish(&mut self) -> Result<Vec<ChatCompletionChunk>, GatewayError> {
-        self.close_thinking();
+    /// The upstream stream ended: the finish and the usage, or the truncation error.
+    pub(crate) fn finish(&mut self) -> Result<Vec<Event>, GatewayError> {
+        let mut events = Vec::with_capacity(4);
+        self.close(&mut events);
         let Some(reason) = self.finish.take() else {
             return Err(GatewayError::new(
                 ErrorKind::Truncated,
                 "antigravity stream ended without a finish reason",
             ));
         };
-        let finish_reason = match reason.as_str() {
+        let reason = match reason.as_str() {
             "MAX_TOKENS" => FinishReason::Length,
             "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII"
             | "IMAGE_SAFETY" => FinishReason::ContentFilter,
@@ -219,40 +236,15 @@ impl StreamTranslator {
                     format!("the model produced an invalid function call ({reason})"),
                 ));
             }
-            _ if self.tool_calls > 0 => FinishReason::ToolCalls,
+            _ if self.tool_calls > 0 => FinishReason::ToolUse,
             _ => FinishReason::Stop,
         };
-        let mut chunks = Vec::with_capacity(3);
-        self.open(&mut chunks);
-        let mut finish = self.chunk(Delta::default());
-        finish.choices[0].finish_reason = Some(finish_reason);
-        chunks.push(finish);
-        if self.meta.include_usage {
-            let mut usage = self.chunk(Delta::default());
-            usage.choices.clear();
-            usage.usage = Some(convert_usage(self.usage.unwrap_or_default()));
-            chunks.push(usage);
-        }
-        Ok(chunks)
-    }
-
-    fn chunk(&self, delta: Delta) -> ChatCompletionChunk {
-        ChatCompletionChunk {
-            id: self.meta.id.clone(),
-            object: "chat.completion.chunk".to_owned(),
-            created: self.meta.created,
-            model: self.meta.model.clone(),
-            choices: vec![ChunkChoice {
-                index: 0,
-                delta,
-                finish_reason: None,
-                logprobs: None,
-                extra: Extra::new(),
-            }],
-            usage: None,
-            system_fingerprint: None,
-            extra: Extra::new(),
-        }
+        self.start(&mut events);
+        events.push(Event::Finish { reason });
+        events.push(Event::Usage(convert_usage(
+            self.usage.take().unwrap_or_default(),
+        )));
+        Ok(events)
     }
 }
 
@@ -260,22 +252,14 @@ fn id_suffix(response_id: &str) -> &str {
     response_id.strip_prefix("chatcmpl-").unwrap_or(response_id)
 }
 
-/// OpenAI usage from Gemini's: completion includes reasoning, total is their sum.
+/// Neutral usage from Gemini's: output includes reasoning.
 pub(crate) fn convert_usage(usage: UsageMetadata) -> Usage {
-    let completion = usage.candidates_token_count + usage.thoughts_token_count;
     Usage {
-        prompt_tokens: usage.prompt_token_count,
-        completion_tokens: completion,
-        total_tokens: usage.prompt_token_count + completion,
-        prompt_tokens_details: Some(PromptTokensDetails {
-            cached_tokens: Some(usage.cached_content_token_count),
-            ..PromptTokensDetails::default()
-        }),
-        completion_tokens_details: Some(CompletionTokensDetails {
-            reasoning_tokens: Some(usage.thoughts_token_count),
-            ..CompletionTokensDetails::default()
-        }),
-        extra: Extra::new(),
+        input_tokens: usage.prompt_token_count,
+        output_tokens: usage.candidates_token_count + usage.thoughts_token_count,
+        reasoning_tokens: usage.thoughts_token_count,
+        cache_read_tokens: usage.cached_content_token_count,
+        ..Usage::default()
     }
 }
 
@@ -303,100 +287,6 @@ fn error_event(error: &Map<String, Value>) -> GatewayError {
         err = err.with_retry(hint);
     }
     err
-}
-
-/// Gathers chunks into one completion.
-#[derive(Debug, Default)]
-pub(crate) struct Collector {
-    content: String,
-    reasoning: String,
-    calls: Vec<ToolCall>,
-    finish: Option<FinishReason>,
-    usage: Option<Usage>,
-    first: Option<(String, u64, String)>,
-}
-
-impl Collector {
-    pub(crate) fn push(&mut self, chunk: ChatCompletionChunk) {
-        if self.first.is_none() {
-            self.first = Some((chunk.id.clone(), chunk.created, chunk.model.clone()));
-        }
-        if chunk.usage.is_some() {
-            self.usage = chunk.usage;
-        }
-        for choice in chunk.choices {
-            let delta = choice.delta;
-            if let Some(text) = delta.content {
-                self.content.push_str(&text);
-            }
-            if let Some(text) = delta.reasoning_content {
-                self.reasoning.push_str(&text);
-            }
-            for call in delta.tool_calls.into_iter().flatten() {
-                let index = call.index as usize;
-                if self.calls.len() <= index {
-                    self.calls.resize_with(index + 1, || ToolCall {
-                        id: String::new(),
-                        kind: "function".to_owned(),
-                        function: FunctionCall {
-                            name: String::new(),
-                            arguments: String::new(),
-                        },
-                        extra: Extra::new(),
-                    });
-                }
-                let slot = &mut self.calls[index];
-                if let Some(id) = call.id {
-                    slot.id = id;
-                }
-                if let Some(function) = call.function {
-                    if let Some(name) = function.name {
-                        slot.function.name = name;
-                    }
-                    if let Some(arguments) = function.arguments {
-                        slot.function.arguments.push_str(&arguments);
-                    }
-                }
-            }
-            if choice.finish_reason.is_some() {
-                self.finish = choice.finish_reason;
-            }
-        }
-    }
-
-    pub(crate) fn finish(self, meta: &ResponseMeta) -> ChatCompletion {
-        let (id, created, model) = self
-            .first
-            .unwrap_or_else(|| (meta.id.clone(), meta.created, meta.model.clone()));
-        let has_calls = !self.calls.is_empty();
-        ChatCompletion {
-            id,
-            object: "chat.completion".to_owned(),
-            created,
-            model,
-            choices: vec![Choice {
-                index: 0,
-                message: ResponseMessage {
-                    role: Role::Assistant,
-                    content: if self.content.is_empty() && has_calls {
-                        None
-                    } else {
-                        Some(self.content)
-                    },
-                    reasoning_content: (!self.reasoning.is_empty()).then_some(self.reasoning),
-                    tool_calls: has_calls.then_some(self.calls),
-                    refusal: None,
-                    extra: Extra::new(),
-                },
-                finish_reason: self.finish,
-                logprobs: None,
-                extra: Extra::new(),
-            }],
-            usage: self.usage,
-            system_fingerprint: None,
-            extra: Extra::new(),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,8 @@ use http_body_util::BodyExt;
 use gateway_core::{
     Body, CallOptions, ChatBackend, ChatContext, ChatOutput, ErrorKind, Expect, GatewayError,
     Timeouts, Transport, body,
-    openai::{ChatCompletionChunk, ChatRequest, Model, ModelList},
+    conversation::{self, Collector, Event, EventStream, Response as Answer},
+    openai::{self, ChatCompletionChunk, ChatRequest, ChunkEncoder, Model, ModelList},
     retry::{RetryAllowance, Unlimited},
     sse,
 };
@@ -25,7 +26,7 @@ use gateway_core::{
 use crate::{
     credentials::{Acquire, Credentials, Lease},
     request::translate,
-    response::{Collector, ResponseMeta, StreamTranslator},
+    response::StreamTranslator,
     signatures::SignatureCache,
     wire::{AvailableModels, Envelope},
 };
@@ -97,55 +98,68 @@ impl<T: Transport, C: Credentials> Service<T, C> {
         &self.credentials
     }
 
-    /// Serve one chat completion: a whole completion, or a chunk stream without `[DONE]`.
+    /// Serve one conversation: the upstream's answer as a stream of neutral events, for the
+    /// caller to encode in its client's protocol (or collect, for a non-streaming request).
     ///
     /// Errors before the upstream stream starts are returned as `Err`; errors after it started
-    /// end the chunk stream with an `Err` item.
-    pub async fn chat(
+    /// end the event stream with an `Err` item. Dropping the stream aborts the upstream request
+    /// and frees the account's slot.
+    pub async fn generate(
         &self,
-        request: ChatRequest,
-        context: ChatContext,
-    ) -> Result<ChatOutput, GatewayError> {
-        let translated = translate(&request, &self.cache, context.conversation_id.as_deref())?;
+        request: &conversation::Request,
+        context: &ChatContext,
+    ) -> Result<EventStream, GatewayError> {
+        let translated = translate(request, &self.cache, context.conversation_id.as_deref())?;
         let spec = &translated.spec;
         let request_type = if spec.image { "image_gen" } else { "agent" };
         let (response, lease) = self
-            .generate(
+            .open(
                 &spec.upstream,
                 context.conversation_id.as_deref(),
                 request_type,
                 &translated.request,
             )
             .await?;
-        let meta = ResponseMeta {
-            id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
-            created: unix_now(),
-            model: request.model.clone(),
-            include_usage: request.include_usage() || !request.is_stream(),
-        };
         let translator = StreamTranslator::new(
-            meta.clone(),
+            format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
+            request.model.clone(),
             translated.names,
             spec.family,
             self.cache.clone(),
         );
-        let mut chunks = ChunkStream::new(response.into_body(), translator).holding(lease);
-        if request.is_stream() {
-            return Ok(ChatOutput::Stream(Box::pin(chunks)));
+        Ok(Box::pin(
+            UpstreamEvents::new(response.into_body(), translator).holding(lease),
+        ))
+    }
+
+    /// Serve one OpenAI chat completion: a whole completion, or a chunk stream without
+    /// `[DONE]`. The OpenAI dialect over [`generate`](Self::generate).
+    pub async fn chat(
+        &self,
+        request: ChatRequest,
+        context: ChatContext,
+    ) -> Result<ChatOutput, GatewayError> {
+        let stream = request.is_stream();
+        let include_usage = request.include_usage();
+        let conversation = openai::request_to_conversation(request)?;
+        let events = self.generate(&conversation, &context).await?;
+        let created = unix_now();
+        let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+        if stream {
+            let encoder = ChunkEncoder::new(id, created, conversation.model, include_usage);
+            return Ok(ChatOutput::Stream(Box::pin(Chunks::new(events, encoder))));
         }
-        let mut collector = Collector::default();
-        while let Some(chunk) = std::future::poll_fn(|cx| Pin::new(&mut chunks).poll_next(cx)).await
-        {
-            collector.push(chunk?);
-        }
-        Ok(ChatOutput::Complete(Box::new(collector.finish(&meta))))
+        let response = collect(events, created).await?;
+        Ok(ChatOutput::Complete(Box::new(
+            openai::response_from_conversation(&response, &conversation.model),
+        )))
     }
 
     /// Open the upstream stream, moving between accounts as their answers require: a rejected
     /// token is renewed once; a short rate-limit hint is waited out once on the same account; a
     /// longer one, or a 403, moves to the next account. Each account is tried once per request,
     /// so the loop is bounded by the pool's size.
-    async fn generate(
+    async fn open(
         &self,
         model: &str,
         conversation: Option<&str>,
@@ -373,19 +387,78 @@ impl<T: Transport, C: Credentials> ChatBackend for Service<T, C> {
     }
 }
 
+/// Collect a whole answer from its events.
+pub(crate) async fn collect(mut events: EventStream, created: u64) -> Result<Answer, GatewayError> {
+    let mut collector = Collector::new(created);
+    while let Some(event) = std::future::poll_fn(|cx| events.as_mut().poll_next(cx)).await {
+        collector.push(event?)?;
+    }
+    Ok(collector.finish())
+}
+
+/// Events encoded as OpenAI chunks.
+struct Chunks {
+    events: EventStream,
+    encoder: ChunkEncoder,
+    queue: VecDeque<ChatCompletionChunk>,
+    finished: bool,
+}
+
+impl Chunks {
+    fn new(events: EventStream, encoder: ChunkEncoder) -> Self {
+        Self {
+            events,
+            encoder,
+            queue: VecDeque::new(),
+            finished: false,
+        }
+    }
+}
+
+impl Stream for Chunks {
+    type Item = Result<ChatCompletionChunk, GatewayError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if let Some(chunk) = self.queue.pop_front() {
+                return Poll::Ready(Some(Ok(chunk)));
+            }
+            if self.finished {
+                return Poll::Ready(None);
+            }
+            let encoded = match ready!(self.events.as_mut().poll_next(cx)) {
+                Some(Ok(event)) => self.encoder.push(event),
+                Some(Err(err)) => Err(err),
+                None => {
+                    self.finished = true;
+                    self.encoder.finish()
+                }
+            };
+            match encoded {
+                Ok(chunks) => self.queue.extend(chunks),
+                Err(err) => {
+                    self.finished = true;
+                    self.queue.clear();
+                    return Poll::Ready(Some(Err(err)));
+                }
+            }
+        }
+    }
+}
+
 /// The upstream body, decoded and translated one event at a time. Dropping it drops the body,
 /// which aborts the upstream request.
-pub(crate) struct ChunkStream {
+pub(crate) struct UpstreamEvents {
     body: Body,
     /// The account's slot is held until the stream ends or is dropped.
     _lease: Option<Lease>,
     decoder: sse::Decoder,
     translator: StreamTranslator,
-    queue: VecDeque<ChatCompletionChunk>,
+    queue: VecDeque<Event>,
     finished: bool,
 }
 
-impl ChunkStream {
+impl UpstreamEvents {
     pub(crate) fn new(body: Body, translator: StreamTranslator) -> Self {
         Self {
             body,
@@ -402,18 +475,15 @@ impl ChunkStream {
         self
     }
 
-    fn fail(
-        &mut self,
-        err: GatewayError,
-    ) -> Poll<Option<Result<ChatCompletionChunk, GatewayError>>> {
+    fn fail(&mut self, err: GatewayError) -> Poll<Option<Result<Event, GatewayError>>> {
         self.finished = true;
         self.queue.clear();
         Poll::Ready(Some(Err(err)))
     }
 
     fn translate(&mut self, data: &str) -> Result<(), GatewayError> {
-        let chunks = self.translator.event(data)?;
-        self.queue.extend(chunks);
+        let events = self.translator.event(data)?;
+        self.queue.extend(events);
         Ok(())
     }
 }
@@ -425,8 +495,8 @@ fn sse_error(err: sse::SseError) -> GatewayError {
     )
 }
 
-impl Stream for ChunkStream {
-    type Item = Result<ChatCompletionChunk, GatewayError>;
+impl Stream for UpstreamEvents {
+    type Item = Result<Event, GatewayError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
@@ -466,8 +536,8 @@ impl Stream for ChunkStream {
                         }
                     }
                     match self.translator.finish() {
-                        Ok(chunks) => {
-                            self.queue.extend(chunks);
+                        Ok(events) => {
+                            self.queue.extend(events);
                             self.finished = true;
                         }
                         Err(err) => return self.fail(err),

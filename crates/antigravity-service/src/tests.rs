@@ -1,20 +1,20 @@
 //! Multi-turn behaviour across the request and response halves.
 
-use std::{pin::Pin, sync::Arc};
+use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_core::Stream;
 use serde_json::{Value, json};
 
 use gateway_core::{
     GatewayError, body,
-    openai::{ChatCompletion, ChatRequest, parse_json},
+    conversation::EventStream,
+    openai::{self, ChatCompletion, ChatRequest, parse_json},
 };
 
 use crate::{
     request::translate,
-    response::{Collector, ResponseMeta, StreamTranslator},
-    service::ChunkStream,
+    response::StreamTranslator,
+    service::{UpstreamEvents, collect},
     signatures::SignatureCache,
 };
 
@@ -26,6 +26,7 @@ async fn turn(
     cache: &Arc<SignatureCache>,
 ) -> (Value, ChatCompletion) {
     let request: ChatRequest = parse_json(request.to_string().as_bytes()).unwrap();
+    let request = openai::request_to_conversation(request).unwrap();
     let translated = translate(&request, cache, None).unwrap();
     let sent = serde_json::to_value(&translated.request).unwrap();
     // The model calls the function by the name the gateway declared.
@@ -33,25 +34,20 @@ async fn turn(
         .as_str()
         .unwrap_or("");
     let upstream = upstream.replace("UPSTREAM_NAME", declared);
-    let meta = ResponseMeta {
-        id: "chatcmpl-turn".to_owned(),
-        created: 0,
-        model: request.model.clone(),
-        include_usage: true,
-    };
     let translator = StreamTranslator::new(
-        meta.clone(),
+        "chatcmpl-turn".to_owned(),
+        request.model.clone(),
         translated.names,
         translated.spec.family,
         cache.clone(),
     );
     let frames = futures_util::stream::iter([Ok::<_, GatewayError>(Bytes::from(upstream))]);
-    let mut stream = ChunkStream::new(body::from_stream(frames), translator);
-    let mut collector = Collector::default();
-    while let Some(chunk) = std::future::poll_fn(|cx| Pin::new(&mut stream).poll_next(cx)).await {
-        collector.push(chunk.unwrap());
-    }
-    (sent, collector.finish(&meta))
+    let events: EventStream = Box::pin(UpstreamEvents::new(body::from_stream(frames), translator));
+    let answer = collect(events, 0).await.unwrap();
+    (
+        sent,
+        openai::response_from_conversation(&answer, &request.model),
+    )
 }
 
 /// What the official SDKs send back: the assistant message as received, then the tool results.

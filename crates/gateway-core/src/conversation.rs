@@ -523,6 +523,14 @@ pub enum ToolChoice {
     Required,
     /// The model must call this tool.
     Tool(String),
+    /// The model may call only these tools (OpenAI `allowed_tools`, Gemini
+    /// `allowedFunctionNames`); `required` when it must call one of them.
+    Allowed {
+        /// The tools' names.
+        tools: Vec<String>,
+        /// Whether a call is required.
+        required: bool,
+    },
 }
 
 /// Sampling and length settings; `None` leaves a setting to the backend.

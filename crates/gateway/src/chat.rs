@@ -19,7 +19,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Response};
 
-use gateway_core::{Body, Dialect, openai::ChatRequest, openai::parse_json};
+use gateway_core::{
+    Body, Dialect,
+    openai::{self, ChatRequest, parse_json},
+};
 
 use crate::{
     app::App,
@@ -97,7 +100,7 @@ pub(crate) async fn antigravity_direct(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response<Body> {
-    let request = match parse_json::<ChatRequest>(&body) {
+    let request = match parse_json::<ChatRequest>(&body).and_then(openai::request_to_conversation) {
         Ok(request) => request,
         Err(err) => return error(&err),
     };

@@ -4,7 +4,8 @@
 //! from a [`Source`]: [`SseSource`] (an upstream event stream of a known dialect, watched by a
 //! `gateway_core::dialect::Tracker` and forwarded as the upstream's original bytes),
 //! [`RawSource`] (pass-through bytes of any content type, committed on the first byte), or
-//! [`ChunkSource`] (the in-process service's chunks, encoded as events).
+//! [`EventSource`] (the in-process service's conversation events, encoded in the client's
+//! dialect).
 //!
 //! Before the commit, every failure (an error status, an error event, an empty or cut stream, a
 //! malformed event, no content within the time-to-first-token budget) is returned to the chain,
@@ -27,9 +28,10 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use gateway_core::{
-    Body, ChunkStream, Dialect, ErrorKind, GatewayError, body,
+    Body, Dialect, ErrorKind, GatewayError, body,
+    conversation::{self, Event, EventStream},
     dialect::Tracker,
-    openai::{ChatCompletionChunk, Delta},
+    openai::{ChatCompletionChunk, ChunkEncoder},
     sse,
 };
 
@@ -185,46 +187,83 @@ impl Source for RawSource {
     }
 }
 
-/// The in-process service's chunks as OpenAI events, `[DONE]` after a clean end.
-pub(crate) struct ChunkSource {
-    stream: ChunkStream,
+/// Conversation events in the encoding of one client dialect.
+pub(crate) enum Encoder {
+    /// OpenAI Chat chunks, `[DONE]` after a clean end.
+    OpenAi(ChunkEncoder),
+}
+
+impl Encoder {
+    fn push(&mut self, event: Event, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        match self {
+            Self::OpenAi(encoder) => chunks(encoder.push(event)?, out),
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        match self {
+            Self::OpenAi(encoder) => {
+                chunks(encoder.finish()?, out)?;
+                out.extend_from_slice(sse::DONE);
+                Ok(())
+            }
+        }
+    }
+
+    fn error_event(&self, err: &GatewayError) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            Self::OpenAi(_) => sse::encode_error(err, &mut out),
+        }
+        out
+    }
+}
+
+fn chunks(chunks: Vec<ChatCompletionChunk>, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+    for chunk in chunks {
+        let json = serde_json::to_vec(&chunk)
+            .map_err(|e| GatewayError::internal(format!("cannot encode a chunk: {e}")))?;
+        sse::encode_data_line(&json, out);
+    }
+    Ok(())
+}
+
+/// The in-process service's events, encoded in the client's dialect.
+pub(crate) struct EventSource {
+    events: EventStream,
+    encoder: Encoder,
     content: bool,
     ended: bool,
 }
 
-impl ChunkSource {
-    pub(crate) fn new(stream: ChunkStream) -> Self {
+impl EventSource {
+    pub(crate) fn new(events: EventStream, encoder: Encoder) -> Self {
         Self {
-            stream,
+            events,
+            encoder,
             content: false,
             ended: false,
         }
     }
 }
 
-impl Source for ChunkSource {
+impl Source for EventSource {
     fn poll_piece(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, GatewayError>> {
-        if self.ended {
-            return Poll::Ready(Ok(None));
-        }
-        let mut out = Vec::with_capacity(256);
-        match ready!(self.stream.as_mut().poll_next(cx)) {
-            Some(Ok(chunk)) => {
-                self.content |= chunk_has_content(&chunk);
-                let json = serde_json::to_vec(&chunk)
-                    .map_err(|e| GatewayError::internal(format!("cannot encode a chunk: {e}")))?;
-                sse::encode_data_line(&json, &mut out);
+        let mut out = Vec::new();
+        while out.is_empty() {
+            if self.ended {
+                return Poll::Ready(Ok(None));
             }
-            Some(Err(err)) => return Poll::Ready(Err(err)),
-            None if !self.content => {
-                return Poll::Ready(Err(GatewayError::new(
-                    ErrorKind::Truncated,
-                    "the stream ended before any content",
-                )));
-            }
-            None => {
-                self.ended = true;
-                out.extend_from_slice(sse::DONE);
+            match ready!(self.events.as_mut().poll_next(cx)) {
+                Some(Ok(event)) => {
+                    self.content |= conversation::is_content(&event);
+                    self.encoder.push(event, &mut out)?;
+                }
+                Some(Err(err)) => return Poll::Ready(Err(err)),
+                None => {
+                    self.ended = true;
+                    self.encoder.finish(&mut out)?;
+                }
             }
         }
         Poll::Ready(Ok(Some(Bytes::from(out))))
@@ -235,9 +274,7 @@ impl Source for ChunkSource {
     }
 
     fn error_event(&self, err: &GatewayError) -> Option<Vec<u8>> {
-        let mut out = Vec::new();
-        sse::encode_error(err, &mut out);
-        Some(out)
+        Some(self.encoder.error_event(err))
     }
 }
 
@@ -381,24 +418,6 @@ pub(crate) async fn checked_json(body: Body, dialect: Dialect) -> Result<Bytes, 
     })?;
     dialect.check_answer(&value)?;
     Ok(bytes)
-}
-
-/// Whether a local chunk carries content (or the finish).
-fn chunk_has_content(chunk: &ChatCompletionChunk) -> bool {
-    chunk.choices.iter().any(|choice| {
-        let Delta {
-            content,
-            reasoning_content,
-            tool_calls,
-            refusal,
-            ..
-        } = &choice.delta;
-        choice.finish_reason.is_some()
-            || [content, reasoning_content, refusal]
-                .iter()
-                .any(|t| t.as_deref().is_some_and(|s| !s.is_empty()))
-            || tool_calls.as_ref().is_some_and(|c| !c.is_empty())
-    }) || chunk.usage.is_some()
 }
 
 #[cfg(test)]

@@ -1,12 +1,13 @@
 //! Golden translation tests: one snapshot per fixture under `test_data/requests/`.
 //!
-//! A fixture is an OpenAI request, or `{"signatures": {...}, "request": {...}}` when the test
+//! Each request goes through the OpenAI dialect into the conversation, then to Antigravity: the
+//! path an OpenAI client's request takes. A fixture is an OpenAI request, or `{"signatures": {...}, "request": {...}}` when the test
 //! needs signatures remembered from earlier turns (`tool_calls` by id, `thinking` by text; each
 //! with the family that made them).
 
 use serde_json::{Value, json};
 
-use gateway_core::openai::{ChatRequest, parse_json};
+use gateway_core::openai::{self, ChatRequest, parse_json};
 
 use super::*;
 
@@ -44,7 +45,9 @@ fn run(fixture: &Value) -> Value {
         Ok(request) => request,
         Err(err) => return json!({"parse_error": err.message()}),
     };
-    match translate(&request, &cache, None) {
+    match openai::request_to_conversation(request)
+        .and_then(|conversation| translate(&conversation, &cache, None))
+    {
         Ok(translated) => {
             let mut body = serde_json::to_value(&translated.request).unwrap();
             // The session id is a hash; assert its presence and shape, not its value.
@@ -84,7 +87,8 @@ fn session_id_is_stable_per_conversation() {
     let other: ChatRequest =
         parse_json(br#"{"model":"m","messages":[{"role":"user","content":"bye"}]}"#).unwrap();
     let session = |r: &ChatRequest, conversation| {
-        translate(r, &cache, conversation)
+        let r = openai::request_to_conversation(r.clone()).unwrap();
+        translate(&r, &cache, conversation)
             .unwrap()
             .request
             .session_id

@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use gateway_core::{GatewayError, body, openai::ChatCompletionChunk};
 
 use super::*;
-use crate::service::ChunkStream;
+use crate::service::UpstreamEvents;
+use gateway_core::openai::ChunkEncoder;
 
 fn names() -> ToolNames {
     let mut names = ToolNames::default();
@@ -21,13 +22,19 @@ fn names() -> ToolNames {
     names
 }
 
-fn meta() -> ResponseMeta {
-    ResponseMeta {
-        id: "chatcmpl-test".to_owned(),
-        created: 1_700_000_000,
-        model: "gemini-3-pro".to_owned(),
-        include_usage: true,
-    }
+/// The translator as an OpenAI client's request sees it: events encoded by the OpenAI dialect.
+fn translator(cache: Arc<SignatureCache>) -> StreamTranslator {
+    StreamTranslator::new(
+        "chatcmpl-test".to_owned(),
+        "gemini-3-pro".to_owned(),
+        names(),
+        Family::Gemini3,
+        cache,
+    )
+}
+
+fn encoder() -> ChunkEncoder {
+    ChunkEncoder::new("chatcmpl-test", 1_700_000_000, "gemini-3-pro", true)
 }
 
 fn fixture(path: &std::path::Path) -> Vec<u8> {
@@ -45,13 +52,26 @@ async fn run_pieces(
     cache: Arc<SignatureCache>,
 ) -> Vec<Result<ChatCompletionChunk, GatewayError>> {
     let frames = futures_util::stream::iter(pieces.into_iter().map(Ok::<_, GatewayError>));
-    let translator = StreamTranslator::new(meta(), names(), Family::Gemini3, cache);
-    let mut stream = ChunkStream::new(body::from_stream(frames), translator);
+    let mut stream = UpstreamEvents::new(body::from_stream(frames), translator(cache));
+    let mut encoder = encoder();
     let mut out = Vec::new();
+    let mut ended = false;
     while let Some(item) = std::future::poll_fn(|cx| Pin::new(&mut stream).poll_next(cx)).await {
-        let failed = item.is_err();
-        out.push(item);
-        assert!(!failed || out.len() < 1000);
+        match item.and_then(|event| encoder.push(event)) {
+            Ok(chunks) => out.extend(chunks.into_iter().map(Ok)),
+            Err(err) => {
+                out.push(Err(err));
+                ended = true;
+                break;
+            }
+        }
+        assert!(out.len() < 1000);
+    }
+    if !ended {
+        match encoder.finish() {
+            Ok(chunks) => out.extend(chunks.into_iter().map(Ok)),
+            Err(err) => out.push(Err(err)),
+        }
     }
     out
 }
@@ -158,10 +178,15 @@ async fn the_collector_keeps_order_and_calls() {
         Arc::new(SignatureCache::new(10)),
     )
     .await;
-    let mut collector = Collector::default();
-    for item in items {
-        collector.push(item.unwrap());
-    }
-    let completion = serde_json::to_value(collector.finish(&meta())).unwrap();
-    insta::assert_json_snapshot!(completion);
+    let _ = items;
+    let frames = futures_util::stream::iter([Ok::<_, GatewayError>(Bytes::from(fixture(&path)))]);
+    let events: gateway_core::conversation::EventStream = Box::pin(UpstreamEvents::new(
+        body::from_stream(frames),
+        translator(Arc::new(SignatureCache::new(10))),
+    ));
+    let answer = crate::service::collect(events, 1_700_000_000)
+        .await
+        .unwrap();
+    let completion = gateway_core::openai::response_from_conversation(&answer, "gemini-3-pro");
+    insta::assert_json_snapshot!(serde_json::to_value(completion).unwrap());
 }

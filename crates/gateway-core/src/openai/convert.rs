@@ -1245,18 +1245,23 @@ fn tool_choice_to_conversation(choice: &ToolChoice) -> Result<conv::ToolChoice, 
                     .name
                     .clone(),
             ),
-            // The allowed set has no neutral form; its mode does.
             "allowed_tools" => {
-                let mode = named
-                    .extra
-                    .get("allowed_tools")
-                    .and_then(|a| a.get("mode"))
-                    .and_then(Value::as_str);
-                if mode == Some("required") {
-                    conv::ToolChoice::Required
-                } else {
-                    conv::ToolChoice::Auto
-                }
+                let allowed = named.extra.get("allowed_tools");
+                let required =
+                    allowed.and_then(|a| a.get("mode")).and_then(Value::as_str) == Some("required");
+                let tools = allowed
+                    .and_then(|a| a.get("tools"))
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| {
+                        t.pointer("/function/name")
+                            .or_else(|| t.get("name"))
+                            .and_then(Value::as_str)
+                    })
+                    .map(str::to_owned)
+                    .collect();
+                conv::ToolChoice::Allowed { tools, required }
             }
             other => {
                 return Err(invalid(
@@ -1283,6 +1288,26 @@ fn tool_choice_from_conversation(choice: &conv::ToolChoice, tools: &[conv::Tool]
                 function: if custom { None } else { named.clone() },
                 custom: if custom { named } else { None },
                 extra: Extra::new(),
+            })
+        }
+        conv::ToolChoice::Allowed { tools, required } => {
+            let listed: Vec<Value> = tools
+                .iter()
+                .map(|name| serde_json::json!({"type": "function", "function": {"name": name}}))
+                .collect();
+            let mut extra = Extra::new();
+            extra.insert(
+                "allowed_tools".to_owned(),
+                serde_json::json!({
+                    "mode": if *required { "required" } else { "auto" },
+                    "tools": listed,
+                }),
+            );
+            ToolChoice::Named(NamedToolChoice {
+                kind: "allowed_tools".to_owned(),
+                function: None,
+                custom: None,
+                extra,
             })
         }
     }

@@ -9,15 +9,15 @@ use http::{HeaderMap, Method, Response, header};
 use tokio::time::Instant;
 
 use gateway_core::{
-    Body, CallOptions, ChatContext, ChatOutput, Dialect, ErrorKind, Expect, GatewayError, body,
-    openai::ChatRequest,
+    Body, CallOptions, ChatContext, Dialect, ErrorKind, Expect, GatewayError, body, conversation,
+    openai::{self, ChunkEncoder},
 };
 use gateway_proxy::HeaderPolicy;
 
 use super::peek::Routed;
 use crate::{
     app::{App, Backend, Reach},
-    commit::{ChunkSource, RawSource, Relay, SseSource, checked_json},
+    commit::{Encoder, EventSource, RawSource, Relay, SseSource, checked_json},
     dispatch::{Endpoint, Via, serves, via},
     http::{event_stream, json},
 };
@@ -80,9 +80,11 @@ pub(crate) async fn attempt(
         )),
         Some(Via::Local) => {
             let result = match call.request {
-                Routed::Chat(chat) => local(app, chat, call.model, call.headers).await,
+                Routed::Conversation(request) => {
+                    local(app, request, call.model, call.headers).await
+                }
                 Routed::Peeked(_) => Err(GatewayError::internal(
-                    "only parsed chat completions are served locally",
+                    "only parsed requests are served locally",
                 )),
             };
             match result {
@@ -111,9 +113,10 @@ fn context(headers: &HeaderMap) -> ChatContext {
     }
 }
 
+/// Serve `request` with `model` in process, answering an OpenAI Chat client.
 pub(crate) async fn local(
     app: &Arc<App>,
-    request: &ChatRequest,
+    request: &conversation::Request,
     model: &str,
     headers: &HeaderMap,
 ) -> Result<Response<Body>, GatewayError> {
@@ -126,15 +129,43 @@ pub(crate) async fn local(
         .first_byte
         .unwrap_or(Duration::from_secs(60));
     let deadline = Instant::now() + budget;
-    match app.antigravity.chat(request, context(headers)).await? {
-        ChatOutput::Complete(completion) => Ok(json(http::StatusCode::OK, &completion)),
-        ChatOutput::Stream(stream) => {
-            // Committed only once the upstream produced real content: the same relay as a
-            // proxied stream.
-            let relay = Relay::until_content(ChunkSource::new(stream), deadline, budget).await?;
-            Ok(event_stream(relay.into_body(&app.closing)))
+    let context = context(headers);
+    let created = unix_now();
+    let id = format!("chatcmpl-{}", fastrand::u64(..));
+    let work = async {
+        let events = app.antigravity.generate(&request, &context).await?;
+        if !request.stream {
+            let answer = collect(events, created).await?;
+            let completion = openai::response_from_conversation(&answer, model);
+            return Ok(json(http::StatusCode::OK, &completion));
         }
+        // Committed only once the upstream produced real content: the same relay as a proxied
+        // stream.
+        let encoder = ChunkEncoder::new(id, created, model, request.stream_usage);
+        let source = EventSource::new(events, Encoder::OpenAi(encoder));
+        let relay = Relay::until_content(source, deadline, budget).await?;
+        Ok(event_stream(relay.into_body(&app.closing)))
+    };
+    work.await
+}
+
+/// Collect a whole answer from its events.
+async fn collect(
+    mut events: conversation::EventStream,
+    created: u64,
+) -> Result<conversation::Response, GatewayError> {
+    use futures_util::StreamExt;
+    let mut collector = conversation::Collector::new(created);
+    while let Some(event) = events.next().await {
+        collector.push(event?)?;
     }
+    Ok(collector.finish())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn is_event_stream(headers: &HeaderMap) -> bool {

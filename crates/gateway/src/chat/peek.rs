@@ -6,14 +6,14 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use gateway_core::{
-    GatewayError,
-    openai::{ChatRequest, parse_json},
+    GatewayError, conversation,
+    openai::{self, ChatRequest, parse_json},
 };
 
 /// What the client asked for.
 pub(crate) enum Routed {
-    /// `/chat/completions`, parsed and validated in full (a chain with an in-process hop).
-    Chat(Box<ChatRequest>),
+    /// Parsed and validated in full into the conversation (a chain with an in-process hop).
+    Conversation(Box<conversation::Request>),
     /// Any endpoint for a chain of HTTP upstreams: checked for what routing needs (valid JSON,
     /// a `model` string, a `stream` flag; for chat also a `messages` array) and otherwise left
     /// for the upstream to judge, without building a typed request.
@@ -60,7 +60,7 @@ impl Routed {
         Ok(Self::Peeked(peek))
     }
 
-    /// The typed chat request, for a chain with an in-process hop.
+    /// The conversation of a chat request, for a chain with an in-process hop.
     pub(crate) fn parse_chat(body: &[u8]) -> Result<Self, GatewayError> {
         let request = parse_json::<ChatRequest>(body)?;
         if request.model.trim().is_empty() {
@@ -68,19 +68,20 @@ impl Routed {
                 GatewayError::invalid_request("the request needs a model").with_param("model")
             );
         }
-        Ok(Self::Chat(Box::new(request)))
+        let conversation = openai::request_to_conversation(request)?;
+        Ok(Self::Conversation(Box::new(conversation)))
     }
 
     pub(crate) fn model(&self) -> &str {
         match self {
-            Self::Chat(request) => &request.model,
+            Self::Conversation(request) => &request.model,
             Self::Peeked(peek) => &peek.model,
         }
     }
 
     pub(crate) fn stream(&self) -> bool {
         match self {
-            Self::Chat(request) => request.is_stream(),
+            Self::Conversation(request) => request.stream,
             Self::Peeked(peek) => peek.stream.unwrap_or(false),
         }
     }
@@ -92,8 +93,8 @@ impl Routed {
             return Ok(original.clone());
         }
         let encoded = match self {
-            Self::Chat(request) => {
-                let mut request = request.as_ref().clone();
+            Self::Conversation(request) => {
+                let mut request = openai::request_from_conversation(request);
                 request.model = model.to_owned();
                 serde_json::to_vec(&request)
             }

@@ -300,25 +300,36 @@ async fn raw_bytes_pass_and_commit_on_the_first_byte() {
 }
 
 #[tokio::test]
-async fn local_chunks_use_the_same_relay() {
-    let chunk = |delta: serde_json::Value, finish: Option<&str>| -> ChatCompletionChunk {
-        serde_json::from_value(serde_json::json!({
-            "id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }))
-        .unwrap()
+async fn local_events_use_the_same_relay() {
+    use gateway_core::conversation::{Event, EventStream, FinishReason, Usage};
+    let source = |events: Vec<Event>| {
+        let stream: EventStream = Box::pin(stream::iter(events.into_iter().map(Ok)));
+        EventSource::new(
+            stream,
+            Encoder::OpenAi(ChunkEncoder::new("chatcmpl-1", 1, "m", true)),
+        )
     };
-    let chunks = vec![
-        Ok(chunk(
-            serde_json::json!({"role": "assistant", "content": ""}),
-            None,
-        )),
-        Ok(chunk(serde_json::json!({"content": "hi"}), None)),
-        Ok(chunk(serde_json::json!({}), Some("stop"))),
+    let events = vec![
+        Event::Start {
+            id: "r".into(),
+            model: "m".into(),
+        },
+        Event::TextDelta {
+            index: 0,
+            text: "hi".into(),
+        },
+        Event::BlockEnd { index: 0 },
+        Event::Finish {
+            reason: FinishReason::Stop,
+        },
+        Event::Usage(Usage {
+            input_tokens: 3,
+            output_tokens: 1,
+            ..Usage::default()
+        }),
     ];
-    let stream: ChunkStream = Box::pin(stream::iter(chunks));
     let relay = Relay::until_content(
-        ChunkSource::new(stream),
+        source(events),
         Instant::now() + Duration::from_secs(5),
         Duration::from_secs(5),
     )
@@ -331,15 +342,18 @@ async fn local_chunks_use_the_same_relay() {
         .unwrap()
         .to_bytes();
     let text = String::from_utf8(out.to_vec()).unwrap();
-    assert_eq!(text.matches("data: ").count(), 4, "{text}");
+    // Role, text, finish, usage, [DONE].
+    assert_eq!(text.matches("data: ").count(), 5, "{text}");
+    assert!(text.contains(r#""content":"hi""#), "{text}");
+    assert!(text.contains(r#""prompt_tokens":3"#), "{text}");
     assert!(text.ends_with(DONE), "{text}");
     // Ended before content: back to the chain.
-    let only_role: ChunkStream = Box::pin(stream::iter(vec![Ok(chunk(
-        serde_json::json!({"role": "assistant", "content": ""}),
-        None,
-    ))]));
+    let only_start = vec![Event::Start {
+        id: "r".into(),
+        model: "m".into(),
+    }];
     let err = Relay::until_content(
-        ChunkSource::new(only_role),
+        source(only_start),
         Instant::now() + Duration::from_secs(5),
         Duration::from_secs(5),
     )
