@@ -117,9 +117,9 @@ mod tests {
     use http::StatusCode;
 
     use super::*;
+    use crate::classify::{attempt_label, falls_back};
     use crate::config::{Condition, default_fallback_on};
     use gateway_core::GatewayError;
-    use walk::{attempt_label, falls_back};
 
     #[test]
     fn query_strings_are_kept_without_the_clients_key() {

@@ -12,6 +12,11 @@
 //! - a 2xx that is not what was asked for (wrong type, an error event, an empty or truncated
 //!   stream before the first content) fails over;
 //! - failing over needs the route's `fallback_on` to allow it; otherwise the chain stops.
+//!
+//! Beside it, the other questions the chain asks of a failure: may the route move on
+//! (`falls_back`), does it count against the backend's breaker (`blames_the_backend`), and how
+//! it is named in `x-gateway-attempts` (`attempt_label`). The in-process service's own retries
+//! (another base URL, another account) draw on the same retry budget as the chain's.
 
 use std::time::Duration;
 
@@ -131,6 +136,55 @@ pub(crate) fn classify(err: &GatewayError, policy: &Policy<'_>) -> Decision {
             }
         }
         _ => Decision::Stop,
+    }
+}
+
+/// The outcome of one hop, as shown in `x-gateway-attempts`.
+pub(crate) fn attempt_label(err: &GatewayError) -> String {
+    match err.upstream_status() {
+        Some(status) if err.kind() == ErrorKind::Upstream => status.as_u16().to_string(),
+        _ if err.is_timeout() => "timeout".to_owned(),
+        _ => match err.kind() {
+            ErrorKind::Connect | ErrorKind::Transport => "connect".to_owned(),
+            ErrorKind::RateLimited => "429".to_owned(),
+            _ => "unavailable".to_owned(),
+        },
+    }
+}
+
+/// Whether the route lets the chain move on after `err`.
+pub(crate) fn falls_back(err: &GatewayError, conditions: &[Condition]) -> bool {
+    let status = match err.kind() {
+        ErrorKind::Upstream => err.upstream_status().map(|s| s.as_u16()),
+        ErrorKind::RateLimited => Some(429),
+        _ => None,
+    };
+    if let Some(status) = status {
+        return conditions.contains(&Condition::Status(status));
+    }
+    let named = if err.is_timeout() {
+        NamedCondition::Timeout
+    } else {
+        match err.kind() {
+            ErrorKind::Connect | ErrorKind::Transport => NamedCondition::Connect,
+            ErrorKind::Unavailable
+            | ErrorKind::Overloaded
+            | ErrorKind::UpstreamProtocol
+            | ErrorKind::Truncated => NamedCondition::Unavailable,
+            _ => return false,
+        }
+    };
+    conditions.contains(&Condition::Named(named))
+}
+
+/// Whether the failure says something about the backend's health (and feeds its breaker):
+/// upstream failures, but not the client's own bad requests.
+pub(crate) fn blames_the_backend(err: &GatewayError) -> bool {
+    match err.upstream_status().map(|s| s.as_u16()) {
+        Some(status) if err.kind() == ErrorKind::Upstream => {
+            status == 408 || status == 429 || status >= 500
+        }
+        _ => matches!(err.side(), gateway_core::Side::Upstream),
     }
 }
 

@@ -15,8 +15,7 @@ use super::{
 };
 use crate::{
     app::App,
-    classify::{Decision, Policy, classify},
-    config::{Condition, NamedCondition},
+    classify::{Decision, Policy, attempt_label, blames_the_backend, classify, falls_back},
     dispatch::Endpoint,
     http::error_in,
     metrics::{AttemptLabels, FailoverLabels, HopLabels},
@@ -32,44 +31,6 @@ pub(crate) struct Request<'a> {
     pub(crate) headers: &'a HeaderMap,
     pub(crate) routed: &'a Routed,
     pub(crate) original: &'a Bytes,
-}
-
-/// The outcome of one hop, as shown in `x-gateway-attempts`.
-pub(crate) fn attempt_label(err: &GatewayError) -> String {
-    match err.upstream_status() {
-        Some(status) if err.kind() == ErrorKind::Upstream => status.as_u16().to_string(),
-        _ if err.is_timeout() => "timeout".to_owned(),
-        _ => match err.kind() {
-            ErrorKind::Connect | ErrorKind::Transport => "connect".to_owned(),
-            ErrorKind::RateLimited => "429".to_owned(),
-            _ => "unavailable".to_owned(),
-        },
-    }
-}
-
-/// Whether the route lets the chain move on after `err`.
-pub(crate) fn falls_back(err: &GatewayError, conditions: &[Condition]) -> bool {
-    let status = match err.kind() {
-        ErrorKind::Upstream => err.upstream_status().map(|s| s.as_u16()),
-        ErrorKind::RateLimited => Some(429),
-        _ => None,
-    };
-    if let Some(status) = status {
-        return conditions.contains(&Condition::Status(status));
-    }
-    let named = if err.is_timeout() {
-        NamedCondition::Timeout
-    } else {
-        match err.kind() {
-            ErrorKind::Connect | ErrorKind::Transport => NamedCondition::Connect,
-            ErrorKind::Unavailable
-            | ErrorKind::Overloaded
-            | ErrorKind::UpstreamProtocol
-            | ErrorKind::Truncated => NamedCondition::Unavailable,
-            _ => return false,
-        }
-    };
-    conditions.contains(&Condition::Named(named))
 }
 
 /// Time since the request arrived, for the metrics.
@@ -241,17 +202,6 @@ fn backoff(retries: u32) -> Duration {
         .saturating_mul(1 << retries.min(5))
         .min(Duration::from_secs(2));
     cap.mul_f64(fastrand::f64())
-}
-
-/// Whether the failure says something about the backend's health (and feeds its breaker):
-/// upstream failures, but not the client's own bad requests.
-fn blames_the_backend(err: &GatewayError) -> bool {
-    match err.upstream_status().map(|s| s.as_u16()) {
-        Some(status) if err.kind() == ErrorKind::Upstream => {
-            status == 408 || status == 429 || status >= 500
-        }
-        _ => matches!(err.side(), gateway_core::Side::Upstream),
-    }
 }
 
 pub(crate) fn name_the_server(
