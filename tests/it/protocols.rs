@@ -8,11 +8,12 @@ use test_support::{Behaviour, MockUpstream};
 
 use crate::harness::{Gateway, send};
 
-/// Two `openai` backends, `primary` first, both serving every model.
+/// Two `openai` backends, `primary` first, both serving every model, and Anthropic Messages
+/// and Responses themselves (as copilot-api style upstreams do): those pass through.
 fn two_backends(primary: &MockUpstream, secondary: &MockUpstream) -> String {
     format!(
-        "[backends.primary]\nkind = \"openai\"\nbase_url = \"{}/v1\"\napi_key = \"sk-primary\"\npriority = 1\nmax_retries = 0\n\
-         [backends.secondary]\nkind = \"openai\"\nbase_url = \"{}/v1\"\napi_key = \"sk-secondary\"\npriority = 2\n",
+        "[backends.primary]\nkind = \"openai\"\nbase_url = \"{}/v1\"\napi_key = \"sk-primary\"\npriority = 1\nmax_retries = 0\nnative_messages = true\nnative_responses = true\n\
+         [backends.secondary]\nkind = \"openai\"\nbase_url = \"{}/v1\"\napi_key = \"sk-secondary\"\npriority = 2\nnative_messages = true\nnative_responses = true\n",
         primary.url(),
         secondary.url()
     )
@@ -253,7 +254,7 @@ event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\"
 async fn errors_are_written_in_the_clients_protocol() {
     let primary = MockUpstream::start().await.unwrap();
     let gateway = Gateway::start(&format!(
-        "[backends.primary]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nmodels = [\"claude-*\"]\nmax_retries = 0\n",
+        "[backends.primary]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nmodels = [\"claude-*\"]\nmax_retries = 0\nnative_messages = true\n",
         primary.url()
     ))
     .await;

@@ -14,6 +14,7 @@ use crate::{
     breaker::Breakers,
     budget::RetryBudget,
     config::{Auth, BackendConfig, BackendKind, Config},
+    dispatch::Facts,
     metrics::Metrics,
     routing::Patterns,
 };
@@ -36,10 +37,12 @@ pub(crate) enum Reach {
     /// The in-process Antigravity service (a direct call), and its `proxy_url` for what the
     /// service does not serve or while it cannot.
     InProcess { proxy: Option<Forwarder> },
-    /// An HTTP upstream through `gateway-proxy`, speaking `dialect`.
+    /// An HTTP upstream through `gateway-proxy`, speaking `dialect`, and serving `native`
+    /// other dialects itself.
     Http {
         upstream: Forwarder,
         dialect: Dialect,
+        native: Vec<Dialect>,
     },
 }
 
@@ -74,10 +77,18 @@ impl Reach {
             BackendKind::Openai => Self::Http {
                 upstream: forwarder(url, key_header)?,
                 dialect: Dialect::OpenAiChat,
+                native: [
+                    (backend.native_messages, Dialect::Anthropic),
+                    (backend.native_responses, Dialect::Responses),
+                ]
+                .into_iter()
+                .filter_map(|(on, dialect)| on.then_some(dialect))
+                .collect(),
             },
             BackendKind::Anthropic => Self::Http {
                 upstream: forwarder(url, key_header)?,
                 dialect: Dialect::Anthropic,
+                native: Vec::new(),
             },
         })
     }
@@ -93,6 +104,29 @@ impl Reach {
     /// Whether the backend is the in-process service.
     pub(crate) fn is_in_process(&self) -> bool {
         matches!(self, Self::InProcess { .. })
+    }
+
+    /// What the dispatch decision needs to know of this backend.
+    pub(crate) fn facts(&self, local_available: bool) -> Facts<'_> {
+        match self {
+            Self::InProcess { proxy } => Facts {
+                in_process: true,
+                // A proxy_url is another gateway: it speaks every dialect, so requests pass.
+                upstream: Dialect::Passthrough,
+                native: &[],
+                has_http: proxy.is_some(),
+                local_available,
+            },
+            Self::Http {
+                dialect, native, ..
+            } => Facts {
+                in_process: false,
+                upstream: *dialect,
+                native,
+                has_http: true,
+                local_available: false,
+            },
+        }
     }
 }
 

@@ -26,7 +26,7 @@ use gateway_core::{
 
 use crate::{
     app::App,
-    dispatch::Endpoint,
+    dispatch::{self, Endpoint},
     http::{error, error_in},
     routing::plan,
 };
@@ -51,14 +51,17 @@ pub(crate) async fn routed(
         Ok(plan) => plan,
         Err(err) => return error_in(dialect, &err),
     };
-    // The in-process service needs the typed request; a chain of proxies does not.
-    let local_hop = kind == Endpoint::ChatCompletions
-        && plan
-            .hops
-            .iter()
-            .any(|hop| app.backends[hop.backend].reach.is_in_process());
-    let request = if local_hop {
-        match peek::Routed::parse_chat(&body) {
+    // Hops that translate (the in-process service, an upstream of another dialect) need the
+    // decoded request; a chain that only passes bytes through does not.
+    let translates = plan.hops.iter().any(|hop| {
+        let facts = app.backends[hop.backend].reach.facts(true);
+        matches!(
+            dispatch::way(facts, dialect, kind),
+            Some(dispatch::Way::Local | dispatch::Way::Convert(_))
+        )
+    });
+    let request = if translates {
+        match peek::Routed::decode(dialect, &body) {
             Ok(full) => full,
             Err(err) => return error_in(dialect, &err),
         }
@@ -105,7 +108,7 @@ pub(crate) async fn antigravity_direct(
         Err(err) => return error(&err),
     };
     let model = request.model.clone();
-    match attempt::local(app, &request, &model, headers).await {
+    match attempt::local(app, &request, &model, headers, Dialect::OpenAiChat).await {
         Ok(response) => response,
         Err(err) => error(&err),
     }

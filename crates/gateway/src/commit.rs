@@ -29,11 +29,12 @@ use tokio::time::Instant;
 
 use gateway_core::{
     Body, Dialect, ErrorKind, GatewayError, body,
-    conversation::{self, Event, EventStream},
+    conversation::{self, EventStream},
     dialect::Tracker,
-    openai::{ChatCompletionChunk, ChunkEncoder},
     sse,
 };
+
+pub(crate) use crate::convert::Encoder;
 
 /// How much a stream may send before its first content; past it the stream is committed anyway.
 const PRECOMMIT_BYTES: usize = 1 << 20;
@@ -187,48 +188,8 @@ impl Source for RawSource {
     }
 }
 
-/// Conversation events in the encoding of one client dialect.
-pub(crate) enum Encoder {
-    /// OpenAI Chat chunks, `[DONE]` after a clean end.
-    OpenAi(ChunkEncoder),
-}
-
-impl Encoder {
-    fn push(&mut self, event: Event, out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        match self {
-            Self::OpenAi(encoder) => chunks(encoder.push(event)?, out),
-        }
-    }
-
-    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        match self {
-            Self::OpenAi(encoder) => {
-                chunks(encoder.finish()?, out)?;
-                out.extend_from_slice(sse::DONE);
-                Ok(())
-            }
-        }
-    }
-
-    fn error_event(&self, err: &GatewayError) -> Vec<u8> {
-        let mut out = Vec::new();
-        match self {
-            Self::OpenAi(_) => sse::encode_error(err, &mut out),
-        }
-        out
-    }
-}
-
-fn chunks(chunks: Vec<ChatCompletionChunk>, out: &mut Vec<u8>) -> Result<(), GatewayError> {
-    for chunk in chunks {
-        let json = serde_json::to_vec(&chunk)
-            .map_err(|e| GatewayError::internal(format!("cannot encode a chunk: {e}")))?;
-        sse::encode_data_line(&json, out);
-    }
-    Ok(())
-}
-
-/// The in-process service's events, encoded in the client's dialect.
+/// Conversation events (from the in-process service, or decoded from an upstream of another
+/// dialect), encoded in the client's dialect.
 pub(crate) struct EventSource {
     events: EventStream,
     encoder: Encoder,

@@ -173,6 +173,12 @@ pub struct BackendConfig {
     pub auth: Auth,
     /// Whether the client's own credentials are forwarded.
     pub forward_client_auth: bool,
+    /// `openai` only: the upstream serves Anthropic `/v1/messages` itself (passed through, not
+    /// converted to chat completions).
+    pub native_messages: bool,
+    /// `openai` only: the upstream serves `/v1/responses` itself (passed through, not
+    /// converted to chat completions).
+    pub native_responses: bool,
     /// Lower is tried first.
     pub priority: i64,
     /// Model patterns it serves.
@@ -814,6 +820,8 @@ impl Validator<'_> {
             ),
             auth,
             forward_client_auth: raw.forward_client_auth.unwrap_or(false),
+            native_messages: raw.native_messages.unwrap_or(false),
+            native_responses: raw.native_responses.unwrap_or(false),
             priority: raw.priority.unwrap_or(100),
             models: self
                 .texts(&key("models"), raw.models.as_ref())

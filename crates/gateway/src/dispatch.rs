@@ -1,12 +1,18 @@
-//! Local or proxy: how one hop reaches its backend. A pure function, table-tested.
+//! How one hop serves a request: in process, by passing the client's bytes through, or by
+//! converting through the conversation into the upstream's dialect. A pure function,
+//! table-tested.
 //!
-//! An in-process backend (`antigravity`) serves `/chat/completions` and `/models` through the
-//! service (a direct call, no loopback HTTP). Every other endpoint, and every call while the
-//! local service cannot serve (no usable account), goes through the proxy to its `proxy_url`
-//! when one is configured; without one, the hop is unavailable. HTTP backends (`openai`,
-//! `anthropic`) are always reached through the proxy.
+//! The in-process backend (`antigravity`) serves every protocol the gateway can decode, and
+//! `/models`; everything else, and every call while the service cannot serve (no usable
+//! account), goes to its `proxy_url` when one is configured (another gateway, which speaks
+//! every protocol); without one, the hop is unavailable. An HTTP backend is handed its own
+//! dialect, the dialects it serves natively (`native_messages`, `native_responses`) and every
+//! pass-through endpoint as the client sent them, and any other protocol converted into its
+//! dialect; a pair without a conversion is unavailable, so the chain moves on.
 
 use gateway_core::Dialect;
+
+use crate::convert;
 
 /// Which endpoint a request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,39 +33,53 @@ impl Endpoint {
     }
 }
 
-/// How to reach a backend.
+/// What a hop is, as far as the choice goes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Facts<'a> {
+    /// The in-process service (else an HTTP upstream).
+    pub(crate) in_process: bool,
+    /// The dialect of the HTTP upstream (for the in-process backend, of its `proxy_url`).
+    pub(crate) upstream: Dialect,
+    /// Other dialects the HTTP upstream serves itself.
+    pub(crate) native: &'a [Dialect],
+    /// Whether there is an HTTP way (the upstream, or the `proxy_url`).
+    pub(crate) has_http: bool,
+    /// Whether the in-process service can serve now.
+    pub(crate) local_available: bool,
+}
+
+/// How a hop serves a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Via {
-    /// The in-process service.
+pub(crate) enum Way {
+    /// The in-process service, through the conversation.
     Local,
-    /// HTTP through `gateway-proxy`.
-    Proxy,
+    /// The client's bytes as sent, to the HTTP upstream (or the `proxy_url`).
+    Pass,
+    /// Through the conversation into this dialect, to the HTTP upstream.
+    Convert(Dialect),
 }
 
-/// Whether an HTTP backend speaking `upstream` can serve a client speaking `client`: the same
-/// protocol passes through, an OpenAI-compatible upstream is handed every endpoint as it is
-/// (many serve `/v1/messages` and `/v1/responses` too), and endpoints the gateway does not
-/// translate pass to any backend. Other pairs need a conversion the gateway does not have.
-pub(crate) fn serves(upstream: Dialect, client: Dialect) -> bool {
-    upstream == client || upstream == Dialect::OpenAiChat || client == Dialect::Passthrough
-}
-
-/// How to reach a backend (`in_process` or HTTP) for `endpoint`; `None` when the hop cannot
-/// serve now.
-pub(crate) fn via(
-    in_process: bool,
-    endpoint: Endpoint,
-    local_available: bool,
-    has_proxy: bool,
-) -> Option<Via> {
-    if !in_process {
-        return Some(Via::Proxy);
+/// How a hop with `facts` serves a `client` request for `endpoint`; `None` when it cannot now.
+pub(crate) fn way(facts: Facts<'_>, client: Dialect, endpoint: Endpoint) -> Option<Way> {
+    if facts.in_process {
+        let local_endpoint = endpoint == Endpoint::Models
+            || (client != Dialect::Passthrough && convert::supports(client));
+        return if local_endpoint && facts.local_available {
+            Some(Way::Local)
+        } else if facts.has_http {
+            Some(Way::Pass)
+        } else {
+            None
+        };
     }
-    let local_endpoint = matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Models);
-    if local_endpoint && local_available {
-        Some(Via::Local)
-    } else if has_proxy {
-        Some(Via::Proxy)
+    if !facts.has_http {
+        return None;
+    }
+    let upstream = facts.upstream;
+    if client == Dialect::Passthrough || client == upstream || facts.native.contains(&client) {
+        Some(Way::Pass)
+    } else if convert::supports(client) && convert::supports(upstream) {
+        Some(Way::Convert(upstream))
     } else {
         None
     }
@@ -71,47 +91,67 @@ mod tests {
 
     #[test]
     fn every_case() {
-        use Endpoint::*;
-        let (antigravity, http) = (true, false);
-        let cases = [
-            // kind, endpoint, local available, proxy configured => via
-            (antigravity, ChatCompletions, true, true, Some(Via::Local)),
-            (antigravity, ChatCompletions, true, false, Some(Via::Local)),
-            (antigravity, ChatCompletions, false, true, Some(Via::Proxy)),
-            (antigravity, ChatCompletions, false, false, None),
-            (antigravity, Models, true, false, Some(Via::Local)),
-            (antigravity, Models, false, true, Some(Via::Proxy)),
-            (antigravity, Other, true, true, Some(Via::Proxy)),
-            (antigravity, Other, true, false, None),
-            (http, ChatCompletions, false, false, Some(Via::Proxy)),
-            (http, Models, true, false, Some(Via::Proxy)),
-            (http, Other, false, false, Some(Via::Proxy)),
-        ];
-        for (kind, endpoint, local, proxy, expected) in cases {
-            assert_eq!(
-                via(kind, endpoint, local, proxy),
-                expected,
-                "{kind:?} {endpoint:?} local={local} proxy={proxy}"
-            );
-        }
-        assert_eq!(Endpoint::of("/chat/completions"), ChatCompletions);
         use Dialect::*;
-        for (upstream, client, expected) in [
-            (OpenAiChat, OpenAiChat, true),
-            (OpenAiChat, Anthropic, true),
-            (OpenAiChat, Responses, true),
-            (Anthropic, Anthropic, true),
-            (Anthropic, Passthrough, true),
-            (Anthropic, OpenAiChat, false),
-            (Anthropic, Responses, false),
-            (Anthropic, Gemini, false),
-        ] {
+        use Endpoint::{ChatCompletions as Chat, Models, Other};
+        let facts = |in_process, upstream, native: &'static [Dialect], has_http, local| Facts {
+            in_process,
+            upstream,
+            native,
+            has_http,
+            local_available: local,
+        };
+        let antigravity = |has_proxy, local| facts(true, OpenAiChat, &[], has_proxy, local);
+        let openai = facts(false, OpenAiChat, &[], true, false);
+        let openai_native = facts(false, OpenAiChat, &[Anthropic, Responses], true, false);
+        let anthropic = facts(false, Anthropic, &[], true, false);
+        let cases = [
+            // The in-process backend: local while it can, else its proxy_url.
+            (antigravity(true, true), OpenAiChat, Chat, Some(Way::Local)),
+            (antigravity(false, true), OpenAiChat, Chat, Some(Way::Local)),
+            (antigravity(true, false), OpenAiChat, Chat, Some(Way::Pass)),
+            (antigravity(false, false), OpenAiChat, Chat, None),
+            (
+                antigravity(false, true),
+                Passthrough,
+                Models,
+                Some(Way::Local),
+            ),
+            (
+                antigravity(true, false),
+                Passthrough,
+                Models,
+                Some(Way::Pass),
+            ),
+            (antigravity(true, true), Passthrough, Other, Some(Way::Pass)),
+            (antigravity(false, true), Passthrough, Other, None),
+            // HTTP upstreams: their own dialect and pass-through endpoints as sent.
+            (openai, OpenAiChat, Chat, Some(Way::Pass)),
+            (openai, Passthrough, Other, Some(Way::Pass)),
+            (openai, Passthrough, Models, Some(Way::Pass)),
+            (anthropic, Anthropic, Other, Some(Way::Pass)),
+            (anthropic, Passthrough, Other, Some(Way::Pass)),
+            // Native extra dialects pass; the rest is converted when a conversion exists.
+            (openai_native, Anthropic, Other, Some(Way::Pass)),
+            (openai_native, Responses, Other, Some(Way::Pass)),
+        ];
+        for (facts, client, endpoint, expected) in cases {
             assert_eq!(
-                serves(upstream, client),
+                way(facts, client, endpoint),
                 expected,
-                "{upstream:?} for {client:?}"
+                "{facts:?} {client:?} {endpoint:?}"
             );
         }
+        // Conversions follow what the dialect modules can do.
+        for (facts, client) in [
+            (anthropic, OpenAiChat),
+            (openai, Anthropic),
+            (openai, Responses),
+        ] {
+            let expected = (convert::supports(client) && convert::supports(facts.upstream))
+                .then_some(Way::Convert(facts.upstream));
+            assert_eq!(way(facts, client, Chat), expected, "{facts:?} {client:?}");
+        }
+        assert_eq!(Endpoint::of("/chat/completions"), Chat);
         assert_eq!(Endpoint::of("/models"), Models);
         assert_eq!(Endpoint::of("/embeddings"), Other);
     }

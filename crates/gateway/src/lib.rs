@@ -27,6 +27,7 @@ mod chat;
 mod classify;
 mod commit;
 pub mod config;
+mod convert;
 mod dispatch;
 mod http;
 mod metrics;

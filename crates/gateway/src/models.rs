@@ -8,13 +8,13 @@ use http::{HeaderMap, Method};
 use http_body_util::BodyExt;
 
 use gateway_core::{
-    CallOptions, Expect, GatewayError, Timeouts, body,
+    CallOptions, Dialect, Expect, GatewayError, Timeouts, body,
     openai::{Model, ModelList, parse_json},
 };
 
 use crate::{
     app::{App, Backend},
-    dispatch::{Endpoint, Via, via},
+    dispatch::{Endpoint, Way, way},
 };
 
 const PER_BACKEND: Duration = Duration::from_secs(5);
@@ -66,16 +66,14 @@ async fn of_backend(
     backend: &Backend,
     headers: &HeaderMap,
 ) -> Result<ModelList, GatewayError> {
-    let in_process = backend.reach.is_in_process();
-    let local = in_process && app.antigravity.credentials().is_available();
-    match via(
-        in_process,
+    let local = backend.reach.is_in_process() && app.antigravity.credentials().is_available();
+    match way(
+        backend.reach.facts(local),
+        Dialect::Passthrough,
         Endpoint::Models,
-        local,
-        backend.reach.forwarder().is_some(),
     ) {
-        Some(Via::Local) => app.antigravity.models().await,
-        Some(Via::Proxy) => {
+        Some(Way::Local) => app.antigravity.models().await,
+        Some(Way::Pass | Way::Convert(_)) => {
             let Some(forwarder) = backend.reach.forwarder() else {
                 return Err(GatewayError::internal("no forwarder"));
             };

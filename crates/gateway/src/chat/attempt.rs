@@ -10,15 +10,15 @@ use tokio::time::Instant;
 
 use gateway_core::{
     Body, CallOptions, ChatContext, Dialect, ErrorKind, Expect, GatewayError, body, conversation,
-    openai::{self, ChunkEncoder},
 };
 use gateway_proxy::HeaderPolicy;
 
 use super::peek::Routed;
 use crate::{
-    app::{App, Backend, Reach},
+    app::{App, Backend},
     commit::{Encoder, EventSource, RawSource, Relay, SseSource, checked_json},
-    dispatch::{Endpoint, Via, serves, via},
+    convert,
+    dispatch::{Endpoint, Way, way},
     http::{event_stream, json},
 };
 
@@ -49,25 +49,13 @@ pub(crate) async fn attempt(
     backend: &Backend,
     call: Call<'_>,
 ) -> Result<Response<Body>, GatewayError> {
-    if let Reach::Http { dialect, .. } = &backend.reach
-        && !serves(*dialect, call.dialect)
-    {
-        return Err(GatewayError::new(
-            ErrorKind::Unavailable,
-            format!(
-                "the {} backend speaks {dialect:?}, and {:?} requests are not converted to it",
-                backend.config.name, call.dialect
-            ),
-        ));
-    }
     let local_available = app.antigravity.credentials().is_available();
-    match via(
-        backend.reach.is_in_process(),
+    match way(
+        backend.reach.facts(local_available),
+        call.dialect,
         call.kind,
-        local_available,
-        backend.reach.forwarder().is_some(),
     ) {
-        None => Err(GatewayError::new(
+        None if backend.reach.is_in_process() => Err(GatewayError::new(
             ErrorKind::Unavailable,
             if app.antigravity.credentials().is_empty() {
                 "the antigravity backend has no account: add one with `gateway login antigravity` or `gateway accounts import FILE`".to_owned()
@@ -78,13 +66,22 @@ pub(crate) async fn attempt(
                 )
             },
         )),
-        Some(Via::Local) => {
+        None => Err(GatewayError::new(
+            ErrorKind::Unavailable,
+            format!(
+                "the {} backend speaks {:?}, and {:?} requests are not converted to it",
+                backend.config.name,
+                backend.reach.facts(false).upstream,
+                call.dialect
+            ),
+        )),
+        Some(Way::Local) => {
             let result = match call.request {
                 Routed::Conversation(request) => {
-                    local(app, request, call.model, call.headers).await
+                    local(app, request, call.model, call.headers, call.dialect).await
                 }
                 Routed::Peeked(_) => Err(GatewayError::internal(
-                    "only parsed requests are served locally",
+                    "only decoded requests are served locally",
                 )),
             };
             match result {
@@ -97,7 +94,8 @@ pub(crate) async fn attempt(
                 other => other,
             }
         }
-        Some(Via::Proxy) => proxy(app, backend, call).await,
+        Some(Way::Pass) => proxy(app, backend, call).await,
+        Some(Way::Convert(upstream)) => converted(app, backend, call, upstream).await,
     }
 }
 
@@ -113,12 +111,13 @@ fn context(headers: &HeaderMap) -> ChatContext {
     }
 }
 
-/// Serve `request` with `model` in process, answering an OpenAI Chat client.
+/// Serve `request` with `model` in process, answering a client of `client`'s dialect.
 pub(crate) async fn local(
     app: &Arc<App>,
     request: &conversation::Request,
     model: &str,
     headers: &HeaderMap,
+    client: Dialect,
 ) -> Result<Response<Body>, GatewayError> {
     let mut request = request.clone();
     request.model = model.to_owned();
@@ -129,24 +128,104 @@ pub(crate) async fn local(
         .first_byte
         .unwrap_or(Duration::from_secs(60));
     let deadline = Instant::now() + budget;
-    let context = context(headers);
-    let created = unix_now();
-    let id = format!("chatcmpl-{}", fastrand::u64(..));
-    let work = async {
-        let events = app.antigravity.generate(&request, &context).await?;
-        if !request.stream {
-            let answer = collect(events, created).await?;
-            let completion = openai::response_from_conversation(&answer, model);
-            return Ok(json(http::StatusCode::OK, &completion));
-        }
-        // Committed only once the upstream produced real content: the same relay as a proxied
-        // stream.
-        let encoder = ChunkEncoder::new(id, created, model, request.stream_usage);
-        let source = EventSource::new(events, Encoder::OpenAi(encoder));
-        let relay = Relay::until_content(source, deadline, budget).await?;
-        Ok(event_stream(relay.into_body(&app.closing)))
+    let events = app
+        .antigravity
+        .generate(&request, &context(headers))
+        .await?;
+    answer(app, events, &request, model, client, deadline, budget).await
+}
+
+/// Serve `request` with `model` from an HTTP upstream of another dialect, through the
+/// conversation.
+async fn converted(
+    app: &Arc<App>,
+    backend: &Backend,
+    call: Call<'_>,
+    upstream: Dialect,
+) -> Result<Response<Body>, GatewayError> {
+    let Routed::Conversation(request) = call.request else {
+        return Err(GatewayError::internal(
+            "only decoded requests are converted",
+        ));
     };
-    work.await
+    let Some(forwarder) = backend.reach.forwarder() else {
+        return Err(GatewayError::new(
+            ErrorKind::Unavailable,
+            format!("the {} backend has no upstream url", backend.config.name),
+        ));
+    };
+    let mut request = request.as_ref().clone();
+    request.model = call.model.to_owned();
+    let (path, payload) = convert::encode_request(upstream, &request)?;
+    let options = CallOptions {
+        timeouts: backend.config.timeouts,
+        expect: if request.stream {
+            Expect::EventStream
+        } else {
+            Expect::Json
+        },
+    };
+    let budget = backend
+        .config
+        .timeouts
+        .first_byte
+        .unwrap_or(Duration::from_secs(60));
+    let deadline = Instant::now() + budget;
+    let response = forwarder
+        .forward(
+            Method::POST,
+            &path,
+            call.headers,
+            body::full(payload),
+            options,
+        )
+        .await?;
+    let body = response.into_body();
+    if request.stream {
+        let events: conversation::EventStream = Box::pin(convert::Decoded::new(body, upstream)?);
+        return answer(
+            app,
+            events,
+            &request,
+            call.model,
+            call.dialect,
+            deadline,
+            budget,
+        )
+        .await;
+    }
+    let bytes = checked_json(body, upstream).await?;
+    let answer = convert::decode_response(upstream, &bytes)?;
+    Ok(json(
+        http::StatusCode::OK,
+        &convert::encode_response(call.dialect, &answer, call.model)?,
+    ))
+}
+
+/// Answer a client of `client`'s dialect from conversation events: held until the first
+/// content and relayed (the same relay as a proxied stream), or collected into one answer.
+async fn answer(
+    app: &Arc<App>,
+    events: conversation::EventStream,
+    request: &conversation::Request,
+    model: &str,
+    client: Dialect,
+    deadline: Instant,
+    budget: Duration,
+) -> Result<Response<Body>, GatewayError> {
+    let created = unix_now();
+    if !request.stream {
+        let answer = collect(events, created).await?;
+        return Ok(json(
+            http::StatusCode::OK,
+            &convert::encode_response(client, &answer, model)?,
+        ));
+    }
+    let id = format!("chatcmpl-{:016x}", fastrand::u64(..));
+    let encoder = Encoder::for_client(client, request, model, id, created)?;
+    let source = EventSource::new(events, encoder);
+    let relay = Relay::until_content(source, deadline, budget).await?;
+    Ok(event_stream(relay.into_body(&app.closing)))
 }
 
 /// Collect a whole answer from its events.

@@ -5,10 +5,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
 
-use gateway_core::{
-    GatewayError, conversation,
-    openai::{self, ChatRequest, parse_json},
-};
+use gateway_core::{Dialect, GatewayError, conversation, openai::parse_json};
 
 /// What the client asked for.
 pub(crate) enum Routed {
@@ -60,15 +57,15 @@ impl Routed {
         Ok(Self::Peeked(peek))
     }
 
-    /// The conversation of a chat request, for a chain with an in-process hop.
-    pub(crate) fn parse_chat(body: &[u8]) -> Result<Self, GatewayError> {
-        let request = parse_json::<ChatRequest>(body)?;
-        if request.model.trim().is_empty() {
+    /// The request of `dialect` decoded into the conversation, for a chain with a hop that
+    /// translates (the in-process service, or an upstream of another dialect).
+    pub(crate) fn decode(dialect: Dialect, body: &[u8]) -> Result<Self, GatewayError> {
+        let conversation = crate::convert::decode_request(dialect, body)?;
+        if conversation.model.trim().is_empty() {
             return Err(
                 GatewayError::invalid_request("the request needs a model").with_param("model")
             );
         }
-        let conversation = openai::request_to_conversation(request)?;
         Ok(Self::Conversation(Box::new(conversation)))
     }
 
@@ -92,22 +89,11 @@ impl Routed {
         if self.model() == model {
             return Ok(original.clone());
         }
-        let encoded = match self {
-            Self::Conversation(request) => {
-                let mut request = openai::request_from_conversation(request);
-                request.model = model.to_owned();
-                serde_json::to_vec(&request)
-            }
-            Self::Peeked(_) => {
-                let mut value: serde_json::Map<String, Value> = serde_json::from_slice(original)
-                    .map_err(|e| {
-                        GatewayError::internal(format!("cannot re-read the request: {e}"))
-                    })?;
-                value.insert("model".to_owned(), Value::String(model.to_owned()));
-                serde_json::to_vec(&value)
-            }
-        };
-        encoded
+        // Only the model changes: every other byte of the client's request stays as it was.
+        let mut value: serde_json::Map<String, Value> = serde_json::from_slice(original)
+            .map_err(|e| GatewayError::internal(format!("cannot re-read the request: {e}")))?;
+        value.insert("model".to_owned(), Value::String(model.to_owned()));
+        serde_json::to_vec(&value)
             .map(Bytes::from)
             .map_err(|e| GatewayError::internal(format!("cannot encode the request: {e}")))
     }

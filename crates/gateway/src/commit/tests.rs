@@ -306,7 +306,12 @@ async fn local_events_use_the_same_relay() {
         let stream: EventStream = Box::pin(stream::iter(events.into_iter().map(Ok)));
         EventSource::new(
             stream,
-            Encoder::OpenAi(ChunkEncoder::new("chatcmpl-1", 1, "m", true)),
+            Encoder::OpenAi(gateway_core::openai::ChunkEncoder::new(
+                "chatcmpl-1",
+                1,
+                "m",
+                true,
+            )),
         )
     };
     let events = vec![

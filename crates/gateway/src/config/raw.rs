@@ -72,6 +72,8 @@ pub(super) struct RawBackend {
     pub(super) api_key: Option<Str>,
     pub(super) auth: Option<Str>,
     pub(super) forward_client_auth: Option<bool>,
+    pub(super) native_messages: Option<bool>,
+    pub(super) native_responses: Option<bool>,
     pub(super) priority: Option<i64>,
     pub(super) models: Option<Vec<Str>>,
     pub(super) model_map: Option<BTreeMap<String, Str>>,
