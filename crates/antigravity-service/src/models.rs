@@ -1,7 +1,7 @@
 //! One canonical table from the names clients send to Antigravity's upstream model ids.
 //!
-//! Spellings are normalised first (case, `4.5` → `4-5`, a trailing `-YYYYMMDD` date), then looked
-//! up. A `-thinking` suffix on a model that has no thinking id of its own turns thinking on for
+//! Spellings are normalised first (case, a bracketed variant such as Claude Code's `[1m]`, `4.5`
+//! → `4-5`, a trailing `-YYYYMMDD` date), then looked up. A `-thinking` suffix on a model that has no thinking id of its own turns thinking on for
 //! the base id. Unknown names pass through unchanged; nothing is ever swapped for another family.
 
 /// The model families, which differ in how thinking and signatures work.
@@ -23,6 +23,9 @@ pub(crate) struct ModelSpec {
     pub(crate) thinking: bool,
     /// Image generation models are sent with `requestType: image_gen`.
     pub(crate) image: bool,
+    /// The most output tokens the upstream model accepts, when known: a larger request is
+    /// clamped rather than refused (Claude Code asks 64000 of every model).
+    pub(crate) max_output: Option<u32>,
 }
 
 /// Exact aliases after normalisation: (client spelling, upstream id).
@@ -32,6 +35,9 @@ const ALIASES: &[(&str, &str)] = &[
     ("claude-opus-4-5", "claude-opus-4-5-thinking"),
     ("claude-4-5-opus", "claude-opus-4-5-thinking"),
     ("claude-4-5-opus-thinking", "claude-opus-4-5-thinking"),
+    ("claude-opus-4-1", "claude-opus-4-1-thinking"),
+    ("claude-4-1-opus", "claude-opus-4-1-thinking"),
+    ("claude-4-1-opus-thinking", "claude-opus-4-1-thinking"),
     ("gemini-3-pro", "gemini-3-pro-high"),
     ("gemini-3-pro-preview", "gemini-3-pro-high"),
     ("gemini-3-pro-image-preview", "gemini-3-pro-image"),
@@ -48,7 +54,7 @@ const THINKING_IDS: &[&str] = &[
 
 /// Resolve a requested model name.
 pub(crate) fn resolve(requested: &str) -> ModelSpec {
-    let original = requested.trim();
+    let original = without_variant(requested.trim());
     let lower = original.to_ascii_lowercase();
     let (stem, suffix) = match lower.strip_suffix("-thinking") {
         Some(stem) => (stem, true),
@@ -88,10 +94,32 @@ pub(crate) fn resolve(requested: &str) -> ModelSpec {
     };
     ModelSpec {
         image: upstream.contains("image"),
+        max_output: max_output(&upstream),
         family,
         thinking,
         upstream,
     }
+}
+
+/// A name without a bracketed variant: Claude Code appends `[1m]` to ask for the 1M context.
+fn without_variant(name: &str) -> &str {
+    match name.split_once('[') {
+        Some((head, tail)) if tail.ends_with(']') && !head.is_empty() => head,
+        _ => name,
+    }
+}
+
+/// The output limits of the upstream models, by id prefix (the provider's published limits).
+fn max_output(upstream: &str) -> Option<u32> {
+    const LIMITS: &[(&str, u32)] = &[
+        ("claude-opus-4-1", 32_000),
+        ("claude-", 64_000),
+        ("gemini-", 65_536),
+    ];
+    LIMITS
+        .iter()
+        .find(|(prefix, _)| upstream.starts_with(prefix))
+        .map(|(_, limit)| *limit)
 }
 
 fn alias(name: &str) -> Option<&'static str> {
@@ -179,6 +207,35 @@ mod tests {
         check("gemini-2.5-pro", "gemini-2.5-pro", false, Gemini);
         check("gpt-oss-120b", "gpt-oss-120b-medium", false, Other);
         check("gpt-oss-120b-medium", "gpt-oss-120b-medium", false, Other);
+        // Claude Code's spellings: dated ids and the `[1m]` context variant.
+        check(
+            "claude-sonnet-4-5-20250929[1m]",
+            "claude-sonnet-4-5",
+            false,
+            Claude,
+        );
+        check(
+            "claude-opus-4-5-20251101",
+            "claude-opus-4-5-thinking",
+            true,
+            Claude,
+        );
+        check(
+            "claude-opus-4-1-20250805",
+            "claude-opus-4-1-thinking",
+            true,
+            Claude,
+        );
+        check(
+            "claude-haiku-4-5-20251001",
+            "claude-haiku-4-5",
+            false,
+            Claude,
+        );
+        assert_eq!(resolve("claude-sonnet-4-5[1m]").max_output, Some(64_000));
+        assert_eq!(resolve("claude-opus-4-1").max_output, Some(32_000));
+        assert_eq!(resolve("gemini-2.5-pro").max_output, Some(65_536));
+        assert_eq!(resolve("gpt-oss-120b").max_output, None);
         // Unknown names pass through untouched: never another family.
         check("gpt-4o", "gpt-4o", false, Other);
         check("My-Custom.Model", "My-Custom.Model", false, Other);

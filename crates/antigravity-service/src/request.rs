@@ -111,6 +111,7 @@ pub(crate) fn translate(
             generation.thinking_config = Some(thinking);
         }
     }
+    clamp_output(&mut generation, spec.max_output);
     if spec.family == Family::Claude && generation.thinking_config.is_none() {
         // Claude accepts thinking in its history only while thinking is on.
         strip_thoughts(&mut contents);
@@ -568,6 +569,22 @@ fn generation_config(request: &Request) -> Result<GenerationConfig, GatewayError
         response_schema: schema,
         thinking_config: None,
     })
+}
+
+/// Keep the output limit within what the model accepts, and the thinking budget below it.
+fn clamp_output(generation: &mut GenerationConfig, limit: Option<u32>) {
+    let Some(limit) = limit else {
+        return;
+    };
+    let max = generation.max_output_tokens.map(|max| max.min(limit));
+    generation.max_output_tokens = max;
+    if let (Some(max), Some(thinking)) = (max, generation.thinking_config.as_mut())
+        && let Some(budget) = thinking.thinking_budget.as_mut()
+        && *budget >= max
+    {
+        // The budget is part of the output: leave the answer half of what remains.
+        *budget = max / 2;
+    }
 }
 
 fn budget(effort: Effort) -> u32 {
