@@ -324,3 +324,25 @@ async fn models_come_from_fetch_available_models() {
         "/v1internal:fetchAvailableModels"
     );
 }
+
+#[tokio::test]
+async fn count_tokens_asks_cloud_code() {
+    let upstream = MockUpstream::start().await.unwrap();
+    upstream.push(Behaviour {
+        body: Some(r#"{"totalTokens": 42}"#.into()),
+        ..Behaviour::default()
+    });
+    let service = service(&[&upstream], &upstream, false);
+    let conversation = gateway_core::openai::request_to_conversation(request(false)).unwrap();
+    let counted = service
+        .count_tokens(&conversation, &ChatContext::default())
+        .await
+        .unwrap();
+    assert_eq!(counted, 42);
+    let seen = upstream.recorded().pop().unwrap();
+    assert_eq!(seen.uri.path(), "/v1internal:countTokens");
+    let body = seen.json();
+    assert_eq!(body["request"]["model"], "models/gemini-3-pro-high");
+    assert_eq!(body["request"]["contents"][0]["parts"][0]["text"], "hello");
+    assert_eq!(seen.headers["authorization"], "Bearer ya29.stored");
+}

@@ -13,6 +13,7 @@ use futures_core::Stream;
 use http::{Request, Response, header};
 use http_body::Body as _;
 use http_body_util::BodyExt;
+use serde_json::Value;
 
 use gateway_core::{
     Body, CallOptions, ChatBackend, ChatContext, ChatOutput, ErrorKind, Expect, GatewayError,
@@ -252,6 +253,54 @@ impl<T: Transport, C: Credentials> Service<T, C> {
             renewed = false;
             waited = false;
         }
+    }
+
+    /// The input tokens of `request` as the upstream counts them (`v1internal:countTokens`).
+    pub async fn count_tokens(
+        &self,
+        request: &conversation::Request,
+        context: &ChatContext,
+    ) -> Result<u64, GatewayError> {
+        let translated = translate(request, &self.cache, context.conversation_id.as_deref())?;
+        let model = translated.spec.upstream;
+        let lease = self
+            .credentials
+            .acquire(Acquire {
+                model: &model,
+                conversation: context.conversation_id.as_deref(),
+                exclude: &[],
+            })
+            .await?;
+        let body = serde_json::json!({
+            "request": {
+                "model": format!("models/{model}"),
+                "contents": translated.request.contents,
+            }
+        });
+        let result = self
+            .post(
+                "v1internal:countTokens",
+                &lease,
+                "agent",
+                Bytes::from(body.to_string()),
+                Expect::Json,
+            )
+            .await;
+        self.credentials
+            .report(&lease, &model, result.as_ref().map(|_| ()));
+        let bytes = result?.into_body().collect().await.map(|c| c.to_bytes())?;
+        let counted: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            GatewayError::new(
+                ErrorKind::UpstreamProtocol,
+                format!("invalid token count from antigravity: {e}"),
+            )
+        })?;
+        counted["totalTokens"].as_u64().ok_or_else(|| {
+            GatewayError::new(
+                ErrorKind::UpstreamProtocol,
+                "the token count from antigravity has no totalTokens",
+            )
+        })
     }
 
     /// The models the upstream offers to the first account, from `fetchAvailableModels`.
