@@ -375,11 +375,17 @@ async fn an_anthropic_backend_gets_its_key_as_x_api_key_and_the_stream_unchanged
         Method::POST,
         &gateway.url("/v1/chat/completions"),
         &[("content-type", "application/json")],
-        json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+        json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]})
+            .to_string(),
     )
     .await;
     assert_eq!(answer.status, 503, "{}", answer.text());
-    assert!(answer.json()["error"]["message"].as_str().unwrap().contains("not converted"));
+    assert!(
+        answer.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not converted")
+    );
     assert_eq!(kiro.requests(), before);
 
     // `auth = "bearer"` sends the key as a Bearer token instead.
@@ -396,4 +402,53 @@ async fn an_anthropic_backend_gets_its_key_as_x_api_key_and_the_stream_unchanged
     let seen = bearer.recorded().pop().unwrap();
     assert_eq!(seen.headers["authorization"], "Bearer sk-any");
     assert!(seen.headers.get("x-api-key").is_none());
+}
+
+#[tokio::test]
+async fn each_protocols_clients_authenticate_their_own_way() {
+    let upstream = MockUpstream::start().await.unwrap();
+    let gateway = Gateway::start(&format!(
+        "[server]\napi_keys = [\"gw-key\"]\n[backends.primary]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nnative_messages = true\n",
+        upstream.url()
+    ))
+    .await;
+    let chat =
+        json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let json = ("content-type", "application/json");
+    for (headers, query) in [
+        (vec![json, ("authorization", "Bearer gw-key")], ""),
+        (vec![json, ("x-api-key", "gw-key")], ""),
+        (vec![json, ("x-goog-api-key", "gw-key")], ""),
+        (vec![json], "?key=gw-key"),
+    ] {
+        let url = gateway.url(&format!("/v1/chat/completions{query}"));
+        let answer = send(Method::POST, &url, &headers, chat.clone()).await;
+        assert_eq!(answer.status, 200, "{headers:?} {query}: {}", answer.text());
+    }
+    let seen = upstream.recorded();
+    assert!(
+        seen.iter()
+            .all(|r| r.uri.query().is_none() && r.headers.get("x-goog-api-key").is_none()),
+        "the client's key never reaches the upstream"
+    );
+    // A wrong key, in the envelope of the protocol the path belongs to.
+    let answer = send(
+        Method::POST,
+        &gateway.url("/v1/messages"),
+        &[json, ("x-api-key", "wrong")],
+        json!({"model": "claude-x", "max_tokens": 5, "messages": []}).to_string(),
+    )
+    .await;
+    assert_eq!(answer.status, 401);
+    assert_eq!(answer.json()["type"], "error");
+    assert_eq!(answer.json()["error"]["type"], "authentication_error");
+    let answer = send(
+        Method::POST,
+        &gateway.url("/v1/chat/completions?key=wrong"),
+        &[json],
+        chat,
+    )
+    .await;
+    assert_eq!(answer.status, 401);
+    assert_eq!(answer.json()["error"]["code"], "invalid_api_key");
 }

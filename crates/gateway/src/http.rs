@@ -40,25 +40,36 @@ pub(crate) async fn read_body(
     }
 }
 
-/// Check the client's key (`Authorization: Bearer` or `x-api-key`) against `keys` in constant
-/// time; with no keys configured every request passes.
-pub(crate) fn authorize(headers: &HeaderMap, keys: &[Secret]) -> Result<(), GatewayError> {
+/// Check the client's key against `keys` in constant time; with no keys configured every
+/// request passes. Each protocol's clients send it their own way: `Authorization: Bearer`
+/// (OpenAI), `x-api-key` (Anthropic), `x-goog-api-key` or `?key=` in the `query` (Gemini).
+pub(crate) fn authorize(
+    headers: &HeaderMap,
+    query: Option<&str>,
+    keys: &[Secret],
+) -> Result<(), GatewayError> {
     if keys.is_empty() {
         return Ok(());
     }
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let from_query = query.and_then(|q| {
+        q.split('&')
+            .find_map(|pair| pair.strip_prefix("key="))
+            .filter(|key| !key.is_empty())
+    });
+    let presented = header(header::AUTHORIZATION.as_str())
         .and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
         })
-        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .or_else(|| header("x-api-key"))
+        .or_else(|| header("x-goog-api-key"))
+        .or(from_query)
         .map(str::trim);
     let Some(presented) = presented else {
         return Err(GatewayError::new(
             ErrorKind::Unauthorized,
-            "missing api key (send Authorization: Bearer <key> or x-api-key)",
+            "missing api key (send Authorization: Bearer <key>, x-api-key or x-goog-api-key)",
         )
         .with_code("missing_api_key"));
     };

@@ -11,14 +11,14 @@ use hyper_util::{
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
-use gateway_core::{Body, ErrorKind, GatewayError};
+use gateway_core::{Body, Dialect, ErrorKind, GatewayError};
 
 use crate::{
     admin,
     app::App,
     chat,
     config::Config,
-    http::{authorize, error, json, read_body},
+    http::{authorize, error, error_in, json, read_body},
     metrics::RequestLabels,
     models,
 };
@@ -193,8 +193,16 @@ async fn route(app: Arc<App>, request: Request<Incoming>) -> Response<Body> {
         "/metrics" => app.config.server.public_metrics,
         _ => false,
     };
-    if !public && let Err(err) = authorize(&parts.headers, &app.config.server.api_keys) {
-        return error(&err);
+    // Errors before routing are still in the envelope of the protocol the path belongs to.
+    let dialect = api_endpoint(&path).map_or(Dialect::OpenAiChat, Dialect::of_endpoint);
+    if !public
+        && let Err(err) = authorize(
+            &parts.headers,
+            parts.uri.query(),
+            &app.config.server.api_keys,
+        )
+    {
+        return error_in(dialect, &err);
     }
     if let Err(err) = gateway_proxy::hops(&parts.headers) {
         return error(&err);
