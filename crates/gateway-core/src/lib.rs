@@ -5,6 +5,9 @@
 //!   events, usage, finish reasons) that every protocol translates to and from.
 //! - [`openai`]: Chat Completions wire types (requests, responses, chunks, models, the error
 //!   envelope), with unknown fields kept, and their translation to and from the conversation.
+//! - [`anthropic`]: Anthropic Messages wire types (requests, responses, stream events,
+//!   `count_tokens`), with unknown fields and beta blocks kept, their translation to and from
+//!   the conversation, and the stream encoder and decoder.
 //! - [`GatewayError`] ([`error`]): the one opaque error, its kinds, HTTP status mapping and the
 //!   OpenAI envelope.
 //! - [`Dialect`] ([`dialect`]): per client protocol, what counts as content in its stream, how
@@ -22,6 +25,7 @@
 //! - No panics on any input: malformed JSON and streams become typed errors.
 //! - Error messages are lowercase, have no trailing period and never contain secrets.
 
+pub mod anthropic;
 pub mod backend;
 pub mod body;
 pub mod conversation;
