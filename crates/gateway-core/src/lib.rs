@@ -8,6 +8,9 @@
 //! - [`anthropic`]: Anthropic Messages wire types (requests, responses, stream events,
 //!   `count_tokens`), with unknown fields and beta blocks kept, their translation to and from
 //!   the conversation, and the stream encoder and decoder.
+//! - [`responses`]: OpenAI Responses wire types, their translation to and from the
+//!   conversation, its stream events, and the seal that carries thinking signatures through
+//!   stateless turns.
 //! - [`GatewayError`] ([`error`]): the one opaque error, its kinds, HTTP status mapping and the
 //!   OpenAI envelope.
 //! - [`Dialect`] ([`dialect`]): per client protocol, what counts as content in its stream, how
@@ -32,6 +35,7 @@ pub mod conversation;
 pub mod dialect;
 pub mod error;
 pub mod openai;
+pub mod responses;
 pub mod retry;
 mod secret;
 pub mod sse;
