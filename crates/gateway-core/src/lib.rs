@@ -11,6 +11,8 @@
 //! - [`responses`]: OpenAI Responses wire types, their translation to and from the
 //!   conversation, its stream events, and the seal that carries thinking signatures through
 //!   stateless turns.
+//! - [`gemini`]: Gemini API (`generateContent`) wire types, their translation to and from the
+//!   conversation, and its streams (SSE or a streamed JSON array).
 //! - [`GatewayError`] ([`error`]): the one opaque error, its kinds, HTTP status mapping and the
 //!   OpenAI envelope.
 //! - [`Dialect`] ([`dialect`]): per client protocol, what counts as content in its stream, how
@@ -34,6 +36,7 @@ pub mod body;
 pub mod conversation;
 pub mod dialect;
 pub mod error;
+pub mod gemini;
 pub mod openai;
 pub mod responses;
 pub mod retry;
