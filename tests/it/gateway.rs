@@ -21,7 +21,7 @@ fn openai_backend(name: &str, upstream: &MockUpstream, extra: &str) -> String {
 }
 
 /// An account directory with one usable account.
-fn accounts() -> tempfile::TempDir {
+pub(crate) fn accounts() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let file = AccountFile::from_json(
         br#"{"client_id":"cid","client_secret":"cs","refresh_token":"r","access_token":"ya29.gw",
@@ -32,7 +32,7 @@ fn accounts() -> tempfile::TempDir {
     dir
 }
 
-fn antigravity_section(dir: &std::path::Path, upstream: &MockUpstream) -> String {
+pub(crate) fn antigravity_section(dir: &std::path::Path, upstream: &MockUpstream) -> String {
     format!(
         "[antigravity]\ncredentials_dir = \"{}\"\nbase_urls = [\"{}\"]\n",
         dir.display(),

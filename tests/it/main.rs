@@ -12,6 +12,7 @@ mod accounts;
 mod antigravity;
 mod conformance;
 mod contracts;
+mod dialects;
 mod gateway;
 mod harness;
 mod protocols;

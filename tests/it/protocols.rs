@@ -369,25 +369,6 @@ async fn an_anthropic_backend_gets_its_key_as_x_api_key_and_the_stream_unchanged
         "/v1/messages/count_tokens"
     );
 
-    // A chat completions client is not handed to an Anthropic upstream unconverted.
-    let before = kiro.requests();
-    let answer = send(
-        Method::POST,
-        &gateway.url("/v1/chat/completions"),
-        &[("content-type", "application/json")],
-        json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]})
-            .to_string(),
-    )
-    .await;
-    assert_eq!(answer.status, 503, "{}", answer.text());
-    assert!(
-        answer.json()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("not converted")
-    );
-    assert_eq!(kiro.requests(), before);
-
     // `auth = "bearer"` sends the key as a Bearer token instead.
     bearer.push(literal("application/json", br#"{"id":"msg_2","type":"message","role":"assistant","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn"}"#));
     let answer = send(

@@ -7,7 +7,7 @@ use std::sync::{
 };
 
 use antigravity_service::{AccountPool, AccountStore, PoolConfig, Service, ServiceConfig};
-use gateway_core::{Dialect, ErrorKind, GatewayError, openai::ModelList};
+use gateway_core::{Dialect, ErrorKind, GatewayError, openai::ModelList, responses::ReasoningSeal};
 use gateway_proxy::{Client, ClientConfig, Forwarder, HeaderPolicy, KeyHeader};
 
 use crate::{
@@ -164,6 +164,9 @@ pub(crate) struct App {
     /// Fired when the shutdown grace period is over: streams still running end with the
     /// terminal error event.
     pub(crate) closing: tokio_util::sync::CancellationToken,
+    /// Signs the thinking signatures handed to Responses clients inside reasoning items, so a
+    /// later stateless turn can restore them.
+    pub(crate) seal: ReasoningSeal,
 }
 
 impl App {
@@ -181,6 +184,7 @@ impl App {
             })
             .collect::<Result<Vec<_>, GatewayError>>()?;
         let budget = Arc::new(RetryBudget::default());
+        let seal = ReasoningSeal::new(&seal_key(&config)?);
         let antigravity = Arc::new(antigravity(&config, budget.clone())?);
         let patterns = Patterns::new(&config);
         Ok(Self {
@@ -194,6 +198,7 @@ impl App {
             budget,
             metrics: Metrics::default(),
             closing: tokio_util::sync::CancellationToken::new(),
+            seal,
         })
     }
 
@@ -222,6 +227,17 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// The configured seal key, or a random one for this process (blobs then do not outlive it).
+fn seal_key(config: &Config) -> Result<Vec<u8>, GatewayError> {
+    if let Some(key) = config.server.seal_key.as_ref().filter(|k| !k.is_empty()) {
+        return Ok(key.expose().as_bytes().to_vec());
+    }
+    let mut key = vec![0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
+        .map_err(|_| GatewayError::internal("no randomness for the seal key"))?;
+    Ok(key)
 }
 
 fn antigravity(config: &Config, budget: Arc<RetryBudget>) -> Result<Antigravity, GatewayError> {

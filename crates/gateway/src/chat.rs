@@ -11,6 +11,7 @@
 //! after the commit is `crate::commit`.
 
 mod attempt;
+mod count;
 mod peek;
 mod walk;
 
@@ -26,6 +27,7 @@ use gateway_core::{
 
 use crate::{
     app::App,
+    convert::Client,
     dispatch::{self, Endpoint},
     http::{error, error_in},
     routing::plan,
@@ -41,9 +43,21 @@ pub(crate) async fn routed(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response<Body> {
+    if let Some(dialect) = count::endpoint(endpoint) {
+        return count::count(app, dialect, endpoint, query, headers, body).await;
+    }
     let kind = Endpoint::of(endpoint);
     let dialect = Dialect::of_endpoint(endpoint);
-    let request = match peek::Routed::peek(&body, kind == Endpoint::ChatCompletions) {
+    let mut client = Client::new(dialect, query);
+    let gemini = gemini_path(endpoint);
+    let peeked = match gemini {
+        Some((model, method)) => Ok(peek::Routed::in_path(
+            model,
+            method == "streamGenerateContent",
+        )),
+        None => peek::Routed::peek(&body, kind == Endpoint::ChatCompletions),
+    };
+    let request = match peeked {
         Ok(request) => request,
         Err(err) => return error_in(dialect, &err),
     };
@@ -61,8 +75,14 @@ pub(crate) async fn routed(
         )
     });
     let request = if translates {
-        match peek::Routed::decode(dialect, &body) {
-            Ok(full) => full,
+        let path = gemini.map(|(model, method)| (model, method == "streamGenerateContent"));
+        match peek::Routed::decode(dialect, &body, path, &app.seal) {
+            Ok(mut full) => {
+                if let peek::Routed::Conversation(conversation) = &mut full {
+                    client.prepare(conversation);
+                }
+                full
+            }
             Err(err) => return error_in(dialect, &err),
         }
     } else {
@@ -74,12 +94,19 @@ pub(crate) async fn routed(
         method,
         path_and_query: &path_and_query,
         kind,
-        dialect,
+        client: &client,
         headers,
         routed: &request,
         original: &body,
     };
     walk::walk(app, &plan, client).await
+}
+
+/// The model and method of a Gemini endpoint: `/models/gemini-2.5-pro:streamGenerateContent`.
+fn gemini_path(endpoint: &str) -> Option<(&str, &str)> {
+    let rest = endpoint.strip_prefix("/models/")?;
+    let (model, method) = rest.rsplit_once(':')?;
+    (!model.is_empty() && !model.contains('/')).then_some((model, method))
 }
 
 /// The upstream path: the endpoint and the client's query string, less the client's own key
@@ -108,7 +135,8 @@ pub(crate) async fn antigravity_direct(
         Err(err) => return error(&err),
     };
     let model = request.model.clone();
-    match attempt::local(app, &request, &model, headers, Dialect::OpenAiChat).await {
+    let client = Client::new(Dialect::OpenAiChat, None);
+    match attempt::local(app, &request, &model, headers, &client).await {
         Ok(response) => response,
         Err(err) => error(&err),
     }

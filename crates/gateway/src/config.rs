@@ -57,6 +57,10 @@ pub struct ServerConfig {
     /// Client keys; empty means open.
     #[serde(serialize_with = "redact_all")]
     pub api_keys: Vec<Secret>,
+    /// Signs the reasoning blobs handed to Responses clients (their thinking signatures);
+    /// `None`: a random key per process.
+    #[serde(serialize_with = "redact_opt")]
+    pub seal_key: Option<Secret>,
     /// Largest request body.
     #[serde(serialize_with = "size")]
     pub max_body: usize,
@@ -634,9 +638,14 @@ impl Validator<'_> {
             .filter(|k| !k.is_empty())
             .map(Secret::new)
             .collect();
+        let seal_key = self
+            .opt_text("server.seal_key", raw.seal_key.as_ref())
+            .filter(|k| !k.is_empty())
+            .map(Secret::new);
         ServerConfig {
             listen,
             api_keys,
+            seal_key,
             max_body: self.size("server.max_body", raw.max_body.as_ref(), 32 << 20),
             shutdown_grace: self.duration(
                 "server.shutdown_grace",
@@ -1014,6 +1023,13 @@ pub(crate) fn substitute(
     }
     out.push_str(rest);
     Ok(out)
+}
+
+fn redact_opt<S: serde::Serializer>(secret: &Option<Secret>, s: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(secret) => redact(secret, s),
+        None => s.serialize_none(),
+    }
 }
 
 fn redact<S: serde::Serializer>(secret: &Secret, s: S) -> Result<S::Ok, S::Error> {

@@ -15,39 +15,102 @@ use std::{
 use bytes::Bytes;
 use futures_core::Stream;
 use http_body::Body as _;
+use serde::Serialize;
 use serde_json::Value;
 
 use gateway_core::{
-    Body, Dialect, ErrorKind, GatewayError,
+    Body, Dialect, ErrorKind, GatewayError, anthropic,
     conversation::{self, Event},
-    dialect::error_in_body,
-    openai::{self, ChatCompletionChunk, ChatRequest, ChunkDecoder, ChunkEncoder, parse_json},
+    dialect::{Tracker, error_in_body},
+    gemini,
+    openai::{self, ChatCompletionChunk, ChunkDecoder, ChunkEncoder, parse_json},
+    responses::{self, ReasoningSeal},
     sse,
 };
 
 /// Whether requests of `dialect` can be decoded into the conversation (and answers encoded back),
 /// and whether an upstream of `dialect` can be asked in it.
 pub(crate) fn supports(dialect: Dialect) -> bool {
-    matches!(dialect, Dialect::OpenAiChat)
+    !matches!(dialect, Dialect::Passthrough)
 }
 
 fn unsupported(dialect: Dialect) -> GatewayError {
     GatewayError::new(
         ErrorKind::Unavailable,
-        format!("{dialect:?} requests cannot be converted yet"),
+        format!("{dialect:?} requests are passed through, not converted"),
     )
 }
 
-/// A client's request body of `dialect` as a conversation.
+fn to_json<T: Serialize>(value: &T) -> Result<Bytes, GatewayError> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|e| GatewayError::internal(format!("cannot encode json: {e}")))
+}
+
+/// What the gateway knows of a client beyond its dialect.
+#[derive(Debug, Clone)]
+pub(crate) struct Client {
+    /// The protocol it speaks.
+    pub(crate) dialect: Dialect,
+    /// Gemini streams: server-sent events (`alt=sse`) rather than one streamed JSON array.
+    pub(crate) sse: bool,
+    /// Responses clients: custom tools offered to the backend as functions, by name, so their
+    /// calls come back as custom tool calls.
+    pub(crate) custom_tools: Vec<String>,
+}
+
+impl Client {
+    /// A client of `dialect` that asked with `query`.
+    pub(crate) fn new(dialect: Dialect, query: Option<&str>) -> Self {
+        let sse = query.is_some_and(|q| q.split('&').any(|pair| pair == "alt=sse"));
+        Self {
+            dialect,
+            sse,
+            custom_tools: Vec::new(),
+        }
+    }
+
+    /// Prepare `request` for a backend: Responses custom tools become functions (remembered,
+    /// to turn the calls back).
+    pub(crate) fn prepare(&mut self, request: &mut conversation::Request) {
+        if self.dialect == Dialect::Responses {
+            self.custom_tools = responses::custom_tools_as_functions(request);
+        }
+    }
+}
+
+/// A client's request body of `dialect` as a conversation. Gemini clients name the model and
+/// whether to stream in the path (`model`, `stream`).
 pub(crate) fn decode_request(
     dialect: Dialect,
     body: &[u8],
+    path: Option<(&str, bool)>,
+    seal: &ReasoningSeal,
 ) -> Result<conversation::Request, GatewayError> {
     match dialect {
-        Dialect::OpenAiChat => openai::request_to_conversation(parse_json::<ChatRequest>(body)?),
-        other => Err(unsupported(other)),
+        Dialect::OpenAiChat => openai::request_to_conversation(parse_json(body)?),
+        Dialect::Anthropic => anthropic::request_to_conversation(parse_json(body)?),
+        Dialect::Responses => responses::request_to_conversation(parse_json(body)?, Some(seal)),
+        Dialect::Gemini => {
+            let (model, stream) = path.unwrap_or_default();
+            gemini::request_to_conversation(parse_json(body)?, model, stream)
+        }
+        Dialect::Passthrough => Err(unsupported(dialect)),
     }
 }
+
+/// A Gemini `countTokens` body (`{contents}` or `{generateContentRequest}`) as a conversation.
+pub(crate) fn decode_gemini_count(
+    body: &[u8],
+    model: &str,
+) -> Result<conversation::Request, GatewayError> {
+    let count: gemini::CountTokensRequest = parse_json(body)?;
+    gemini::request_to_conversation(count.into_generate_content_request(), model, false)
+}
+
+/// Anthropic requires an output limit; a conversation from a protocol where it is optional gets
+/// this one (every current Claude model accepts it).
+const ANTHROPIC_DEFAULT_MAX_TOKENS: u32 = 8192;
 
 /// The request to send an upstream of `dialect`: the path below its base URL and the body. A
 /// streamed request asks for usage, so the answer can report it.
@@ -55,21 +118,34 @@ pub(crate) fn encode_request(
     dialect: Dialect,
     request: &conversation::Request,
 ) -> Result<(String, Bytes), GatewayError> {
-    let encode = |value: Result<Vec<u8>, serde_json::Error>| {
-        value
-            .map(Bytes::from)
-            .map_err(|e| GatewayError::internal(format!("cannot encode the request: {e}")))
-    };
+    let mut request = request.clone();
+    request.stream_usage |= request.stream;
     match dialect {
-        Dialect::OpenAiChat => {
-            let mut request = request.clone();
-            request.stream_usage |= request.stream;
-            let body = encode(serde_json::to_vec(&openai::request_from_conversation(
-                &request,
-            )))?;
-            Ok(("/chat/completions".to_owned(), body))
+        Dialect::OpenAiChat => Ok((
+            "/chat/completions".to_owned(),
+            to_json(&openai::request_from_conversation(&request))?,
+        )),
+        Dialect::Anthropic => {
+            let mut wire = anthropic::request_from_conversation(&request);
+            wire.max_tokens.get_or_insert(ANTHROPIC_DEFAULT_MAX_TOKENS);
+            Ok(("/messages".to_owned(), to_json(&wire)?))
         }
-        other => Err(unsupported(other)),
+        Dialect::Responses => Ok((
+            "/responses".to_owned(),
+            to_json(&responses::request_from_conversation(&request))?,
+        )),
+        Dialect::Gemini => {
+            let method = if request.stream {
+                "streamGenerateContent?alt=sse"
+            } else {
+                "generateContent"
+            };
+            Ok((
+                format!("/models/{}:{method}", request.model),
+                to_json(&gemini::request_from_conversation(&request))?,
+            ))
+        }
+        Dialect::Passthrough => Err(unsupported(dialect)),
     }
 }
 
@@ -87,27 +163,54 @@ pub(crate) fn decode_response(
             ),
         )
     };
-    match dialect {
-        Dialect::OpenAiChat => Ok(openai::response_to_conversation(
-            parse_json(body).map_err(protocol)?,
-        )),
-        other => Err(unsupported(other)),
+    Ok(match dialect {
+        Dialect::OpenAiChat => {
+            openai::response_to_conversation(parse_json(body).map_err(protocol)?)
+        }
+        Dialect::Anthropic => {
+            anthropic::response_to_conversation(parse_json(body).map_err(protocol)?)
+        }
+        Dialect::Responses => {
+            responses::response_to_conversation(parse_json(body).map_err(protocol)?)
+        }
+        Dialect::Gemini => gemini::response_to_conversation(parse_json(body).map_err(protocol)?),
+        Dialect::Passthrough => return Err(unsupported(dialect)),
+    })
+}
+
+/// A conversation response as `client` expects it, for `model`.
+pub(crate) fn encode_response(
+    client: &Client,
+    response: &conversation::Response,
+    model: &str,
+    seal: &ReasoningSeal,
+) -> Result<Bytes, GatewayError> {
+    match client.dialect {
+        Dialect::OpenAiChat => to_json(&openai::response_from_conversation(response, model)),
+        Dialect::Anthropic => to_json(&anthropic::response_from_conversation(response, model)),
+        Dialect::Responses => {
+            let mut response = response.clone();
+            responses::custom_calls_from_functions(&mut response, &client.custom_tools);
+            to_json(&responses::response_from_conversation(
+                &response,
+                model,
+                Some(seal),
+            ))
+        }
+        Dialect::Gemini => to_json(&gemini::response_from_conversation(response, model)),
+        Dialect::Passthrough => Err(unsupported(client.dialect)),
     }
 }
 
-/// A conversation response as the client of `dialect` expects it, for `model`.
-pub(crate) fn encode_response(
-    dialect: Dialect,
-    response: &conversation::Response,
-    model: &str,
-) -> Result<Value, GatewayError> {
-    let value = match dialect {
-        Dialect::OpenAiChat => {
-            serde_json::to_value(openai::response_from_conversation(response, model))
+/// A token count as the client of `dialect` expects it.
+pub(crate) fn encode_count(dialect: Dialect, tokens: u64) -> Value {
+    match dialect {
+        Dialect::Gemini => serde_json::json!({ "totalTokens": tokens }),
+        Dialect::Responses => {
+            serde_json::json!({ "object": "response.input_tokens", "input_tokens": tokens })
         }
-        other => return Err(unsupported(other)),
-    };
-    value.map_err(|e| GatewayError::internal(format!("cannot encode the response: {e}")))
+        _ => serde_json::json!({ "input_tokens": tokens }),
+    }
 }
 
 /// Conversation events in the encoding of one client dialect.
@@ -115,25 +218,49 @@ pub(crate) fn encode_response(
 pub(crate) enum Encoder {
     /// OpenAI Chat chunks, `[DONE]` after a clean end.
     OpenAi(ChunkEncoder),
+    /// Anthropic's named events.
+    Anthropic(anthropic::StreamEncoder),
+    /// Responses' named events with sequence numbers.
+    Responses(Box<responses::StreamEncoder>),
+    /// Gemini chunks, as server-sent events or one streamed JSON array.
+    Gemini {
+        encoder: gemini::StreamEncoder,
+        array: Option<gemini::JsonArrayEncoder>,
+    },
 }
 
 impl Encoder {
-    /// The encoder for a client of `dialect` that asked `request`, answering as `model`.
+    /// The encoder for `client`, answering as `model` with response `id`.
     pub(crate) fn for_client(
-        dialect: Dialect,
+        client: &Client,
         request: &conversation::Request,
         model: &str,
         id: String,
         created: u64,
+        seal: &ReasoningSeal,
     ) -> Result<Self, GatewayError> {
-        match dialect {
-            Dialect::OpenAiChat => Ok(Self::OpenAi(ChunkEncoder::new(
-                id,
-                created,
-                model,
-                request.stream_usage,
-            ))),
-            other => Err(unsupported(other)),
+        Ok(match client.dialect {
+            Dialect::OpenAiChat => {
+                Self::OpenAi(ChunkEncoder::new(id, created, model, request.stream_usage))
+            }
+            Dialect::Anthropic => Self::Anthropic(anthropic::StreamEncoder::new(id, model)),
+            Dialect::Responses => Self::Responses(Box::new(
+                responses::StreamEncoder::new(id, model, created, Some(seal.clone()))
+                    .custom_tools(client.custom_tools.clone()),
+            )),
+            Dialect::Gemini => Self::Gemini {
+                encoder: gemini::StreamEncoder::new(model, id),
+                array: (!client.sse).then(gemini::JsonArrayEncoder::new),
+            },
+            Dialect::Passthrough => return Err(unsupported(client.dialect)),
+        })
+    }
+
+    /// The content type of the encoded stream.
+    pub(crate) fn content_type(&self) -> &'static str {
+        match self {
+            Self::Gemini { array: Some(_), .. } => "application/json",
+            _ => "text/event-stream",
         }
     }
 
@@ -141,6 +268,9 @@ impl Encoder {
     pub(crate) fn push(&mut self, event: Event, out: &mut Vec<u8>) -> Result<(), GatewayError> {
         match self {
             Self::OpenAi(encoder) => chunks(encoder.push(event)?, out),
+            Self::Anthropic(encoder) => named(encoder.push(event)?, out),
+            Self::Responses(encoder) => named(encoder.push(event)?, out),
+            Self::Gemini { encoder, array } => gemini_chunks(encoder.push(event)?, array, out),
         }
     }
 
@@ -152,17 +282,56 @@ impl Encoder {
                 out.extend_from_slice(sse::DONE);
                 Ok(())
             }
+            Self::Anthropic(encoder) => named(encoder.finish()?, out),
+            Self::Responses(encoder) => named(encoder.finish()?, out),
+            Self::Gemini { encoder, array } => {
+                gemini_chunks(encoder.finish()?, array, out)?;
+                if let Some(array) = array {
+                    array.finish(out);
+                }
+                Ok(())
+            }
         }
     }
 
     /// The terminal error event for `err`.
     pub(crate) fn error_event(&self, err: &GatewayError) -> Vec<u8> {
-        let mut out = Vec::new();
         match self {
-            Self::OpenAi(_) => sse::encode_error(err, &mut out),
+            Self::OpenAi(_) => tracker_event(Dialect::OpenAiChat, err),
+            Self::Anthropic(_) => tracker_event(Dialect::Anthropic, err),
+            Self::Responses(encoder) => {
+                let mut out = Vec::new();
+                let event = serde_json::json!({
+                    "type": "response.failed",
+                    "sequence_number": encoder.next_sequence_number(),
+                    "response": {
+                        "object": "response",
+                        "status": "failed",
+                        "error": {
+                            "code": if err.status().as_u16() == 429 { "rate_limit_exceeded" } else { "server_error" },
+                            "message": err.message(),
+                        },
+                        "output": [],
+                    },
+                });
+                out.extend_from_slice(b"event: response.failed\n");
+                sse::encode_data_line(event.to_string().as_bytes(), &mut out);
+                out
+            }
+            Self::Gemini { array: None, .. } => tracker_event(Dialect::Gemini, err),
+            Self::Gemini { array: Some(_), .. } => {
+                // Inside the streamed array: one more element carrying the error, then its end.
+                let mut out = b",\r\n".to_vec();
+                out.extend_from_slice(Dialect::Gemini.envelope(err).to_string().as_bytes());
+                out.push(b']');
+                out
+            }
         }
-        out
     }
+}
+
+fn tracker_event(dialect: Dialect, err: &GatewayError) -> Vec<u8> {
+    Tracker::new(dialect).error_event(err).unwrap_or_default()
 }
 
 fn chunks(chunks: Vec<ChatCompletionChunk>, out: &mut Vec<u8>) -> Result<(), GatewayError> {
@@ -174,10 +343,34 @@ fn chunks(chunks: Vec<ChatCompletionChunk>, out: &mut Vec<u8>) -> Result<(), Gat
     Ok(())
 }
 
+fn named(events: Vec<sse::Event>, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+    for event in &events {
+        sse::encode(event, out);
+    }
+    Ok(())
+}
+
+fn gemini_chunks(
+    chunks: Vec<gemini::GenerateContentResponse>,
+    array: &mut Option<gemini::JsonArrayEncoder>,
+    out: &mut Vec<u8>,
+) -> Result<(), GatewayError> {
+    for chunk in &chunks {
+        match array {
+            Some(array) => array.push(chunk, out)?,
+            None => sse::encode(&gemini::StreamEncoder::to_sse(chunk)?, out),
+        }
+    }
+    Ok(())
+}
+
 /// Decodes one upstream event of a dialect into conversation events.
 #[derive(Debug)]
 enum Decoder {
     OpenAi(ChunkDecoder),
+    Anthropic(anthropic::StreamDecoder),
+    Responses(responses::StreamDecoder),
+    Gemini(gemini::StreamDecoder),
 }
 
 impl Decoder {
@@ -195,12 +388,26 @@ impl Decoder {
                     serde_json::from_value(value).map_err(malformed)?;
                 Ok(decoder.push(chunk))
             }
+            Self::Anthropic(decoder) => decoder.push(event),
+            Self::Responses(decoder) => decoder.push(event),
+            Self::Gemini(decoder) => {
+                let value: Value = serde_json::from_str(&event.data).map_err(malformed)?;
+                if let Some(error) = value.get("error").filter(|e| !e.is_null()) {
+                    return Err(error_in_body(error, &value));
+                }
+                let chunk: gemini::GenerateContentResponse =
+                    serde_json::from_value(value).map_err(malformed)?;
+                decoder.push(&chunk)
+            }
         }
     }
 
     fn finish(&mut self) -> Result<Vec<Event>, GatewayError> {
         match self {
             Self::OpenAi(decoder) => decoder.finish(),
+            Self::Anthropic(decoder) => decoder.finish(),
+            Self::Responses(decoder) => decoder.finish(),
+            Self::Gemini(decoder) => decoder.finish(),
         }
     }
 }
@@ -228,7 +435,10 @@ impl Decoded {
     pub(crate) fn new(body: Body, dialect: Dialect) -> Result<Self, GatewayError> {
         let decoder = match dialect {
             Dialect::OpenAiChat => Decoder::OpenAi(ChunkDecoder::new()),
-            other => return Err(unsupported(other)),
+            Dialect::Anthropic => Decoder::Anthropic(anthropic::StreamDecoder::new()),
+            Dialect::Responses => Decoder::Responses(responses::StreamDecoder::new()),
+            Dialect::Gemini => Decoder::Gemini(gemini::StreamDecoder::new()),
+            Dialect::Passthrough => return Err(unsupported(dialect)),
         };
         Ok(Self {
             body,

@@ -35,6 +35,7 @@ mod models;
 mod routing;
 mod server;
 pub mod telemetry;
+mod tokens;
 
 pub use config::{Config, ConfigError, ConfigErrors};
 pub use server::serve;

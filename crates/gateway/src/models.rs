@@ -96,3 +96,23 @@ async fn of_backend(
         )),
     }
 }
+
+/// The list as the Gemini API names models: `models/<id>`, with the methods they serve.
+pub(crate) fn gemini(list: &ModelList) -> serde_json::Value {
+    let models: Vec<serde_json::Value> = list.data.iter().map(gemini_model).collect();
+    serde_json::json!({ "models": models })
+}
+
+/// One model of the list, by id (with or without the `models/` prefix), in Gemini's form.
+pub(crate) fn gemini_one(list: &ModelList, name: &str) -> Option<serde_json::Value> {
+    let id = name.strip_prefix("models/").unwrap_or(name);
+    list.data.iter().find(|m| m.id == id).map(gemini_model)
+}
+
+fn gemini_model(model: &Model) -> serde_json::Value {
+    serde_json::json!({
+        "name": format!("models/{}", model.id),
+        "displayName": model.id,
+        "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"],
+    })
+}

@@ -134,11 +134,14 @@ fn endpoint_label(path: &str) -> &'static str {
     }
 }
 
-/// Other endpoints are passed through only under a `/v1` or `/gateway` prefix.
+/// Other endpoints are passed through only under a `/v1`, `/v1beta` (Gemini) or `/gateway`
+/// prefix.
 fn api_endpoint(path: &str) -> Option<&str> {
     let gateway = path.strip_prefix("/gateway");
     let rest = gateway.unwrap_or(path);
-    let v1 = rest.strip_prefix("/v1");
+    let v1 = rest
+        .strip_prefix("/v1beta")
+        .or_else(|| rest.strip_prefix("/v1"));
     let endpoint = v1.unwrap_or(rest);
     let prefixed = gateway.is_some() || v1.is_some();
     let known = matches!(
@@ -242,7 +245,27 @@ async fn route(app: Arc<App>, request: Request<Incoming>) -> Response<Body> {
         api_endpoint(&path).map(str::to_owned)
     };
     if method == Method::GET && endpoint.as_deref() == Some("/models") {
-        return json(StatusCode::OK, &models::merged(&app, &parts.headers).await);
+        let list = models::merged(&app, &parts.headers).await;
+        if path.contains("/v1beta/") {
+            return json(StatusCode::OK, &models::gemini(&list));
+        }
+        return json(StatusCode::OK, &list);
+    }
+    if method == Method::GET
+        && path.contains("/v1beta/")
+        && let Some(name) = endpoint.as_deref().and_then(|e| e.strip_prefix("/models/"))
+    {
+        let list = models::merged(&app, &parts.headers).await;
+        return match models::gemini_one(&list, name) {
+            Some(model) => json(StatusCode::OK, &model),
+            None => error_in(
+                Dialect::Gemini,
+                &GatewayError::new(
+                    ErrorKind::NotFound,
+                    format!("model {name} is not served here"),
+                ),
+            ),
+        };
     }
     let in_flight = match app.enter() {
         Ok(guard) => guard,
@@ -333,6 +356,10 @@ mod tests {
                 Some("/messages/count_tokens"),
             ),
             ("/completions", Some("/completions")),
+            (
+                "/v1beta/models/gemini-2.5-pro:streamGenerateContent",
+                Some("/models/gemini-2.5-pro:streamGenerateContent"),
+            ),
             ("/v1", None),
             ("/", None),
             ("/anything", None),

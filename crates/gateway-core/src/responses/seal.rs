@@ -50,6 +50,7 @@ pub const SEAL_PREFIX: &str = "gw1.";
 /// assert_eq!(seal.open("gAAAAABo-openai-ciphertext"), None);
 /// assert_eq!(ReasoningSeal::new(b"another key").open(&blob), None);
 /// ```
+#[derive(Clone)]
 pub struct ReasoningSeal {
     key: hmac::Key,
 }

@@ -17,9 +17,9 @@ use super::peek::Routed;
 use crate::{
     app::{App, Backend},
     commit::{Encoder, EventSource, RawSource, Relay, SseSource, checked_json},
-    convert,
+    convert::{self, Client},
     dispatch::{Endpoint, Way, way},
-    http::{event_stream, json},
+    http::event_stream,
 };
 
 /// What one attempt sends: the client's request and the model of the hop.
@@ -28,7 +28,7 @@ pub(crate) struct Call<'a> {
     /// The endpoint below the API root, with the client's query string.
     pub(crate) path_and_query: &'a str,
     pub(crate) kind: Endpoint,
-    pub(crate) dialect: Dialect,
+    pub(crate) client: &'a Client,
     pub(crate) headers: &'a HeaderMap,
     pub(crate) request: &'a Routed,
     pub(crate) original: &'a Bytes,
@@ -52,7 +52,7 @@ pub(crate) async fn attempt(
     let local_available = app.antigravity.credentials().is_available();
     match way(
         backend.reach.facts(local_available),
-        call.dialect,
+        call.client.dialect,
         call.kind,
     ) {
         None if backend.reach.is_in_process() => Err(GatewayError::new(
@@ -72,13 +72,13 @@ pub(crate) async fn attempt(
                 "the {} backend speaks {:?}, and {:?} requests are not converted to it",
                 backend.config.name,
                 backend.reach.facts(false).upstream,
-                call.dialect
+                call.client.dialect
             ),
         )),
         Some(Way::Local) => {
             let result = match call.request {
                 Routed::Conversation(request) => {
-                    local(app, request, call.model, call.headers, call.dialect).await
+                    local(app, request, call.model, call.headers, call.client).await
                 }
                 Routed::Peeked(_) => Err(GatewayError::internal(
                     "only decoded requests are served locally",
@@ -100,7 +100,7 @@ pub(crate) async fn attempt(
 }
 
 /// The context the in-process service gets: the conversation id.
-fn context(headers: &HeaderMap) -> ChatContext {
+pub(crate) fn context(headers: &HeaderMap) -> ChatContext {
     let conversation_id = ["x-ag-conversation-id", "x-conversation-id"]
         .iter()
         .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
@@ -111,13 +111,13 @@ fn context(headers: &HeaderMap) -> ChatContext {
     }
 }
 
-/// Serve `request` with `model` in process, answering a client of `client`'s dialect.
+/// Serve `request` with `model` in process, answering `client`.
 pub(crate) async fn local(
     app: &Arc<App>,
     request: &conversation::Request,
     model: &str,
     headers: &HeaderMap,
-    client: Dialect,
+    client: &Client,
 ) -> Result<Response<Body>, GatewayError> {
     let mut request = request.clone();
     request.model = model.to_owned();
@@ -188,7 +188,7 @@ async fn converted(
             events,
             &request,
             call.model,
-            call.dialect,
+            call.client,
             deadline,
             budget,
         )
@@ -196,36 +196,58 @@ async fn converted(
     }
     let bytes = checked_json(body, upstream).await?;
     let answer = convert::decode_response(upstream, &bytes)?;
-    Ok(json(
-        http::StatusCode::OK,
-        &convert::encode_response(call.dialect, &answer, call.model)?,
-    ))
+    let encoded = convert::encode_response(call.client, &answer, call.model, &app.seal)?;
+    Ok(json_bytes(encoded))
 }
 
-/// Answer a client of `client`'s dialect from conversation events: held until the first
-/// content and relayed (the same relay as a proxied stream), or collected into one answer.
+/// Answer `client` from conversation events: held until the first content and relayed (the
+/// same relay as a proxied stream), or collected into one answer.
 async fn answer(
     app: &Arc<App>,
     events: conversation::EventStream,
     request: &conversation::Request,
     model: &str,
-    client: Dialect,
+    client: &Client,
     deadline: Instant,
     budget: Duration,
 ) -> Result<Response<Body>, GatewayError> {
     let created = unix_now();
     if !request.stream {
         let answer = collect(events, created).await?;
-        return Ok(json(
-            http::StatusCode::OK,
-            &convert::encode_response(client, &answer, model)?,
-        ));
+        let encoded = convert::encode_response(client, &answer, model, &app.seal)?;
+        return Ok(json_bytes(encoded));
     }
-    let id = format!("chatcmpl-{:016x}", fastrand::u64(..));
-    let encoder = Encoder::for_client(client, request, model, id, created)?;
+    let id = response_id(client.dialect);
+    let encoder = Encoder::for_client(client, request, model, id, created, &app.seal)?;
+    let content_type = encoder.content_type();
     let source = EventSource::new(events, encoder);
     let relay = Relay::until_content(source, deadline, budget).await?;
-    Ok(event_stream(relay.into_body(&app.closing)))
+    let mut response = event_stream(relay.into_body(&app.closing));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    Ok(response)
+}
+
+/// A fresh response id in the client protocol's own style.
+fn response_id(dialect: Dialect) -> String {
+    let random = format!("{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..));
+    match dialect {
+        Dialect::Anthropic => format!("msg_{random}"),
+        Dialect::Responses => format!("resp_{random}"),
+        Dialect::Gemini => random,
+        _ => format!("chatcmpl-{random}"),
+    }
+}
+
+fn json_bytes(bytes: Bytes) -> Response<Body> {
+    let mut response = Response::new(body::full(bytes));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// Collect a whole answer from its events.
@@ -269,13 +291,14 @@ async fn proxy(
     let Call {
         method,
         path_and_query,
-        dialect,
+        client,
         headers,
         request,
         original,
         model,
         ..
     } = call;
+    let dialect = client.dialect;
     let Some(forwarder) = backend.reach.forwarder() else {
         return Err(GatewayError::new(
             ErrorKind::Unavailable,
@@ -299,7 +322,19 @@ async fn proxy(
         .first_byte
         .unwrap_or(Duration::from_secs(60));
     let deadline = Instant::now() + budget;
-    let payload = request.body_for(model, original)?;
+    let payload = request.body_for(model, original, dialect)?;
+    // Gemini names the model in the path: a hop that sends another model rewrites it there.
+    let rewritten;
+    let path_and_query = if dialect == Dialect::Gemini && request.model() != model {
+        rewritten = path_and_query.replacen(
+            &format!("/models/{}:", request.model()),
+            &format!("/models/{model}:"),
+            1,
+        );
+        rewritten.as_str()
+    } else {
+        path_and_query
+    };
     let response = forwarder
         .forward(
             method,

@@ -5,7 +5,9 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
 
-use gateway_core::{Dialect, GatewayError, conversation, openai::parse_json};
+use gateway_core::{
+    Dialect, GatewayError, conversation, openai::parse_json, responses::ReasoningSeal,
+};
 
 /// What the client asked for.
 pub(crate) enum Routed {
@@ -23,6 +25,9 @@ pub(crate) struct Peek {
     model: String,
     #[serde(default)]
     stream: Option<bool>,
+    /// The model is named in the path (Gemini), not in the body.
+    #[serde(skip)]
+    in_path: bool,
 }
 
 /// The part of a chat request routing needs.
@@ -45,6 +50,7 @@ impl Routed {
             parse_json::<ChatPeek>(body).map(|p| Peek {
                 model: p.model,
                 stream: p.stream,
+                in_path: false,
             })?
         } else {
             parse_json::<Peek>(body)?
@@ -57,10 +63,24 @@ impl Routed {
         Ok(Self::Peeked(peek))
     }
 
+    /// A Gemini request: the model and whether to stream are in the path.
+    pub(crate) fn in_path(model: &str, stream: bool) -> Self {
+        Self::Peeked(Peek {
+            model: model.to_owned(),
+            stream: Some(stream),
+            in_path: true,
+        })
+    }
+
     /// The request of `dialect` decoded into the conversation, for a chain with a hop that
     /// translates (the in-process service, or an upstream of another dialect).
-    pub(crate) fn decode(dialect: Dialect, body: &[u8]) -> Result<Self, GatewayError> {
-        let conversation = crate::convert::decode_request(dialect, body)?;
+    pub(crate) fn decode(
+        dialect: Dialect,
+        body: &[u8],
+        path: Option<(&str, bool)>,
+        seal: &ReasoningSeal,
+    ) -> Result<Self, GatewayError> {
+        let conversation = crate::convert::decode_request(dialect, body, path, seal)?;
         if conversation.model.trim().is_empty() {
             return Err(
                 GatewayError::invalid_request("the request needs a model").with_param("model")
@@ -85,8 +105,16 @@ impl Routed {
 
     /// The body for a hop that sends `model`: the client's own bytes when the model is the one
     /// it asked for (no re-serialisation on the pass-through path), else re-encoded.
-    pub(crate) fn body_for(&self, model: &str, original: &Bytes) -> Result<Bytes, GatewayError> {
-        if self.model() == model {
+    pub(crate) fn body_for(
+        &self,
+        model: &str,
+        original: &Bytes,
+        dialect: Dialect,
+    ) -> Result<Bytes, GatewayError> {
+        // Gemini names the model in the path: the body stays as it is.
+        let in_path =
+            matches!(self, Self::Peeked(peek) if peek.in_path) || dialect == Dialect::Gemini;
+        if self.model() == model || in_path {
             return Ok(original.clone());
         }
         // Only the model changes: every other byte of the client's request stays as it was.

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response};
 use tokio::time::Instant;
 
-use gateway_core::{Body, Dialect, ErrorKind, GatewayError};
+use gateway_core::{Body, ErrorKind, GatewayError};
 
 use super::{
     attempt::{Call, attempt},
@@ -16,6 +16,7 @@ use super::{
 use crate::{
     app::App,
     classify::{Decision, Policy, attempt_label, blames_the_backend, classify, falls_back},
+    convert::Client,
     dispatch::Endpoint,
     http::error_in,
     metrics::{AttemptLabels, FailoverLabels, HopLabels},
@@ -27,7 +28,7 @@ pub(crate) struct Request<'a> {
     pub(crate) method: Method,
     pub(crate) path_and_query: &'a str,
     pub(crate) kind: Endpoint,
-    pub(crate) dialect: Dialect,
+    pub(crate) client: &'a Client,
     pub(crate) headers: &'a HeaderMap,
     pub(crate) routed: &'a Routed,
     pub(crate) original: &'a Bytes,
@@ -89,7 +90,7 @@ pub(crate) async fn walk(app: &Arc<App>, plan: &Plan, client: Request<'_>) -> Re
                 method: client.method.clone(),
                 path_and_query: client.path_and_query,
                 kind: client.kind,
-                dialect: client.dialect,
+                client: client.client,
                 headers: client.headers,
                 request,
                 original: client.original,
@@ -183,7 +184,7 @@ pub(crate) async fn walk(app: &Arc<App>, plan: &Plan, client: Request<'_>) -> Re
             "no hop could be tried before the deadline",
         )
     });
-    let mut response = error_in(client.dialect, &err);
+    let mut response = error_in(client.client.dialect, &err);
     let served = attempts
         .last()
         .and_then(|a| a.split(':').next())

@@ -30,6 +30,7 @@ pub(super) struct RawConfig {
 pub(super) struct RawServer {
     pub(super) listen: Option<Str>,
     pub(super) api_keys: Option<Vec<Str>>,
+    pub(super) seal_key: Option<Str>,
     pub(super) max_body: Option<Str>,
     pub(super) shutdown_grace: Option<Str>,
     pub(super) header_read_timeout: Option<Str>,
