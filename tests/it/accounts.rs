@@ -1,4 +1,6 @@
-//! The account pool against a mock token endpoint and a mock Antigravity upstream on loopback.
+//! The account pool against a mock token endpoint and a mock Antigravity upstream on loopback,
+//! and a running gateway whose accounts the operator changes through the store (what the
+//! `gateway accounts` commands do).
 
 use std::{sync::Arc, time::Duration};
 
@@ -13,6 +15,9 @@ use gateway_core::{
 };
 use gateway_proxy::{Client, ClientConfig};
 use test_support::{Behaviour, MockUpstream};
+use tokio::time::Instant;
+
+use crate::harness::{Gateway, post};
 
 type Svc = Service<Client, AccountPool<Client>>;
 
@@ -573,4 +578,143 @@ async fn an_empty_pool_says_how_to_add_an_account() {
         "{}",
         err.message()
     );
+}
+
+/// A gateway serving `gemini-*` from the in-process service over the accounts in `dir`.
+async fn gateway_over(
+    dir: &std::path::Path,
+    upstream: &MockUpstream,
+    token: &MockUpstream,
+) -> Gateway {
+    let config = format!(
+        "[antigravity]\ncredentials_dir = \"{}\"\nbase_urls = [\"{}\"]\ntoken_url = \"{}/token\"\n\n\
+         [backends.antigravity]\nkind = \"antigravity\"\nmodels = [\"gemini-*\"]\n",
+        dir.display(),
+        upstream.url(),
+        token.url()
+    );
+    Gateway::start(&config).await
+}
+
+/// One chat through the gateway: the token of the account that served it, or the status.
+async fn served_by(gateway: &Gateway, upstream: &MockUpstream) -> Result<String, u16> {
+    let answer = post(
+        &gateway.url("/v1/chat/completions"),
+        &serde_json::json!({"model": "gemini-3-pro", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    if answer.status != 200 {
+        return Err(answer.status.as_u16());
+    }
+    Ok(tokens_seen(upstream).pop().unwrap_or_default())
+}
+
+/// Chat until `n` answers in a row are served with `token`; fails after five seconds.
+async fn until_served_only_by(gateway: &Gateway, upstream: &MockUpstream, token: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut streak = 0;
+    let mut last = Err(0);
+    while streak < n {
+        assert!(
+            Instant::now() < deadline,
+            "not served only by {token} within 5 s (last: {last:?})"
+        );
+        last = served_by(gateway, upstream).await;
+        if last.as_deref() == Ok(token) {
+            streak += 1;
+        } else {
+            streak = 0;
+            // Bounded polling: the gateway looks at its directory every two seconds.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Stop the gateway gracefully (its final flush included) and wait for it.
+async fn stop(mut gateway: Gateway) {
+    gateway.shutdown();
+    let task = gateway.task.take().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_account_disabled_while_the_gateway_runs_is_skipped_and_stays_disabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = AccountStore::new(dir.path());
+    store.save(&stored("a@x", "ya29.a", false)).unwrap();
+    store.save(&stored("b@x", "ya29.b", false)).unwrap();
+    let upstream = MockUpstream::start().await.unwrap();
+    let token = MockUpstream::start().await.unwrap();
+    let gateway = gateway_over(dir.path(), &upstream, &token).await;
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..4 {
+        seen.insert(served_by(&gateway, &upstream).await.unwrap());
+    }
+    assert_eq!(seen.len(), 2, "both accounts serve: {seen:?}");
+
+    // What `gateway accounts disable a@x` does, while the gateway runs.
+    assert!(store.set_enabled("a@x", false).unwrap());
+    until_served_only_by(&gateway, &upstream, "ya29.b", 4).await;
+
+    // The final flush writes what the gateway learned about a@x without reverting the disable.
+    stop(gateway).await;
+    let (accounts, _) = store.load();
+    let a = accounts.iter().find(|a| a.id == "a@x").unwrap();
+    assert_eq!(
+        a.state.disabled_reason.as_deref(),
+        Some("disabled by the operator")
+    );
+    // The disable was written while the gateway's counters for a@x were still in memory: they
+    // are on disk now, so the gateway did write a@x after the disable, and merged it.
+    assert!(a.state.requests >= 2, "{:?}", a.state);
+    assert_eq!(token.requests(), 0);
+}
+
+#[tokio::test]
+async fn an_account_imported_while_the_gateway_runs_serves_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = AccountStore::new(dir.path());
+    let upstream = MockUpstream::start().await.unwrap();
+    let token = MockUpstream::start().await.unwrap();
+    let gateway = gateway_over(dir.path(), &upstream, &token).await;
+    assert_eq!(
+        served_by(&gateway, &upstream).await,
+        Err(503),
+        "no account yet"
+    );
+
+    // What `gateway accounts import FILE` does, while the gateway runs.
+    let id = store
+        .import(account_json(&file("new@x", "ya29.new", false)).as_bytes())
+        .unwrap();
+    assert_eq!(id, "new@x");
+    until_served_only_by(&gateway, &upstream, "ya29.new", 2).await;
+    stop(gateway).await;
+    assert!(store.load().0[0].state.requests >= 2);
+}
+
+#[tokio::test]
+async fn a_removed_account_stops_serving_and_is_not_written_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = AccountStore::new(dir.path());
+    store.save(&stored("a@x", "ya29.a", false)).unwrap();
+    store.save(&stored("b@x", "ya29.b", false)).unwrap();
+    let upstream = MockUpstream::start().await.unwrap();
+    let token = MockUpstream::start().await.unwrap();
+    let gateway = gateway_over(dir.path(), &upstream, &token).await;
+    for _ in 0..2 {
+        served_by(&gateway, &upstream).await.unwrap();
+    }
+
+    // What `gateway accounts remove b@x` does, while the gateway runs.
+    assert!(store.remove("b@x").unwrap());
+    until_served_only_by(&gateway, &upstream, "ya29.a", 4).await;
+    stop(gateway).await;
+    let ids: Vec<String> = store.load().0.into_iter().map(|a| a.id).collect();
+    assert_eq!(ids, ["a@x"], "the final flush does not bring b@x back");
+    assert!(!dir.path().join("b@x.json").exists());
 }

@@ -4,7 +4,10 @@
 //! project id of the same account) per call, reports how the call went, and asks for a renewed
 //! token once when the upstream rejects one. The account pool is the implementation.
 
-use std::future::Future;
+use std::{
+    future::Future,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -80,7 +83,11 @@ pub trait Credentials: Send + Sync + 'static {
 
 /// An account as the existing tools export it. Fields this crate does not use are kept and
 /// written back unchanged.
-#[derive(Debug, Clone, Deserialize)]
+///
+/// [`AccountFile::from_json`] reads the single-account exports of the tools people migrate
+/// from (see `store::formats`); deserializing this type directly reads only the canonical
+/// form the store writes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct AccountFile {
     /// OAuth client id the refresh token belongs to (the configured client when absent).
     #[serde(default)]
@@ -90,10 +97,10 @@ pub struct AccountFile {
     pub client_secret: Option<Secret>,
     /// The refresh token.
     pub refresh_token: Secret,
-    /// The current access token (`access_token`, or `token` in older exports).
-    #[serde(default, alias = "token")]
+    /// The current access token.
+    #[serde(default)]
     pub access_token: Option<Secret>,
-    /// When the access token expires (RFC 3339).
+    /// When the access token expires (RFC 3339, UTC).
     #[serde(default)]
     pub expiry: Option<String>,
     /// The Cloud project.
@@ -108,10 +115,25 @@ pub struct AccountFile {
 }
 
 impl AccountFile {
-    /// Parse an exported account file.
+    /// Parse an exported account file holding one account, in any format
+    /// [`crate::AccountStore::import_all`] accepts (a file of many accounts is refused here).
     pub fn from_json(bytes: &[u8]) -> Result<Self, GatewayError> {
-        serde_json::from_slice(bytes)
-            .map_err(|e| GatewayError::invalid_request(format!("invalid account file: {e}")))
+        let mut accounts = crate::store::formats::accounts_in(bytes)?;
+        match (accounts.pop(), accounts.is_empty()) {
+            (Some(account), true) => Ok(account),
+            (Some(_), false) => Err(GatewayError::invalid_request(format!(
+                "the file holds {} accounts; import it with `gateway accounts import`",
+                accounts.len() + 1
+            ))),
+            (None, _) => Err(GatewayError::invalid_request(
+                "invalid account file: it holds no account",
+            )),
+        }
+    }
+
+    /// When the access token expires, if the file says.
+    pub(crate) fn expires_at(&self) -> Option<SystemTime> {
+        self.expiry.as_deref().and_then(parse_rfc3339)
     }
 
     /// The file's JSON, secrets included: only for writing the account file itself.
@@ -137,5 +159,71 @@ impl AccountFile {
         put("project_id", self.project_id.clone().map(Value::String));
         put("email", self.email.clone().map(Value::String));
         Value::Object(map)
+    }
+}
+
+/// Parse an RFC 3339 timestamp with any offset (`Z`, `+08:00`) and optional fractional seconds,
+/// as the exporting tools write them.
+pub(crate) fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    let text = text.trim();
+    let (local, offset_secs): (&str, i64) =
+        if let Some(local) = text.strip_suffix('Z').or_else(|| text.strip_suffix('z')) {
+            (local, 0)
+        } else {
+            let split = text.len().checked_sub(6)?;
+            let (local, offset) = (text.get(..split)?, text.get(split..)?);
+            let bytes = offset.as_bytes();
+            let sign = match bytes.first() {
+                Some(b'+') => 1,
+                Some(b'-') => -1,
+                // No offset at all: read as UTC, as the store always wrote it.
+                _ => return humantime::parse_rfc3339_weak(text).ok(),
+            };
+            if bytes.get(3) != Some(&b':') {
+                return None;
+            }
+            let hours: i64 = offset.get(1..3)?.parse().ok()?;
+            let minutes: i64 = offset.get(4..6)?.parse().ok()?;
+            (local, sign * (hours * 3600 + minutes * 60))
+        };
+    let local = humantime::parse_rfc3339_weak(local).ok()?;
+    // The local time minus its offset is UTC.
+    let magnitude = Duration::from_secs(offset_secs.unsigned_abs());
+    if offset_secs >= 0 {
+        local.checked_sub(magnitude)
+    } else {
+        local.checked_add(magnitude)
+    }
+}
+
+/// `at` as RFC 3339 in UTC, whole seconds: the form the store writes.
+pub(crate) fn format_rfc3339(at: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+/// Unix milliseconds of `at` (0 before the epoch).
+pub(crate) fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_with_offsets_and_fractions() {
+        let utc = parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+        assert_eq!(format_rfc3339(utc), "2026-01-01T00:00:00Z");
+        assert_eq!(parse_rfc3339("2026-01-01T08:00:00+08:00"), Some(utc));
+        assert_eq!(parse_rfc3339("2025-12-31T19:00:00-05:00"), Some(utc));
+        assert_eq!(
+            parse_rfc3339("2026-01-01T00:00:00.250000+00:00"),
+            Some(utc + Duration::from_millis(250))
+        );
+        assert_eq!(parse_rfc3339("2026-01-01T00:00:00"), Some(utc));
+        assert_eq!(parse_rfc3339("tomorrow"), None);
+        assert_eq!(parse_rfc3339(""), None);
+        assert_eq!(unix_ms(utc), 1_767_225_600_000);
     }
 }

@@ -21,6 +21,7 @@
 //! - Upstream wire types stay private to this crate.
 
 mod credentials;
+mod hash;
 mod login;
 mod models;
 mod names;
@@ -40,7 +41,7 @@ pub use pool::{
     PoolConfig, Selection,
 };
 pub use service::{DEFAULT_BASE_URLS, DEFAULT_USER_AGENT, Service, ServiceConfig};
-pub use store::{AccountState, AccountStore, StoredAccount};
+pub use store::{AccountState, AccountStore, ImportOutcome, Imported, StoredAccount};
 
 #[cfg(test)]
 mod tests;

@@ -4,11 +4,11 @@
 //! Other names are rewritten (invalid characters become `_`, a leading `_` is added when needed,
 //! long names are cut and given a hash suffix so two names never collide), and the response maps
 //! the upstream's name back, so `mcp.server/tool` returns to the client as `mcp.server/tool`.
+//! The suffix comes from [`crate::hash`], so a name is the same on every toolchain.
 
-use std::{
-    collections::HashMap,
-    hash::{DefaultHasher, Hash, Hasher},
-};
+use std::collections::HashMap;
+
+use crate::hash::stable_hash;
 
 const MAX_LEN: usize = 64;
 
@@ -81,9 +81,8 @@ fn sanitize(name: &str) -> String {
 }
 
 fn with_hash(base: &str, original: &str) -> String {
-    let mut hasher = DefaultHasher::new();
-    original.hash(&mut hasher);
-    let suffix = format!("_{:08x}", hasher.finish() as u32);
+    // Stable across Rust releases: the upstream sees the same name for the same tool every time.
+    let suffix = format!("_{:08x}", stable_hash(original.as_bytes()) as u32);
     let keep = MAX_LEN - suffix.len();
     let cut = base.char_indices().nth(keep).map_or(base.len(), |(i, _)| i);
     format!("{}{suffix}", &base[..cut])
@@ -141,5 +140,15 @@ mod tests {
         assert_eq!(names.client(&b), "a:b");
         assert_eq!(names.client(&c), "a_b");
         assert_eq!(names.client("never_declared"), "never_declared");
+    }
+
+    #[test]
+    fn the_hash_suffix_is_pinned() {
+        // The upstream sees these names; they must not change with the toolchain.
+        let mut names = ToolNames::default();
+        assert_eq!(
+            names.upstream("mcp.server/tool"),
+            "mcp.server_tool_cc35eccb"
+        );
     }
 }

@@ -10,34 +10,50 @@
 //! - A missing project id is discovered (`loadCodeAssist`, then `onboardUser`), never faked.
 //! - Cooldowns are per (account, model): the upstream's hint when it gives one, else a tiered
 //!   lockout. One account's burst of 429s never touches the others.
+//! - The operator changes a running pool through the store's directory: accounts added,
+//!   removed, enabled, disabled or imported again are picked up within
+//!   [`PoolConfig::watch_interval`], and the pool's writes never undo such a change.
+//!
+//! One submodule per seam, so shared state has one place to go: `selection` (which account,
+//! concurrency slots), `cooldown` (what an outcome teaches: lockouts, disabling), `oauth`
+//! (token refresh and the OAuth form call), `cloudcode` (project discovery and quota), and
+//! `roster` (the account list, its files, and the directory watch).
+
+mod cloudcode;
+mod cooldown;
+mod oauth;
+mod roster;
+mod selection;
 
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{
         Arc, Mutex, MutexGuard,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize},
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime},
 };
 
-use bytes::Bytes;
-use http::{Request, header};
-use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::{
-    sync::{Notify, OwnedSemaphorePermit, Semaphore},
+    sync::{Notify, Semaphore},
+    task::JoinHandle,
     time::Instant,
 };
 
-use gateway_core::{
-    CallOptions, ErrorKind, Expect, GatewayError, RetryHint, Secret, Timeouts, Transport, body,
-};
+use gateway_core::{ErrorKind, GatewayError, Secret, Transport};
 
 use crate::{
-    credentials::{AccountFile, Acquire, Credentials, Lease},
-    store::{AccountState, AccountStore, StoredAccount},
+    credentials::{AccountFile, Acquire, Credentials, Lease, unix_ms},
+    store::{AccountState, AccountStore, Changed, OPERATOR_DISABLED, Stamp, StoredAccount},
 };
+
+pub(crate) use cloudcode::discover_project;
+pub(crate) use cooldown::is_capacity_error;
+pub(crate) use oauth::{post_form, send_with_backoff};
+
+use roster::Roster;
 
 /// The public installed-app OAuth client of the Antigravity IDE. Installed-app clients cannot
 /// keep a secret, so Google does not treat this one as confidential; it is the default for
@@ -89,6 +105,9 @@ pub struct PoolConfig {
     pub base_url: String,
     /// How long a fetched quota view is reused.
     pub quota_ttl: Duration,
+    /// How often a pool with a store looks at its directory for the operator's changes
+    /// (`None`: never; [`AccountPool::refresh`] still does on demand).
+    pub watch_interval: Option<Duration>,
 }
 
 impl Default for PoolConfig {
@@ -107,20 +126,22 @@ impl Default for PoolConfig {
             client_secret: Secret::new(DEFAULT_CLIENT_SECRET),
             base_url: crate::service::DEFAULT_BASE_URLS[0].to_owned(),
             quota_ttl: Duration::from_secs(300),
+            watch_interval: Some(Duration::from_secs(2)),
         }
     }
 }
 
-/// A pool of Google accounts, optionally persisted in an [`AccountStore`].
+/// A pool of Google accounts, optionally persisted in an [`AccountStore`] whose directory it
+/// follows while it lives (a background task, stopped when the pool is dropped).
 #[derive(Debug)]
 pub struct AccountPool<T> {
     transport: T,
     config: PoolConfig,
-    store: Option<AccountStore>,
-    accounts: Vec<Arc<Account>>,
+    roster: Arc<Roster>,
     cursor: AtomicUsize,
     sticky: Mutex<HashMap<String, String>>,
     released: Arc<Notify>,
+    watcher: Option<JoinHandle<()>>,
 }
 
 #[derive(Debug)]
@@ -128,8 +149,12 @@ struct Account {
     id: String,
     slots: Arc<Semaphore>,
     refreshing: tokio::sync::Mutex<()>,
+    /// Serialises the account's writes and the adoption of changes found on disk.
     writing: tokio::sync::Mutex<()>,
     live: Mutex<Live>,
+    disk: Mutex<Disk>,
+    /// Set when the account's file was removed: it serves no new call.
+    removed: AtomicBool,
 }
 
 /// In-memory state. Deadlines are tokio instants (so paused-time tests see them pass); they are
@@ -148,6 +173,15 @@ struct Live {
     last_success: Option<u64>,
     dirty: bool,
     quota: Option<(Instant, Value)>,
+}
+
+/// What the pool knows of the account's file: the copy it last read or wrote (the base of the
+/// three-way merge), that file's stamp, and whether the file has existed.
+#[derive(Debug)]
+struct Disk {
+    base: StoredAccount,
+    stamp: Option<Stamp>,
+    on_disk: bool,
 }
 
 /// What `/admin/accounts` shows for one account. Secrets are never part of it.
@@ -179,22 +213,6 @@ pub struct AccountView {
     pub quota: Option<Value>,
 }
 
-struct SlotGuard {
-    _permit: OwnedSemaphorePermit,
-    released: Arc<Notify>,
-}
-
-impl Drop for SlotGuard {
-    fn drop(&mut self) {
-        self.released.notify_waiters();
-    }
-}
-
-fn unix_ms(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl Live {
     fn from_stored(stored: StoredAccount) -> Self {
         let now_wall = SystemTime::now();
@@ -204,20 +222,15 @@ impl Live {
             .cooldowns
             .iter()
             .filter_map(|(model, until)| {
-                let until = UNIX_EPOCH + Duration::from_millis(*until);
+                let until = SystemTime::UNIX_EPOCH + Duration::from_millis(*until);
                 until
                     .duration_since(now_wall)
                     .ok()
                     .map(|left| (model.clone(), now + left))
             })
             .collect();
-        let token_expires = stored
-            .file
-            .expiry
-            .as_deref()
-            .and_then(|e| humantime::parse_rfc3339_weak(e.trim_end_matches('Z')).ok());
         Self {
-            token_expires,
+            token_expires: stored.file.expires_at(),
             disabled: stored.state.disabled_reason,
             cooldowns,
             strikes: stored.state.strikes,
@@ -252,6 +265,23 @@ impl Live {
         }
     }
 
+    /// The account as it would be written now.
+    fn snapshot(&self, id: &str) -> StoredAccount {
+        StoredAccount {
+            id: id.to_owned(),
+            file: self.file.clone(),
+            state: self.persisted(),
+        }
+    }
+
+    /// Take the operator's fields `changed` names from `from`.
+    fn adopt(&mut self, changed: Changed, from: &StoredAccount) {
+        changed.apply(from, &mut self.file, &mut self.disabled);
+        if changed.tokens() {
+            self.token_expires = self.file.expires_at();
+        }
+    }
+
     fn cooling(&self, model: &str, now: Instant) -> Option<Instant> {
         self.cooldowns
             .get(model)
@@ -271,8 +301,30 @@ impl Live {
 }
 
 impl Account {
+    fn new(stored: StoredAccount, slots: usize, stamp: Option<Stamp>, on_disk: bool) -> Self {
+        Self {
+            id: stored.id.clone(),
+            slots: Arc::new(Semaphore::new(slots)),
+            refreshing: tokio::sync::Mutex::new(()),
+            writing: tokio::sync::Mutex::new(()),
+            disk: Mutex::new(Disk {
+                base: stored.clone(),
+                stamp,
+                on_disk,
+            }),
+            live: Mutex::new(Live::from_stored(stored)),
+            removed: AtomicBool::new(false),
+        }
+    }
+
     fn live(&self) -> MutexGuard<'_, Live> {
         self.live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn disk(&self) -> MutexGuard<'_, Disk> {
+        self.disk
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -287,76 +339,94 @@ impl Account {
 }
 
 impl<T: Transport> AccountPool<T> {
-    /// A pool over `accounts`; with a store, state changes are written back to it.
+    /// A pool over `accounts`; with a store, state changes are written back to it, and the
+    /// store's directory is followed (when called inside a tokio runtime).
     pub fn new(
         transport: T,
         config: PoolConfig,
         accounts: Vec<StoredAccount>,
         store: Option<AccountStore>,
     ) -> Self {
-        let slots = config.max_concurrency_per_account.max(1);
-        let accounts = accounts
-            .into_iter()
-            .map(|stored| {
-                Arc::new(Account {
-                    id: stored.id.clone(),
-                    slots: Arc::new(Semaphore::new(slots)),
-                    refreshing: tokio::sync::Mutex::new(()),
-                    writing: tokio::sync::Mutex::new(()),
-                    live: Mutex::new(Live::from_stored(stored)),
-                })
-            })
-            .collect();
-        Self {
-            transport,
-            config,
-            store,
-            accounts,
-            cursor: AtomicUsize::new(0),
-            sticky: Mutex::new(HashMap::new()),
-            released: Arc::new(Notify::new()),
-        }
+        Self::build(transport, config, accounts, store, false)
     }
 
     /// A pool over every account in `store`, and the problems met while reading it.
     pub fn open(transport: T, config: PoolConfig, store: AccountStore) -> (Self, Vec<String>) {
         let (accounts, problems) = store.load();
         (
-            Self::new(transport, config, accounts, Some(store)),
+            Self::build(transport, config, accounts, Some(store), true),
             problems,
         )
     }
 
+    fn build(
+        transport: T,
+        config: PoolConfig,
+        accounts: Vec<StoredAccount>,
+        store: Option<AccountStore>,
+        on_disk: bool,
+    ) -> Self {
+        let slots = config.max_concurrency_per_account.max(1);
+        let roster = Arc::new(Roster::new(store, slots, accounts, on_disk));
+        let watcher = config
+            .watch_interval
+            .and_then(|every| roster::watch(&roster, every));
+        Self {
+            transport,
+            config,
+            roster,
+            cursor: AtomicUsize::new(0),
+            sticky: Mutex::new(HashMap::new()),
+            released: Arc::new(Notify::new()),
+            watcher,
+        }
+    }
+
     /// How many accounts the pool has.
     pub fn len(&self) -> usize {
-        self.accounts.len()
+        self.roster.accounts().len()
     }
 
     /// Whether the pool has no accounts.
     pub fn is_empty(&self) -> bool {
-        self.accounts.is_empty()
+        self.roster.accounts().is_empty()
     }
 
-    /// Enable or disable an account by id; returns whether it exists.
+    /// Enable or disable an account by id as the operator; returns whether it exists.
     pub async fn set_enabled(&self, id: &str, enabled: bool) -> bool {
-        let Some(account) = self.accounts.iter().find(|a| a.id == id) else {
+        let Some(account) = self.roster.find(id) else {
             return false;
         };
         {
             let mut live = account.live();
-            live.disabled = (!enabled).then(|| "disabled by the operator".to_owned());
+            live.disabled = (!enabled).then(|| OPERATOR_DISABLED.to_owned());
         }
-        self.persist(account).await;
+        roster::persist(self.roster.clone(), account).await;
         true
     }
 
+    /// Remove an account: its file (when the pool has a store) and its place in the pool.
+    /// Calls in flight finish; no new call uses it. Returns whether it existed.
+    pub async fn remove(&self, id: &str) -> Result<bool, GatewayError> {
+        let existed = self.roster.remove(id).await?;
+        Ok(existed)
+    }
+
+    /// Look at the store's directory now and take in the operator's changes: new accounts,
+    /// removed ones, and changed files (the background watch does this every
+    /// [`PoolConfig::watch_interval`]).
+    pub async fn refresh(&self) {
+        self.roster.refresh().await;
+    }
+
     /// Write every account whose counters changed since the last write (call it periodically
-    /// and at shutdown; important changes are written at once).
+    /// and at shutdown; important changes are written at once). Writes merge with the files,
+    /// so a change the operator made meanwhile is kept.
     pub async fn flush(&self) {
-        for account in &self.accounts {
+        for account in self.roster.accounts().iter() {
             let dirty = std::mem::take(&mut account.live().dirty);
             if dirty {
-                self.persist(account).await;
+                roster::persist(self.roster.clone(), account.clone()).await;
             }
         }
     }
@@ -364,8 +434,9 @@ impl<T: Transport> AccountPool<T> {
     /// The admin view of every account; with `quota`, each enabled account's quota is fetched
     /// (cached for `quota_ttl`).
     pub async fn views(&self, quota: bool) -> Vec<AccountView> {
-        let mut views = Vec::with_capacity(self.accounts.len());
-        for account in &self.accounts {
+        let accounts = self.roster.accounts();
+        let mut views = Vec::with_capacity(accounts.len());
+        for account in accounts.iter() {
             if quota {
                 // A failed quota look-up leaves the quota out of the view; the account still shows.
                 let _ = self.quota(account).await;
@@ -396,242 +467,16 @@ impl<T: Transport> AccountPool<T> {
         views
     }
 
-    async fn quota(&self, account: &Arc<Account>) -> Result<(), GatewayError> {
-        let fresh = account
-            .live()
-            .quota
-            .as_ref()
-            .is_some_and(|(at, _)| at.elapsed() < self.config.quota_ttl);
-        if fresh || account.live().disabled.is_some() {
-            return Ok(());
-        }
-        self.ensure_token(account).await?;
-        let token = account.live().file.access_token.clone().unwrap_or_default();
-        let url = format!(
-            "{}/v1internal:fetchAvailableModels",
-            self.config.base_url.trim_end_matches('/')
-        );
-        let response = post_json(&self.transport, &url, Some(&token), json!({})).await?;
-        let models = response.get("models").cloned().unwrap_or(Value::Null);
-        let quota: BTreeMap<String, Value> = models
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(model, info)| {
-                (
-                    model.clone(),
-                    info.get("quotaInfo").cloned().unwrap_or(Value::Null),
-                )
-            })
-            .collect();
-        account.live().quota = Some((Instant::now(), json!(quota)));
-        Ok(())
+    fn account(&self, id: &str) -> Option<Arc<Account>> {
+        self.roster.find(id)
     }
+}
 
-    /// Write one account now, in order with other writes of the same account.
-    async fn persist(&self, account: &Arc<Account>) {
-        persist(self.store.clone(), account.clone()).await;
-    }
-
-    /// Make sure the account has a fresh token, refreshing at most once at a time.
-    async fn ensure_token(&self, account: &Arc<Account>) -> Result<(), GatewayError> {
-        if account.live().token_fresh() {
-            return Ok(());
+impl<T> Drop for AccountPool<T> {
+    fn drop(&mut self) {
+        if let Some(watcher) = self.watcher.take() {
+            watcher.abort();
         }
-        let _refreshing = account.refreshing.lock().await;
-        // Another call may have refreshed while this one waited.
-        if account.live().token_fresh() {
-            return Ok(());
-        }
-        let result = self.refresh(account).await;
-        match &result {
-            Ok(()) => {}
-            Err(err) if is_permanent_refresh_failure(err) => {
-                account.live().disabled =
-                    Some(format!("token refresh rejected: {}", err.message()));
-            }
-            Err(err) => {
-                account.live().last_error = Some(format!("token refresh failed: {}", err.message()))
-            }
-        }
-        self.persist(account).await;
-        result
-    }
-
-    async fn refresh(&self, account: &Arc<Account>) -> Result<(), GatewayError> {
-        let (client_id, client_secret, refresh_token) = {
-            let live = account.live();
-            (
-                live.file
-                    .client_id
-                    .clone()
-                    .unwrap_or_else(|| self.config.client_id.clone()),
-                live.file
-                    .client_secret
-                    .clone()
-                    .unwrap_or_else(|| self.config.client_secret.clone()),
-                live.file.refresh_token.clone(),
-            )
-        };
-        let token: TokenResponse = post_form(
-            &self.transport,
-            &self.config.token_url,
-            &[
-                ("client_id", &client_id),
-                ("client_secret", client_secret.expose()),
-                ("refresh_token", refresh_token.expose()),
-                ("grant_type", "refresh_token"),
-            ],
-        )
-        .await?;
-        let mut live = account.live();
-        live.file.access_token = Some(token.access_token);
-        let expires = SystemTime::now() + Duration::from_secs(token.expires_in.unwrap_or(3600));
-        live.token_expires = Some(expires);
-        live.file.expiry = Some(humantime::format_rfc3339_seconds(expires).to_string());
-        if let Some(rotated) = token.refresh_token.filter(|t| !t.is_empty()) {
-            live.file.refresh_token = rotated;
-        }
-        Ok(())
-    }
-
-    /// Make sure the account knows its project, discovering it once if needed.
-    async fn ensure_project(&self, account: &Arc<Account>) -> Result<String, GatewayError> {
-        if let Some(project) = account.project() {
-            return Ok(project);
-        }
-        let _refreshing = account.refreshing.lock().await;
-        if let Some(project) = account.project() {
-            return Ok(project);
-        }
-        let token = account.live().file.access_token.clone().unwrap_or_default();
-        let project = discover_project(&self.transport, &self.config.base_url, &token).await?;
-        account.live().file.project_id = Some(project.clone());
-        self.persist(account).await;
-        Ok(project)
-    }
-
-    /// Candidates for `request` in selection order, or why there are none.
-    fn candidates(&self, request: &Acquire<'_>) -> Result<Vec<Arc<Account>>, GatewayError> {
-        let now = Instant::now();
-        let mut usable = Vec::new();
-        let mut earliest: Option<Instant> = None;
-        let mut reasons = Vec::new();
-        for account in &self.accounts {
-            let live = account.live();
-            if let Some(reason) = &live.disabled {
-                reasons.push(format!("{}: {reason}", account.id));
-                continue;
-            }
-            // Accounts this request already tried still count for "when does one free up".
-            if let Some(until) = live.cooling(request.model, now) {
-                earliest = Some(earliest.map_or(until, |e| e.min(until)));
-                continue;
-            }
-            if !request.exclude.contains(&account.id) {
-                usable.push(account.clone());
-            }
-        }
-        if usable.is_empty() {
-            if let Some(until) = earliest {
-                let wait = until - now;
-                return Err(GatewayError::new(
-                    ErrorKind::RateLimited,
-                    format!(
-                        "every antigravity account is cooling down for {}; the first frees up in {}s",
-                        request.model,
-                        wait.as_secs().max(1)
-                    ),
-                )
-                .with_retry(RetryHint {
-                    delay: Some(wait),
-                    reason: Some("ACCOUNTS_COOLING_DOWN".to_owned()),
-                }));
-            }
-            let message = if self.accounts.is_empty() {
-                "no antigravity account is configured; add one with `gateway login antigravity` or `gateway accounts import FILE`".to_owned()
-            } else if reasons.is_empty() {
-                "every antigravity account was already tried for this request".to_owned()
-            } else {
-                format!("no usable antigravity account ({})", reasons.join("; "))
-            };
-            return Err(GatewayError::new(ErrorKind::Unavailable, message));
-        }
-        let n = usable.len();
-        let start = match self.config.selection {
-            Selection::FillFirst => 0,
-            Selection::RoundRobin => self.cursor.fetch_add(1, Ordering::Relaxed) % n,
-            Selection::Sticky => {
-                let remembered = request.conversation.and_then(|c| {
-                    let sticky = self.sticky.lock().unwrap_or_else(|p| p.into_inner());
-                    sticky
-                        .get(c)
-                        .and_then(|id| usable.iter().position(|a| &a.id == id))
-                });
-                remembered.unwrap_or_else(|| self.cursor.fetch_add(1, Ordering::Relaxed) % n)
-            }
-        };
-        usable.rotate_left(start);
-        Ok(usable)
-    }
-
-    fn remember_conversation(&self, conversation: Option<&str>, account: &str) {
-        if self.config.selection != Selection::Sticky {
-            return;
-        }
-        let Some(conversation) = conversation else {
-            return;
-        };
-        let mut sticky = self.sticky.lock().unwrap_or_else(|p| p.into_inner());
-        if sticky.len() >= 10_000 {
-            // Bounded: forget everything rather than grow without end.
-            sticky.clear();
-        }
-        sticky.insert(conversation.to_owned(), account.to_owned());
-    }
-
-    async fn lease(
-        &self,
-        account: &Arc<Account>,
-        permit: OwnedSemaphorePermit,
-    ) -> Result<Lease, GatewayError> {
-        self.ensure_token(account).await?;
-        let project_id = self.ensure_project(account).await?;
-        let access_token = account.live().file.access_token.clone().unwrap_or_default();
-        Ok(Lease {
-            account: account.id.clone(),
-            access_token,
-            project_id,
-            _guard: Some(Box::new(SlotGuard {
-                _permit: permit,
-                released: self.released.clone(),
-            })),
-        })
-    }
-
-    fn account(&self, id: &str) -> Option<&Arc<Account>> {
-        self.accounts.iter().find(|a| a.id == id)
-    }
-
-    fn cool_down(&self, account: &Arc<Account>, model: &str, err: &GatewayError) {
-        let mut live = account.live();
-        let delay = match err.retry_after() {
-            Some(delay) => delay,
-            None => {
-                let strikes = live.strikes.entry(model.to_owned()).or_insert(0);
-                *strikes += 1;
-                let tier = (*strikes as usize)
-                    .saturating_sub(1)
-                    .min(self.config.lockout_tiers.len().saturating_sub(1));
-                self.config
-                    .lockout_tiers
-                    .get(tier)
-                    .copied()
-                    .unwrap_or(Duration::from_secs(60))
-            }
-        };
-        live.cooldowns
-            .insert(model.to_owned(), Instant::now() + delay);
     }
 }
 
@@ -675,7 +520,7 @@ impl<T: Transport> Credentials for AccountPool<T> {
     }
 
     async fn renew(&self, lease: Lease) -> Result<Lease, GatewayError> {
-        let Some(account) = self.account(&lease.account).cloned() else {
+        let Some(account) = self.account(&lease.account) else {
             return Ok(lease);
         };
         {
@@ -694,266 +539,22 @@ impl<T: Transport> Credentials for AccountPool<T> {
     }
 
     fn report(&self, lease: &Lease, model: &str, outcome: Result<(), &GatewayError>) {
-        let Some(account) = self.account(&lease.account).cloned() else {
+        let Some(account) = self.account(&lease.account) else {
             return;
         };
-        let mut urgent = false;
-        {
-            let mut live = account.live();
-            live.requests += 1;
-            match outcome {
-                Ok(()) => {
-                    live.successes += 1;
-                    live.last_success = Some(unix_ms(SystemTime::now()));
-                    urgent = live.strikes.remove(model).is_some()
-                        | live.cooldowns.remove(model).is_some();
-                }
-                Err(err) => {
-                    live.failures += 1;
-                    live.last_error = Some(err.message().chars().take(300).collect());
-                }
-            }
-        }
-        if let Err(err) = outcome {
-            match err.upstream_status().map(|s| s.as_u16()) {
-                Some(429) if !is_capacity_error(err) => {
-                    self.cool_down(&account, model, err);
-                    urgent = true;
-                }
-                Some(403) if self.config.disable_on_forbidden => {
-                    account.live().disabled =
-                        Some(format!("forbidden by the upstream: {}", err.message()));
-                    urgent = true;
-                }
-                _ => {}
-            }
-        }
-        account.live().dirty = true;
-        if urgent {
+        if self.learn(&account, model, outcome) {
             // Written now, off the request path.
-            tokio::spawn(persist(self.store.clone(), account));
+            tokio::spawn(roster::persist(self.roster.clone(), account));
         }
     }
 
     fn is_available(&self) -> bool {
-        self.accounts.iter().any(|a| a.live().disabled.is_none())
+        self.roster
+            .accounts()
+            .iter()
+            .any(|a| a.live().disabled.is_none())
     }
 }
 
-/// `MODEL_CAPACITY_EXHAUSTED` is the model being busy everywhere, not this account's quota.
-pub(crate) fn is_capacity_error(err: &GatewayError) -> bool {
-    err.retry_hint()
-        .and_then(|h| h.reason.as_deref())
-        .is_some_and(|r| r == "MODEL_CAPACITY_EXHAUSTED")
-}
-
-/// `invalid_grant` and its kin mean the refresh token will never work again.
-fn is_permanent_refresh_failure(err: &GatewayError) -> bool {
-    let body = err
-        .upstream_body()
-        .map(|b| String::from_utf8_lossy(b).to_lowercase())
-        .unwrap_or_default();
-    err.kind() == ErrorKind::Upstream
-        && [
-            "invalid_grant",
-            "unauthorized_client",
-            "invalid_client",
-            "access_denied",
-        ]
-        .iter()
-        .any(|marker| body.contains(marker) || err.message().contains(marker))
-}
-
-/// Write `account` to `store`. Writes of one account are serialised and each takes its snapshot
-/// after the previous write finished, so the newest state is always the one left on disk.
-async fn persist(store: Option<AccountStore>, account: Arc<Account>) {
-    let Some(store) = store else { return };
-    let _writing = account.writing.lock().await;
-    let snapshot = {
-        let mut live = account.live();
-        live.dirty = false;
-        StoredAccount {
-            id: account.id.clone(),
-            file: live.file.clone(),
-            state: live.persisted(),
-        }
-    };
-    let saved = tokio::task::spawn_blocking(move || store.save(&snapshot)).await;
-    let failure = match saved {
-        Ok(Ok(())) => return,
-        Ok(Err(err)) => err.message().to_owned(),
-        Err(err) => err.to_string(),
-    };
-    account.live().last_error = Some(format!("could not save the account file: {failure}"));
-}
-
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: Secret,
-    #[serde(default)]
-    expires_in: Option<u64>,
-    #[serde(default)]
-    refresh_token: Option<Secret>,
-}
-
-fn small_call_options() -> CallOptions {
-    CallOptions {
-        timeouts: Timeouts {
-            headers: Some(Duration::from_secs(30)),
-            first_byte: Some(Duration::from_secs(30)),
-            idle: Some(Duration::from_secs(30)),
-            total: Some(Duration::from_secs(60)),
-        },
-        expect: Expect::Json,
-    }
-}
-
-/// POST an OAuth form (the token endpoint) and decode the JSON answer, with backoff.
-pub(crate) async fn post_form<T, R>(
-    transport: &T,
-    url: &str,
-    pairs: &[(&str, &str)],
-) -> Result<R, GatewayError>
-where
-    T: Transport,
-    R: serde::de::DeserializeOwned,
-{
-    let form = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(pairs)
-        .finish();
-    let build = || {
-        let mut request = Request::post(url)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(body::full(form.clone()))
-            .map_err(|e| {
-                GatewayError::invalid_request(format!("invalid oauth url {url:?}: {e}"))
-            })?;
-        request.extensions_mut().insert(small_call_options());
-        Ok(request)
-    };
-    send_with_backoff(build, transport).await
-}
-
-/// Send a request built by `build`, retrying connection failures and 5xx answers with backoff
-/// (three tries: now, after 250 ms, after 1 s), and decode the JSON answer.
-pub(crate) async fn send_with_backoff<T, R>(
-    build: impl Fn() -> Result<Request<gateway_core::Body>, GatewayError>,
-    transport: &T,
-) -> Result<R, GatewayError>
-where
-    T: Transport,
-    R: serde::de::DeserializeOwned,
-{
-    let delays = [Duration::from_millis(250), Duration::from_secs(1)];
-    let mut attempt = 0;
-    loop {
-        match transport.send(build()?).await {
-            Ok(response) => {
-                let bytes: Bytes = response.into_body().collect().await.map(|c| c.to_bytes())?;
-                return serde_json::from_slice(&bytes).map_err(|e| {
-                    GatewayError::new(
-                        ErrorKind::UpstreamProtocol,
-                        format!("invalid oauth answer: {e}"),
-                    )
-                });
-            }
-            Err(err) if err.is_retryable() && attempt < delays.len() => {
-                tokio::time::sleep(delays[attempt]).await;
-                attempt += 1;
-            }
-            Err(err) => return Err(err),
-        }
-    }
-}
-
-/// POST a JSON body to a Cloud Code method and decode the JSON answer.
-pub(crate) async fn post_json<T: Transport>(
-    transport: &T,
-    url: &str,
-    token: Option<&Secret>,
-    payload: Value,
-) -> Result<Value, GatewayError> {
-    let build = || {
-        let mut builder = Request::post(url)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::USER_AGENT, crate::service::DEFAULT_USER_AGENT);
-        if let Some(token) = token {
-            let value = crate::credentials::bearer(token)?;
-            builder = builder.header(header::AUTHORIZATION, value);
-        }
-        let mut request = builder
-            .body(body::full(payload.to_string()))
-            .map_err(|e| GatewayError::invalid_request(format!("invalid url {url:?}: {e}")))?;
-        request.extensions_mut().insert(small_call_options());
-        Ok(request)
-    };
-    send_with_backoff(build, transport).await
-}
-
-const CLIENT_METADATA: &str =
-    r#"{"ideType":"ANTIGRAVITY","platform":"PLATFORM_UNSPECIFIED","pluginType":"GEMINI"}"#;
-
-/// Find the account's Cloud project: `loadCodeAssist`, and when the account has no tier yet,
-/// `onboardUser` with its default tier, polled until done (five tries, two seconds apart).
-pub(crate) async fn discover_project<T: Transport>(
-    transport: &T,
-    base_url: &str,
-    token: &Secret,
-) -> Result<String, GatewayError> {
-    let base = base_url.trim_end_matches('/');
-    let metadata: Value = serde_json::from_str(CLIENT_METADATA).unwrap_or(Value::Null);
-    let loaded = post_json(
-        transport,
-        &format!("{base}/v1internal:loadCodeAssist"),
-        Some(token),
-        json!({"metadata": metadata}),
-    )
-    .await?;
-    if loaded.get("currentTier").is_some()
-        && let Some(project) = project_of(&loaded["cloudaicompanionProject"])
-    {
-        return Ok(project);
-    }
-    let tier = loaded["allowedTiers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|t| t["isDefault"] == Value::Bool(true))
-        .and_then(|t| t["id"].as_str())
-        .unwrap_or("LEGACY")
-        .to_owned();
-    for attempt in 0..5 {
-        let answer = post_json(
-            transport,
-            &format!("{base}/v1internal:onboardUser"),
-            Some(token),
-            json!({"tierId": tier, "metadata": metadata}),
-        )
-        .await?;
-        if answer["done"] == Value::Bool(true) {
-            if let Some(project) = project_of(&answer["response"]["cloudaicompanionProject"]) {
-                return Ok(project);
-            }
-            break;
-        }
-        if attempt < 4 {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-    }
-    Err(GatewayError::new(
-        ErrorKind::Unavailable,
-        "antigravity did not assign a project to this account; open Antigravity once with it, then log in again",
-    ))
-}
-
-fn project_of(value: &Value) -> Option<String> {
-    match value {
-        Value::String(id) if !id.is_empty() => Some(id.clone()),
-        Value::Object(map) => map
-            .get("id")
-            .and_then(Value::as_str)
-            .filter(|id| !id.is_empty())
-            .map(str::to_owned),
-        _ => None,
-    }
-}
+#[cfg(test)]
+mod tests;

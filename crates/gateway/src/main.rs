@@ -12,7 +12,9 @@ use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
 
-use antigravity_service::{AccountStore, CALLBACK_PATH, LoginFlow, OAuthConfig};
+use antigravity_service::{
+    AccountStore, CALLBACK_PATH, ImportOutcome, Imported, LoginFlow, OAuthConfig,
+};
 use gateway::{Config, config::LogFormat, telemetry};
 use gateway_proxy::{Client, ClientConfig};
 
@@ -82,7 +84,8 @@ enum Provider {
 enum Accounts {
     /// List the accounts and their state.
     List,
-    /// Import exported account files.
+    /// Import exported account files (this gateway's, gcli2api, CLIProxyAPI,
+    /// Antigravity-Manager, opencode-antigravity-auth, the Gemini CLI's `oauth_creds.json`).
     Import {
         /// The files.
         #[arg(required = true)]
@@ -95,6 +98,11 @@ enum Accounts {
     },
     /// Disable an account.
     Disable {
+        /// The account id (see `accounts list`).
+        id: String,
+    },
+    /// Remove an account (its file).
+    Remove {
         /// The account id (see `accounts list`).
         id: String,
     },
@@ -252,12 +260,12 @@ async fn login(config: &Config, no_browser: bool) -> Result<()> {
         println!(
             "After signing in, the browser shows a page that cannot load. Copy its whole address and paste it here:"
         );
-        read_pasted(&flow).await?
+        read_pasted(&flow, false).await?
     } else {
         println!("Waiting for the browser to come back (or paste the redirected address here)...");
         tokio::select! {
             code = flow.receive_callback(&listener) => code?,
-            code = read_pasted(&flow) => code?,
+            code = read_pasted(&flow, true) => code?,
         }
     };
     let account = flow.complete(&code, &redirect).await?;
@@ -265,19 +273,39 @@ async fn login(config: &Config, no_browser: bool) -> Result<()> {
     let project = account.project_id.clone().unwrap_or_default();
     let id = store.add(account)?;
     println!(
-        "Saved account {id} (project {project}) in {}",
+        "Saved account {id} (project {project}) in {}; a running gateway uses it within seconds",
         store.dir().display()
     );
     Ok(())
 }
 
-async fn read_pasted(flow: &LoginFlow<Client>) -> Result<String> {
-    let line = tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).map(|_| line)
-    })
-    .await??;
+/// The code from a line the user pastes. At the end of input (nothing will ever be pasted)
+/// this waits forever when `wait_at_eof` (the browser may still come back), else fails.
+async fn read_pasted(flow: &LoginFlow<Client>, wait_at_eof: bool) -> Result<String> {
+    let line = read_line_detached()
+        .await
+        .context("cannot read the pasted answer")??;
+    if line.is_empty() {
+        if wait_at_eof {
+            return std::future::pending().await;
+        }
+        bail!("no answer was pasted (standard input is closed)");
+    }
     Ok(flow.code_from_pasted(&line)?)
+}
+
+/// Read one line of standard input on a thread of its own. A blocking read cannot be
+/// cancelled, and a runtime waits for its `spawn_blocking` tasks when it shuts down: reading
+/// there kept `gateway login` alive after the browser's callback until Enter was pressed. A
+/// detached thread does not keep the process alive once `main` returns.
+fn read_line_detached() -> tokio::sync::oneshot::Receiver<std::io::Result<String>> {
+    let (answer, line) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let read = std::io::stdin().lock().read_line(&mut line).map(|_| line);
+        let _ = answer.send(read);
+    });
+    line
 }
 
 #[expect(clippy::print_stdout, reason = "account commands print their results")]
@@ -315,28 +343,39 @@ fn accounts(config: &Config, action: Accounts) -> Result<()> {
             for file in files {
                 let bytes = std::fs::read(&file)
                     .with_context(|| format!("cannot read {}", file.display()))?;
-                let id = store
-                    .import(&bytes)
+                let imported = store
+                    .import_all(&bytes)
                     .with_context(|| format!("cannot import {}", file.display()))?;
-                println!("imported {} as {id}", file.display());
+                for Imported { id, outcome } in imported {
+                    let note = match outcome {
+                        ImportOutcome::Added => "",
+                        ImportOutcome::Updated => " (updated the stored account)",
+                        ImportOutcome::KeptNewer => " (kept the newer token already stored)",
+                    };
+                    println!("imported {} as {id}{note}", file.display());
+                }
             }
+            println!("a running gateway picks the accounts up within seconds");
         }
         Accounts::Enable { id } => set_enabled(&store, &id, true)?,
         Accounts::Disable { id } => set_enabled(&store, &id, false)?,
+        Accounts::Remove { id } => {
+            if !store.remove(&id)? {
+                bail!("no account {id} in {}", store.dir().display());
+            }
+            println!("removed {id} (a running gateway stops using it within seconds)");
+        }
     }
     Ok(())
 }
 
 #[expect(clippy::print_stdout, reason = "account commands print their results")]
 fn set_enabled(store: &AccountStore, id: &str, enabled: bool) -> Result<()> {
-    let (accounts, _) = store.load();
-    let Some(mut account) = accounts.into_iter().find(|a| a.id == id) else {
+    if !store.set_enabled(id, enabled)? {
         bail!("no account {id} in {}", store.dir().display());
-    };
-    account.state.disabled_reason = (!enabled).then(|| "disabled by the operator".to_owned());
-    store.save(&account)?;
+    }
     println!(
-        "{} {id} (a running gateway picks this up when it restarts)",
+        "{} {id} (a running gateway picks this up within seconds)",
         if enabled { "enabled" } else { "disabled" }
     );
     Ok(())

@@ -208,6 +208,194 @@ fn accounts_import_list_disable() {
 }
 
 #[test]
+fn accounts_import_many_and_remove() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "gateway.toml",
+        "[antigravity]\ncredentials_dir = \"accounts\"\n",
+    );
+    let opencode = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../antigravity-service/test_data/accounts/antigravity-accounts.json"
+    );
+    let run = |args: &[&str]| {
+        gateway()
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let imported = run(&["accounts", "import", opencode]);
+    assert!(imported.status.success(), "{imported:?}");
+    let imported = String::from_utf8_lossy(&imported.stdout).into_owned();
+    assert!(imported.contains("as first.user@example.com"), "{imported}");
+    assert!(
+        imported.contains("as second.user@example.com"),
+        "{imported}"
+    );
+    assert!(imported.contains("within seconds"), "{imported}");
+
+    let removed = run(&["accounts", "remove", "first.user@example.com"]);
+    assert!(removed.status.success(), "{removed:?}");
+    assert!(String::from_utf8_lossy(&removed.stdout).contains("removed first.user@example.com"));
+    assert!(
+        !dir.path()
+            .join("accounts/first.user@example.com.json")
+            .exists()
+    );
+    let listed = String::from_utf8_lossy(&run(&["accounts", "list"]).stdout).into_owned();
+    assert!(listed.starts_with("1 account(s)"), "{listed}");
+    assert!(listed.contains("second.user@example.com"), "{listed}");
+
+    let again = run(&["accounts", "remove", "first.user@example.com"]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("no account first.user@example.com"),
+        "{again:?}"
+    );
+    let escape = run(&["accounts", "remove", "../gateway"]);
+    assert!(!escape.status.success());
+    assert!(dir.path().join("gateway.toml").exists());
+}
+
+/// A stand-in for Google's OAuth and Cloud Code endpoints on 127.0.0.1: one canned JSON answer
+/// per path, one request per connection.
+fn mock_google() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let _ = answer_like_google(stream);
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn answer_like_google(mut stream: TcpStream) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        if line.trim().is_empty() {
+            break;
+        }
+        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = value.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    let path = request_line.split_whitespace().nth(1).unwrap_or("");
+    let json = if path.starts_with("/token") {
+        r#"{"access_token":"ya29.login","refresh_token":"1//login","expires_in":3599}"#
+    } else if path.starts_with("/userinfo") {
+        r#"{"email":"login.user@example.com"}"#
+    } else if path.contains("loadCodeAssist") {
+        r#"{"currentTier":{"id":"free-tier"},"cloudaicompanionProject":"login-project"}"#
+    } else {
+        "{}"
+    };
+    write!(
+        stream,
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{json}",
+        json.len()
+    )
+}
+
+/// The browser's callback arriving must end `gateway login` even though nothing is ever typed:
+/// the prompt for a pasted answer must not hold the process open.
+#[test]
+fn login_completes_on_the_browser_callback_without_enter() {
+    let dir = tempfile::tempdir().unwrap();
+    let google = mock_google();
+    write(
+        dir.path(),
+        "gateway.toml",
+        &format!(
+            "[antigravity]\ncredentials_dir = \"accounts\"\nauth_url = \"{google}/auth\"\n\
+             token_url = \"{google}/token\"\nuserinfo_url = \"{google}/userinfo\"\n\
+             base_urls = [\"{google}\"]\n"
+        ),
+    );
+    let mut child = gateway()
+        .args(["login", "antigravity"])
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Standard input stays open and silent for the whole test, as in a terminal.
+    let _stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines
+        .by_ref()
+        .take(20)
+        .map_while(Result::ok)
+        .find_map(|line| {
+            line.trim()
+                .starts_with(&google)
+                .then(|| line.trim().to_owned())
+        })
+        .expect("the login prints the authorization url");
+    let query = url.split_once('?').unwrap().1;
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
+            .unwrap()
+            .replace("%3A", ":")
+            .replace("%2F", "/")
+    };
+    let redirect = param("redirect_uri");
+    let callback = redirect.strip_prefix("http://").unwrap();
+    let (addr, path) = callback.split_once('/').unwrap();
+    let answer = http_get(
+        addr,
+        &format!("/{path}?state={}&code=4%2F0-test-code", param("state")),
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("`gateway login` still waits for Enter after the browser came back");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{status:?}: {stderr}");
+    let saved: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(
+        saved
+            .iter()
+            .any(|l| l.contains("Saved account login.user@example.com")),
+        "{saved:?}"
+    );
+    let file =
+        std::fs::read_to_string(dir.path().join("accounts/login.user@example.com.json")).unwrap();
+    assert!(file.contains("login-project"), "{file}");
+}
+
+#[test]
 fn json_logs_name_the_request_and_never_the_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let config = write(
