@@ -1,8 +1,13 @@
 //! One canonical table from the names clients send to Antigravity's upstream model ids.
 //!
 //! Spellings are normalised first (case, a bracketed variant such as Claude Code's `[1m]`, `4.5`
-//! → `4-5`, a trailing `-YYYYMMDD` date), then looked up. A `-thinking` suffix on a model that has no thinking id of its own turns thinking on for
-//! the base id. Unknown names pass through unchanged; nothing is ever swapped for another family.
+//! → `4-5`, a trailing `-YYYYMMDD` date), then looked up. A `-thinking` suffix on a model that
+//! has no thinking id of its own turns thinking on for the base id. Unknown names pass through
+//! unchanged; nothing is ever swapped for another family.
+//!
+//! Claude's thinking lives in separate upstream ids (`claude-sonnet-4-5-thinking`); the plain id
+//! takes no `thinkingConfig`. [`thinking_id`] names the twin, which the request translation uses
+//! when a client asks a plain id for reasoning.
 
 /// The model families, which differ in how thinking and signatures work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +56,15 @@ const THINKING_IDS: &[&str] = &[
     "claude-opus-4-5-thinking",
     "claude-opus-4-1-thinking",
 ];
+
+/// The thinking id of an upstream id that has one (`claude-sonnet-4-5` →
+/// `claude-sonnet-4-5-thinking`).
+pub(crate) fn thinking_id(upstream: &str) -> Option<&'static str> {
+    THINKING_IDS
+        .iter()
+        .copied()
+        .find(|id| id.strip_suffix("-thinking") == Some(upstream))
+}
 
 /// Resolve a requested model name.
 pub(crate) fn resolve(requested: &str) -> ModelSpec {
@@ -240,5 +254,16 @@ mod tests {
         check("gpt-4o", "gpt-4o", false, Other);
         check("My-Custom.Model", "My-Custom.Model", false, Other);
         assert!(resolve("gemini-3-pro-image").image);
+    }
+
+    #[test]
+    fn thinking_twins() {
+        assert_eq!(
+            thinking_id("claude-sonnet-4-5"),
+            Some("claude-sonnet-4-5-thinking")
+        );
+        assert_eq!(thinking_id("claude-sonnet-4-5-thinking"), None);
+        assert_eq!(thinking_id("claude-haiku-4-5"), None);
+        assert_eq!(thinking_id("gemini-2.5-flash"), None);
     }
 }

@@ -3,8 +3,22 @@
 //! Every field of the conversation is either mapped, deliberately ignored (listed below with
 //! the reason), or rejected with a 400 that names it. See
 //! `docs/ARCHITECTURE.md` (antigravity-service) for the table this implements.
-
-use std::hash::{DefaultHasher, Hash, Hasher};
+//!
+//! Shapes the upstream refuses are settled here rather than forwarded:
+//! - Two tools of the same name: identical declarations are one function (the later copy is
+//!   left out, as clients that merge tool lists repeat them); different ones are a 400 naming
+//!   the second, because the model could not tell which one it calls.
+//! - Empty text parts (`{"text": ""}`) say nothing and the upstream rejects them: left out,
+//!   and a turn left without parts is left out with them.
+//! - A `tool_choice` naming a function that is not declared is a 400 naming `tool_choice`
+//!   (`allowedFunctionNames` must name declared functions).
+//! - Thinking on Claude follows the model id: Antigravity serves Claude's thinking only under
+//!   its `-thinking` ids. A client asking for reasoning (`reasoning_effort`, a budget) on a plain
+//!   id that has a thinking twin (`claude-sonnet-4-5`) is served by the twin
+//!   (`claude-sonnet-4-5-thinking`) with its `thinkingConfig`; a plain id without one gets no
+//!   `thinkingConfig` at all, whatever the client asks.
+//! - Remembered tool-call signatures go back for every family that sent them (Gemini 2.5 too);
+//!   only Gemini 3 gets the sentinel for a call without one.
 
 use serde_json::{Value, json};
 
@@ -17,7 +31,7 @@ use gateway_core::{
 };
 
 use crate::{
-    models::{Family, ModelSpec, resolve},
+    models::{Family, ModelSpec, resolve, thinking_id},
     names::ToolNames,
     schema,
     signatures::{SKIP_SIGNATURE, SignatureCache},
@@ -65,7 +79,15 @@ pub(crate) fn translate(
         return Err(GatewayError::invalid_request("model must not be empty").with_param("model"));
     }
     reject_unsupported(request)?;
-    let spec = resolve(&request.model);
+    let mut spec = resolve(&request.model);
+    if spec.family == Family::Claude
+        && !spec.thinking
+        && reasoning_asked(request)
+        && let Some(id) = thinking_id(&spec.upstream)
+    {
+        spec.upstream = id.to_owned();
+        spec.thinking = true;
+    }
     let mut names = ToolNames::default();
     let tools = declarations(request, &mut names)?;
     let mut builder = Builder {
@@ -171,12 +193,30 @@ fn declarations(
     }
     let mut functions = Vec::with_capacity(request.tools.len());
     for (index, tool) in request.tools.iter().enumerate() {
+        let earlier = request.tools[..index]
+            .iter()
+            .position(|other| other.name == tool.name);
+        if let Some(first) = earlier {
+            let other = &request.tools[first];
+            if other.kind == tool.kind
+                && other.description == tool.description
+                && other.parameters == tool.parameters
+            {
+                // The same declaration twice: one function.
+                continue;
+            }
+            return Err(GatewayError::invalid_request(format!(
+                "tool {:?} is declared twice with different definitions (tools[{first}] and \
+                 tools[{index}]); function names must be unique",
+                tool.name
+            ))
+            .with_param(format!("tools[{index}]")));
+        }
         match &tool.kind {
             ToolKind::Function => functions.push(FunctionDeclaration {
                 name: names.upstream(&tool.name),
                 description: tool.description.clone(),
-                parameters: (!tool.parameters.is_null())
-                    .then(|| schema::clean_parameters(&tool.parameters)),
+                parameters: schema::clean_parameters(&tool.parameters),
             }),
             ToolKind::Custom { .. } => {
                 return Err(GatewayError::invalid_request(format!(
@@ -247,7 +287,7 @@ impl Builder<'_> {
                 let mut parts = Vec::with_capacity(message.parts.len());
                 for (i, part) in message.parts.iter().enumerate() {
                     let param = at(&format!(".content[{i}]"));
-                    parts.push(self.user_part(part, message, index, &param)?);
+                    parts.extend(self.user_part(part, message, index, &param)?);
                 }
                 self.push("user", parts);
             }
@@ -259,26 +299,27 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// One part of a user turn: text and images, or the result of an earlier call.
+    /// One part of a user turn: text and images, or the result of an earlier call; `None` for
+    /// an empty text, which the upstream would refuse.
     fn user_part(
         &mut self,
         part: &Neutral,
         message: &Message,
         index: usize,
         param: &str,
-    ) -> Result<Part, GatewayError> {
+    ) -> Result<Option<Part>, GatewayError> {
         match part {
             Neutral::Text { text, .. } | Neutral::Refusal { text, .. } => {
-                Ok(Part::text(text.clone()))
+                Ok((!text.is_empty()).then(|| Part::text(text.clone())))
             }
             Neutral::Image { source, .. } => match source {
-                Media::Base64 { mime, data } => Ok(Part {
+                Media::Base64 { mime, data } => Ok(Some(Part {
                     inline_data: Some(InlineData {
                         mime_type: mime.clone(),
                         data: data.clone(),
                     }),
                     ..Part::default()
-                }),
+                })),
                 _ => Err(GatewayError::invalid_request(
                     "image_url must be a base64 data: uri; antigravity cannot fetch image urls",
                 )
@@ -298,7 +339,9 @@ impl Builder<'_> {
                 parts,
                 is_error,
                 ..
-            } => self.tool_result(id, name.as_deref(), parts, *is_error, message, index),
+            } => self
+                .tool_result(id, name.as_deref(), parts, *is_error, message, index)
+                .map(Some),
             Neutral::Thinking { .. }
             | Neutral::RedactedThinking { .. }
             | Neutral::ToolCall { .. } => Err(GatewayError::invalid_request(
@@ -380,13 +423,24 @@ impl Builder<'_> {
                     }
                     // Reasoning goes back only with the signature the upstream gave it (sent
                     // by the client, or remembered here); unprovable reasoning is left out
-                    // rather than signed with an invented value.
+                    // rather than signed with an invented value. Several blocks concatenated
+                    // into one string come back as the blocks, each with its own signature.
                     let signature = signature
                         .clone()
                         .or_else(|| self.cache.thinking(text, family));
-                    if let Some(signature) = signature {
+                    let blocks = match signature {
+                        Some(signature) => vec![(text.clone(), signature)],
+                        None => self
+                            .cache
+                            .turn(text, family)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|block| (block.text, block.signature))
+                            .collect(),
+                    };
+                    for (text, signature) in blocks {
                         parts.push(Part {
-                            text: Some(text.clone()),
+                            text: Some(text),
                             thought: Some(true),
                             thought_signature: Some(signature),
                             ..Part::default()
@@ -436,14 +490,12 @@ impl Builder<'_> {
                         continue;
                     }
                     calls += 1;
-                    let signature = signature.clone().or_else(|| match family {
-                        Family::Gemini3 => Some(
-                            self.cache
-                                .tool_call(id, family)
-                                .unwrap_or_else(|| SKIP_SIGNATURE.to_owned()),
-                        ),
-                        _ => None,
-                    });
+                    // Whatever family signed the call gets its signature back; Gemini 3 refuses
+                    // a call without one, so an unknown one is the documented sentinel there.
+                    let signature = signature
+                        .clone()
+                        .or_else(|| self.cache.tool_call(id, family))
+                        .or_else(|| (family == Family::Gemini3).then(|| SKIP_SIGNATURE.to_owned()));
                     parts.push(Part {
                         function_call: Some(FunctionCall {
                             id: Some(id.clone()),
@@ -544,7 +596,7 @@ fn generation_config(request: &Request) -> Result<GenerationConfig, GatewayError
         Some(ResponseFormat::JsonObject) => (Some("application/json".to_owned()), None),
         Some(ResponseFormat::JsonSchema { schema, .. }) => (
             Some("application/json".to_owned()),
-            (!schema.is_null()).then(|| schema::clean(schema)),
+            schema::clean_response(schema),
         ),
     };
     let generation = &request.generation;
@@ -598,6 +650,20 @@ fn budget(effort: Effort) -> u32 {
     }
 }
 
+/// Whether the request asks for reasoning: an effort other than `none`, a budget, or thinking
+/// switched on.
+fn reasoning_asked(request: &Request) -> bool {
+    request.reasoning.as_ref().is_some_and(|r| {
+        !r.is_off()
+            && (r.effort.is_some()
+                || r.budget_tokens.is_some()
+                || matches!(
+                    r.mode,
+                    Some(ReasoningMode::Enabled | ReasoningMode::Adaptive)
+                ))
+    })
+}
+
 fn thinking_config(request: &Request, spec: &ModelSpec) -> Option<ThinkingConfig> {
     let reasoning = request.reasoning.as_ref();
     if reasoning.is_some_and(|r| r.is_off()) {
@@ -610,14 +676,7 @@ fn thinking_config(request: &Request, spec: &ModelSpec) -> Option<ThinkingConfig
     }
     let effort = reasoning.and_then(|r| r.effort);
     let explicit_budget = reasoning.and_then(|r| r.budget_tokens);
-    let asked = effort.is_some()
-        || explicit_budget.is_some()
-        || reasoning.is_some_and(|r| {
-            matches!(
-                r.mode,
-                Some(ReasoningMode::Enabled | ReasoningMode::Adaptive)
-            )
-        });
+    let asked = reasoning_asked(request);
     match spec.family {
         Family::Gemini3 => Some(ThinkingConfig {
             include_thoughts: true,
@@ -631,6 +690,8 @@ fn thinking_config(request: &Request, spec: &ModelSpec) -> Option<ThinkingConfig
                 .to_owned()
             }),
         }),
+        // Claude thinks only under a thinking id (`translate` moved a plain id to its twin).
+        Family::Claude if !spec.thinking => None,
         _ if asked || spec.thinking => Some(ThinkingConfig {
             include_thoughts: true,
             thinking_budget: Some(
@@ -681,6 +742,13 @@ fn tool_config(
         )
         .with_param("tool_choice"))
     };
+    let undeclared = |name: &str| {
+        Err(GatewayError::invalid_request(format!(
+            "tool_choice names function {name:?}, which the request does not declare in tools"
+        ))
+        .with_param("tool_choice"))
+    };
+    let declared = |name: &str| request.tools.iter().any(|tool| tool.name == name);
     match &request.tool_choice {
         None if has_tools => Ok(config("VALIDATED", None)),
         None => Ok(None),
@@ -688,8 +756,12 @@ fn tool_config(
         Some(ToolChoice::None) => Ok(has_tools.then(|| config("NONE", None)).flatten()),
         Some(ToolChoice::Required | ToolChoice::Tool(_)) if !has_tools => needs_tools(),
         Some(ToolChoice::Required) => Ok(config("ANY", None)),
+        Some(ToolChoice::Tool(name)) if !declared(name) => undeclared(name),
         Some(ToolChoice::Tool(name)) => Ok(config("ANY", Some(vec![names.upstream(name)]))),
         Some(ToolChoice::Allowed { tools, required }) => {
+            if let Some(name) = tools.iter().find(|name| !declared(name)) {
+                return undeclared(name);
+            }
             let listed: Vec<String> = tools.iter().map(|name| names.upstream(name)).collect();
             let mode = if *required { "ANY" } else { "AUTO" };
             Ok(config(mode, (!listed.is_empty()).then_some(listed)))
@@ -700,14 +772,16 @@ fn tool_config(
 /// A stable id per conversation, so the upstream can reuse its cache: the client's conversation
 /// id when given, else the first user message.
 fn session_id(conversation: Option<&str>, messages: &[Message]) -> String {
-    let mut hasher = DefaultHasher::new();
+    // A hash whose value Rust's releases do not change: the upstream sees the same id for the
+    // same conversation across restarts and upgrades.
+    let mut hasher = crate::hash::StableHasher::new();
     match conversation {
-        Some(id) => id.hash(&mut hasher),
+        Some(id) => hasher.write_str(id),
         None => {
             let first = messages.iter().find(|m| m.role == Role::User);
             for part in first.map(|m| m.parts.as_slice()).unwrap_or_default() {
                 if let Neutral::Text { text, .. } = part {
-                    text.hash(&mut hasher);
+                    hasher.write_str(text);
                 }
             }
         }

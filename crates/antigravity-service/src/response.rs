@@ -6,7 +6,17 @@
 //! on the block they belong to (and remembered for clients that cannot carry them); images as
 //! markdown data URIs in text; exactly one `Finish`, after the last content and before the
 //! final `Usage`. A stream that ends without a finish reason is a `Truncated` error, never a
-//! finish.
+//! finish, with one exception: a prompt the upstream refused to answer (`promptFeedback` with a
+//! `blockReason`, and no candidate) is a content-filter finish, because that is the upstream's
+//! answer, not a cut stream (an error would be retried elsewhere and count against the backend).
+//!
+//! Finish reasons: `MAX_TOKENS` is the length limit; the safety, recitation, blocklist and
+//! prohibited-content reasons (the image ones included) are a content filter; a malformed or
+//! unexpected call and `MISSING_THOUGHT_SIGNATURE` (the upstream refusing a history whose
+//! reasoning lost its signature) are protocol errors that say so, not an empty answer.
+//!
+//! Usage: the tool-use prompt (`toolUsePromptTokenCount`) is input like the prompt, so the
+//! total matches the upstream's `totalTokenCount`.
 
 use std::sync::Arc;
 
@@ -46,9 +56,18 @@ pub(crate) struct StreamTranslator {
     next_index: u32,
     tool_calls: u32,
     finish: Option<String>,
+    /// Why the upstream refused the prompt, when it did.
+    blocked: Option<String>,
     usage: Option<UsageMetadata>,
+    /// The open thinking block's text.
     thinking: String,
     thinking_signature: Option<String>,
+    /// Every thinking text of the response, as a client concatenates it.
+    reasoning: String,
+    /// The signed thinking blocks: their byte range in `reasoning` and their signature.
+    signed_blocks: Vec<(std::ops::Range<usize>, String)>,
+    /// How many thinking blocks the response had, signed or not.
+    thinking_blocks: usize,
 }
 
 impl StreamTranslator {
@@ -71,9 +90,13 @@ impl StreamTranslator {
             next_index: 0,
             tool_calls: 0,
             finish: None,
+            blocked: None,
             usage: None,
             thinking: String::new(),
             thinking_signature: None,
+            reasoning: String::new(),
+            signed_blocks: Vec::new(),
+            thinking_blocks: 0,
         }
     }
 
@@ -114,6 +137,9 @@ impl StreamTranslator {
         if let Some(usage) = response.usage_metadata {
             self.usage = Some(usage);
         }
+        if let Some(reason) = response.prompt_feedback.and_then(|f| f.block_reason) {
+            self.blocked = Some(reason);
+        }
         let Some(candidate) = response.candidates.into_iter().next() else {
             return;
         };
@@ -139,14 +165,19 @@ impl StreamTranslator {
         }
     }
 
-    /// Close the open block; a thinking block's signature is remembered for the next turn.
+    /// Close the open block; a thinking block's signature is remembered for the next turn, by
+    /// its text and by its place in the response's reasoning.
     fn close(&mut self, events: &mut Vec<Event>) {
         if let Some((kind, index)) = self.open.take() {
             if kind == Block::Thinking {
+                self.thinking_blocks += 1;
                 if let Some(signature) = self.thinking_signature.take() {
                     if !self.thinking.trim().is_empty() {
                         self.cache
                             .remember_thinking(&self.thinking, &signature, self.family);
+                        let end = self.reasoning.len();
+                        let start = end.saturating_sub(self.thinking.len());
+                        self.signed_blocks.push((start..end, signature.clone()));
                     }
                     events.push(Event::Signature { index, signature });
                 }
@@ -166,6 +197,7 @@ impl StreamTranslator {
             };
             let index = self.block(Block::Thinking, events);
             self.thinking.push_str(&text);
+            self.reasoning.push_str(&text);
             events.push(Event::ThinkingDelta { index, text });
             return;
         }
@@ -220,24 +252,17 @@ impl StreamTranslator {
     pub(crate) fn finish(&mut self) -> Result<Vec<Event>, GatewayError> {
         let mut events = Vec::with_capacity(4);
         self.close(&mut events);
-        let Some(reason) = self.finish.take() else {
-            return Err(GatewayError::new(
-                ErrorKind::Truncated,
-                "antigravity stream ended without a finish reason",
-            ));
-        };
-        let reason = match reason.as_str() {
-            "MAX_TOKENS" => FinishReason::Length,
-            "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII"
-            | "IMAGE_SAFETY" => FinishReason::ContentFilter,
-            "MALFORMED_FUNCTION_CALL" | "UNEXPECTED_TOOL_CALL" => {
+        self.remember_turn();
+        let reason = match (self.finish.take(), self.blocked.take()) {
+            (Some(reason), _) => finish_reason(&reason, self.tool_calls > 0)?,
+            // The prompt was refused before any candidate: the upstream's whole answer.
+            (None, Some(_)) => FinishReason::ContentFilter,
+            (None, None) => {
                 return Err(GatewayError::new(
-                    ErrorKind::UpstreamProtocol,
-                    format!("the model produced an invalid function call ({reason})"),
+                    ErrorKind::Truncated,
+                    "antigravity stream ended without a finish reason",
                 ));
             }
-            _ if self.tool_calls > 0 => FinishReason::ToolUse,
-            _ => FinishReason::Stop,
         };
         self.start(&mut events);
         events.push(Event::Finish { reason });
@@ -246,17 +271,63 @@ impl StreamTranslator {
         )));
         Ok(events)
     }
+
+    /// A response of several thinking blocks reaches an OpenAI client as one concatenated
+    /// string: remember where each signed block lies in it, for the next turn.
+    fn remember_turn(&mut self) {
+        if self.thinking_blocks > 1 && !self.signed_blocks.is_empty() {
+            self.cache
+                .remember_turn(&self.reasoning, &self.signed_blocks, self.family);
+        }
+        self.signed_blocks.clear();
+    }
+}
+
+/// The neutral finish for an upstream `finishReason`, or the error it stands for.
+fn finish_reason(reason: &str, calls: bool) -> Result<FinishReason, GatewayError> {
+    Ok(match reason {
+        "MAX_TOKENS" => FinishReason::Length,
+        "SAFETY"
+        | "RECITATION"
+        | "BLOCKLIST"
+        | "PROHIBITED_CONTENT"
+        | "SPII"
+        | "IMAGE_SAFETY"
+        | "IMAGE_PROHIBITED_CONTENT"
+        | "IMAGE_RECITATION" => FinishReason::ContentFilter,
+        "MALFORMED_FUNCTION_CALL" | "UNEXPECTED_TOOL_CALL" => {
+            return Err(GatewayError::new(
+                ErrorKind::UpstreamProtocol,
+                format!("the model produced an invalid function call ({reason})"),
+            ));
+        }
+        "MISSING_THOUGHT_SIGNATURE" => {
+            return Err(GatewayError::new(
+                ErrorKind::UpstreamProtocol,
+                "the upstream refused the conversation: an earlier tool call or reasoning of \
+                 the model lacks its thought signature (MISSING_THOUGHT_SIGNATURE); send the \
+                 assistant turns back as they were received, or start a new conversation",
+            ));
+        }
+        _ if calls => FinishReason::ToolUse,
+        _ => FinishReason::Stop,
+    })
 }
 
 fn id_suffix(response_id: &str) -> &str {
     response_id.strip_prefix("chatcmpl-").unwrap_or(response_id)
 }
 
-/// Neutral usage from Gemini's: output includes reasoning.
+/// Neutral usage from Gemini's: input includes the tool-use prompt, output includes reasoning,
+/// so the total is the upstream's `totalTokenCount`.
 pub(crate) fn convert_usage(usage: UsageMetadata) -> Usage {
     Usage {
-        input_tokens: usage.prompt_token_count,
-        output_tokens: usage.candidates_token_count + usage.thoughts_token_count,
+        input_tokens: usage
+            .prompt_token_count
+            .saturating_add(usage.tool_use_prompt_token_count),
+        output_tokens: usage
+            .candidates_token_count
+            .saturating_add(usage.thoughts_token_count),
         reasoning_tokens: usage.thoughts_token_count,
         cache_read_tokens: usage.cached_content_token_count,
         ..Usage::default()

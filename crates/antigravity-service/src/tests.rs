@@ -153,3 +153,112 @@ async fn claude_thinking_before_a_tool_call_is_sent_back_signed() {
     );
     assert!(sent["contents"][1]["parts"][0]["functionCall"].is_object());
 }
+
+#[tokio::test]
+async fn gemini25_tool_call_signatures_come_back_too() {
+    let cache = Arc::new(SignatureCache::new(100));
+    let first = json!({
+        "model": "gemini-2.5-flash",
+        "reasoning_effort": "low",
+        "messages": [{"role": "user", "content": "What is in /src?"}],
+        "tools": [{"type": "function", "function": {"name": TOOL, "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}}]
+    });
+    let upstream = "data: {\"response\":{\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"functionCall\":{\"name\":\"UPSTREAM_NAME\",\"args\":{\"path\":\"/src\"}},\"thoughtSignature\":\"gemini25-sig-9\"}]},\"finishReason\":\"STOP\"}]}}\n\n";
+    let (_, answer) = turn(&first, upstream, &cache).await;
+    let call_id = answer.choices[0].message.tool_calls.clone().unwrap()[0]
+        .id
+        .clone();
+
+    let second = second_request(&first, &answer, &[(&call_id, "main.rs")], false);
+    let done = "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"One file.\"}]},\"finishReason\":\"STOP\"}]}\n\n";
+    let (sent, _) = turn(&second, done, &cache).await;
+    let call = &sent["contents"][1]["parts"][0];
+    assert_eq!(call["functionCall"]["id"], call_id.as_str());
+    assert_eq!(call["thoughtSignature"], "gemini25-sig-9", "{sent}");
+}
+
+#[tokio::test]
+async fn claude_interleaved_thinking_blocks_come_back_each_with_its_signature() {
+    let cache = Arc::new(SignatureCache::new(100));
+    let first = json!({
+        "model": "claude-sonnet-4.5-thinking",
+        "messages": [{"role": "user", "content": "List /src and /docs"}],
+        "tools": [{"type": "function", "function": {"name": TOOL, "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}}]
+    });
+    // Thinking, a call, more thinking, another call: two signed blocks in one turn.
+    let upstream = concat!(
+        "data: {\"response\":{\"candidates\":[{\"content\":{\"parts\":[{\"thought\":true,\"text\":\"First /src.\"}]}}]}}\n\n",
+        "data: {\"response\":{\"candidates\":[{\"content\":{\"parts\":[{\"thought\":true,\"text\":\"\",\"thoughtSignature\":\"claude-sig-a\"}]}}]}}\n\n",
+        "data: {\"response\":{\"candidates\":[{\"content\":{\"parts\":[{\"functionCall\":{\"id\":\"toolu_a\",\"name\":\"UPSTREAM_NAME\",\"args\":{\"path\":\"/src\"}}}]}}]}}\n\n",
+        "data: {\"response\":{\"candidates\":[{\"content\":{\"parts\":[{\"thought\":true,\"text\":\" Then /docs.\"}]}}]}}\n\n",
+        "data: {\"response\":{\"candidates\":[{\"content\":{\"parts\":[{\"thought\":true,\"text\":\"\",\"thoughtSignature\":\"claude-sig-b\"}]}}]}}\n\n",
+        "data: {\"response\":{\"candidates\":[{\"content\":{\"parts\":[{\"functionCall\":{\"id\":\"toolu_b\",\"name\":\"UPSTREAM_NAME\",\"args\":{\"path\":\"/docs\"}}}]},\"finishReason\":\"STOP\"}]}}\n\n",
+    );
+    let (_, answer) = turn(&first, upstream, &cache).await;
+    // What an OpenAI client holds: one string for both blocks.
+    assert_eq!(
+        answer.choices[0].message.reasoning_content.as_deref(),
+        Some("First /src. Then /docs.")
+    );
+
+    let second = second_request(
+        &first,
+        &answer,
+        &[("toolu_a", "main.rs"), ("toolu_b", "guide.md")],
+        true,
+    );
+    let done = "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"ok\"}]},\"finishReason\":\"STOP\"}]}\n\n";
+    let (sent, _) = turn(&second, done, &cache).await;
+    let parts = sent["contents"][1]["parts"].as_array().unwrap();
+    let thoughts: Vec<(&str, &str)> = parts
+        .iter()
+        .filter(|p| p["thought"] == true)
+        .map(|p| {
+            (
+                p["text"].as_str().unwrap(),
+                p["thoughtSignature"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        thoughts,
+        [
+            ("First /src.", "claude-sig-a"),
+            (" Then /docs.", "claude-sig-b")
+        ],
+        "{sent}"
+    );
+    assert_eq!(
+        parts[0]["thought"], true,
+        "the tool turn starts with signed thinking"
+    );
+    assert_eq!(
+        parts
+            .iter()
+            .filter(|p| p["functionCall"].is_object())
+            .count(),
+        2
+    );
+    assert!(
+        sent["generationConfig"]["thinkingConfig"].is_object(),
+        "thinking stays on: {sent}"
+    );
+}
+
+/// Cloud Code logs its errors as `[{"error": ...}]`; a capacity 429 in that form is still a
+/// capacity error, which cools no account.
+#[test]
+fn capacity_errors_in_the_array_form_are_recognised() {
+    let body = r#"[{"error":{"code":429,"message":"No capacity available for model claude-sonnet-4-5 on the server","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"MODEL_CAPACITY_EXHAUSTED","domain":"cloudcode-pa.googleapis.com","metadata":{"model":"claude-sonnet-4-5"}}]}}]"#;
+    let err = GatewayError::from_upstream_response(
+        http::StatusCode::TOO_MANY_REQUESTS,
+        &http::HeaderMap::new(),
+        Bytes::from_static(body.as_bytes()),
+        "https://daily-cloudcode-pa.googleapis.com:443",
+    );
+    assert!(crate::pool::is_capacity_error(&err), "{err:?}");
+    assert_eq!(
+        err.message(),
+        "No capacity available for model claude-sonnet-4-5 on the server"
+    );
+}

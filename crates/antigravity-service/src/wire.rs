@@ -206,8 +206,20 @@ pub(crate) enum StreamEvent {
 pub(crate) struct GenerateResponse {
     #[serde(default)]
     pub(crate) candidates: Vec<Candidate>,
+    /// Present when the prompt itself was judged; with a `blockReason`, no candidate follows.
+    #[serde(default)]
+    pub(crate) prompt_feedback: Option<PromptFeedback>,
     #[serde(default)]
     pub(crate) usage_metadata: Option<UsageMetadata>,
+}
+
+/// `promptFeedback`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PromptFeedback {
+    /// Why the prompt was refused (`SAFETY`, `BLOCKLIST`, `PROHIBITED_CONTENT`, `OTHER`, ...).
+    #[serde(default)]
+    pub(crate) block_reason: Option<String>,
 }
 
 /// One candidate.
@@ -226,6 +238,10 @@ pub(crate) struct Candidate {
 pub(crate) struct UsageMetadata {
     #[serde(default)]
     pub(crate) prompt_token_count: u64,
+    /// The prompt of the tools the upstream ran itself (search grounding, code execution):
+    /// input, counted in `totalTokenCount` but not in `promptTokenCount`.
+    #[serde(default)]
+    pub(crate) tool_use_prompt_token_count: u64,
     #[serde(default)]
     pub(crate) candidates_token_count: u64,
     #[serde(default)]

@@ -130,9 +130,9 @@ impl GatewayError {
     }
 
     /// The error for an upstream's error response: its status, the provider's message (from an
-    /// OpenAI or Google error body, else the start of the body text), its retry hint, and the
-    /// body kept for the client. `target` names the upstream (`scheme://host:port`) when the body
-    /// says nothing.
+    /// OpenAI or Google error body, Google's array form included, else the start of the body
+    /// text), its retry hint, and the body kept for the client. `target` names the upstream
+    /// (`scheme://host:port`) when the body says nothing.
     pub fn from_upstream_response(
         status: StatusCode,
         headers: &http::HeaderMap,
@@ -143,14 +143,8 @@ impl GatewayError {
         let json: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
         let message = json
             .as_ref()
-            .and_then(|v| {
-                let error = v.get("error").unwrap_or(v);
-                error
-                    .get("message")
-                    .and_then(serde_json::Value::as_str)
-                    .or_else(|| error.as_str())
-                    .map(str::to_owned)
-            })
+            .and_then(crate::retry::error_message)
+            .map(str::to_owned)
             .unwrap_or_else(|| {
                 let text = String::from_utf8_lossy(&body);
                 let text = text.trim();

@@ -4,6 +4,11 @@
 //! HTTP date), Google's `RetryInfo.retryDelay`, `ErrorInfo.metadata.quotaResetDelay`,
 //! `ErrorInfo.metadata.quotaResetTimeStamp`, and OpenAI's "try again in 1.5s" message text.
 //! The reason comes from Google's `ErrorInfo.reason` (`RATE_LIMIT_EXCEEDED`, `QUOTA_EXHAUSTED`, ...).
+//!
+//! Google error bodies come in two forms: the object `{"error": {...}}`, and the same object
+//! wrapped in a JSON array (`[{"error": {...}}]`), which is how Cloud Code's streaming endpoint
+//! answers and how its answers are logged. Both are read alike ([`error_object`]), so a capacity
+//! error is not mistaken for a quota one and a long quota reset keeps its real time.
 
 use std::time::{Duration, SystemTime};
 
@@ -11,8 +16,9 @@ use http::HeaderMap;
 use serde_json::Value;
 
 /// Longest delay we accept from an upstream; anything longer is clamped.
-/// A day is longer than any real quota window and keeps arithmetic far from overflow.
-const MAX_HINT: Duration = Duration::from_secs(24 * 60 * 60);
+/// Quota windows run up to a week (Antigravity's weekly quotas report resets 100 hours and more
+/// ahead), so a week is kept as given; it still keeps arithmetic far from overflow.
+const MAX_HINT: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
 /// When, and why, an upstream asked the caller to retry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,9 +50,12 @@ impl RetryHint {
         }
     }
 
-    /// Read a hint from a parsed Google or OpenAI error body (`{"error": {...}}`).
+    /// Read a hint from a parsed Google or OpenAI error body (`{"error": {...}}`, or Google's
+    /// array form `[{"error": {...}}]`).
     pub fn from_error_json(body: &Value, now: SystemTime) -> Self {
-        let error = body.get("error").unwrap_or(body);
+        let Some(error) = error_object(body) else {
+            return Self::default();
+        };
         let mut retry_delay = None;
         let mut reset_delay = None;
         let mut reset_at = None;
@@ -96,6 +105,26 @@ impl RetryHint {
             reason,
         }
     }
+}
+
+/// The error object of an error body: `error` of `{"error": {...}}`, of the first element of
+/// Google's array form `[{"error": {...}}]`, or the body itself when it has no `error` member.
+/// `None` for an array that holds no error.
+pub fn error_object(body: &Value) -> Option<&Value> {
+    match body {
+        Value::Array(items) => items.iter().find_map(|item| item.get("error")),
+        _ => Some(body.get("error").unwrap_or(body)),
+    }
+}
+
+/// The human-readable message of an error body in any form [`error_object`] reads: the error's
+/// `message`, or the error itself when it is a plain string (`{"error": "..."}`).
+pub fn error_message(body: &Value) -> Option<&str> {
+    let error = error_object(body)?;
+    error
+        .get("message")
+        .and_then(Value::as_str)
+        .or_else(|| error.as_str())
 }
 
 fn header_delay(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {

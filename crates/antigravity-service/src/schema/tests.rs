@@ -26,7 +26,7 @@ fn rule_1_recursive_and_unknown_refs_stop() {
     check(
         tree,
         json!({"type": "object", "properties": {"root": {"type": "object", "properties": {
-            "child": {"description": "a Node (recursive or external schema reference)"}}}}}),
+            "child": {"type": "string", "description": "a Node (recursive or external schema reference)"}}}}}),
     );
     check(
         json!({"$ref": "https://example.com/schema.json"}),
@@ -93,8 +93,11 @@ fn rule_6_types_are_only_derived_never_invented() {
         json!({"enum": ["a", "b"]}),
         json!({"type": "string", "enum": ["a", "b"]}),
     );
-    // Mixed enums get no type at all.
-    check(json!({"enum": [1, "a"]}), json!({"enum": [1, "a"]}));
+    // Mixed enums get no type at all (their values move to the description: rule 11).
+    check(
+        json!({"enum": [1, "a"]}),
+        json!({"description": "(enum: [1,\"a\"])"}),
+    );
     check(
         json!({"properties": {}}),
         json!({"type": "object", "properties": {}}),
@@ -150,18 +153,164 @@ fn tuple_items_use_the_first_schema() {
     );
 }
 
+/// `schema` as the type of property `p`, where the nested rules apply.
+fn nested(schema: Value) -> Value {
+    json!({"type": "object", "properties": {"p": schema}})
+}
+
 #[test]
-fn parameters_are_always_objects() {
-    assert_eq!(
-        clean_parameters(&json!({})),
-        json!({"type": "object", "properties": {}})
+fn rule_10_only_formats_gemini_knows_are_kept() {
+    check(
+        json!({"type": "string", "format": "uri", "description": "The page"}),
+        json!({"type": "string", "description": "The page (format: \"uri\")"}),
     );
-    assert_eq!(
-        clean_parameters(&json!(null)),
-        json!({"type": "object", "properties": {}})
+    for format in ["email", "date", "int64", "uuid", "byte"] {
+        check(
+            json!({"type": "string", "format": format}),
+            json!({"type": "string", "description": format!("(format: \"{format}\")")}),
+        );
+    }
+    check(
+        json!({"type": "integer", "format": "uint32", "minLength": 1}),
+        json!({"type": "integer", "description": "(minLength: 1, format: \"uint32\")"}),
     );
+    for (ty, format) in [
+        ("string", "date-time"),
+        ("integer", "int32"),
+        ("integer", "int64"),
+        ("number", "float"),
+        ("number", "double"),
+    ] {
+        check(
+            json!({"type": ty, "format": format}),
+            json!({"type": ty, "format": format}),
+        );
+    }
+    check(
+        json!({"type": "string", "format": "enum", "enum": ["a", "b"]}),
+        json!({"type": "string", "format": "enum", "enum": ["a", "b"]}),
+    );
+}
+
+#[test]
+fn rule_11_enums_are_strings_or_hints() {
+    check(
+        json!({"type": "integer", "enum": [1, 2, 3], "description": "Verbosity"}),
+        json!({"type": "integer", "description": "Verbosity (enum: [1,2,3])"}),
+    );
+    check(
+        json!({"enum": [true, false]}),
+        json!({"type": "boolean", "description": "(enum: [true,false])"}),
+    );
+    check(
+        json!({"enum": [0.5, 1]}),
+        json!({"type": "number", "description": "(enum: [0.5,1])"}),
+    );
+    check(
+        json!({"const": 3}),
+        json!({"type": "integer", "description": "(enum: [3])"}),
+    );
+    // Mixed values: no type can be derived at the top; a nested one falls to rule 14.
+    check(
+        json!({"enum": [1, "a"]}),
+        json!({"description": "(enum: [1,\"a\"])"}),
+    );
+    check(
+        nested(json!({"enum": [1, "a"]})),
+        nested(json!({"type": "string", "description": "(enum: [1,\"a\"])"})),
+    );
+    // A declared string keeps its enum, every value spelled as a string.
+    check(
+        json!({"type": "string", "enum": ["a", 1, true]}),
+        json!({"type": "string", "enum": ["a", "1", "true"]}),
+    );
+    check(
+        json!({"type": "integer", "enum": [1, null]}),
+        json!({"type": "integer", "nullable": true, "description": "(enum: [1])"}),
+    );
+}
+
+#[test]
+fn rule_12_arrays_always_have_items() {
+    check(
+        json!({"type": "array"}),
+        json!({"type": "array", "items": {"type": "string"}}),
+    );
+    check(
+        json!({"type": "array", "items": {}}),
+        json!({"type": "array", "items": {"type": "string"}}),
+    );
+    check(
+        nested(json!({"type": "array", "items": {"type": "array"}})),
+        nested(json!({"type": "array", "items": {"type": "array", "items": {"type": "string"}}})),
+    );
+}
+
+#[test]
+fn rule_13_nested_objects_without_properties_travel_as_json_text() {
+    check(
+        nested(
+            json!({"type": "object", "additionalProperties": {"type": "string"}, "description": "Extra headers"}),
+        ),
+        nested(
+            json!({"type": "string", "description": "Extra headers (a JSON object written as JSON text)"}),
+        ),
+    );
+    check(
+        nested(json!({"type": "object", "properties": {}, "required": ["x"]})),
+        nested(json!({"type": "string", "description": "(a JSON object written as JSON text)"})),
+    );
+    check(
+        json!({"type": "array", "items": {"type": "object"}}),
+        json!({"type": "array", "items": {"type": "string", "description": "(a JSON object written as JSON text)"}}),
+    );
+    // The top of a schema is its caller's business (see `clean_parameters`, `clean_response`).
+    check(json!({"type": "object"}), json!({"type": "object"}));
+}
+
+#[test]
+fn rule_14_nested_schemas_without_a_type_are_strings() {
+    check(
+        nested(json!({"description": "Anything to send"})),
+        nested(json!({"type": "string", "description": "Anything to send"})),
+    );
+    check(nested(json!({})), nested(json!({"type": "string"})));
+    check(nested(json!(true)), nested(json!({"type": "string"})));
+    // A union needs no type of its own.
+    check(
+        nested(json!({"anyOf": [{"type": "string"}, {"type": "integer"}]})),
+        nested(json!({"anyOf": [{"type": "string"}, {"type": "integer"}]})),
+    );
+    check(json!({"description": "top"}), json!({"description": "top"}));
+}
+
+#[test]
+fn parameters_without_properties_are_left_out() {
+    for schema in [
+        json!({}),
+        json!(null),
+        json!({"type": "object"}),
+        json!({"type": "object", "properties": {}, "additionalProperties": false}),
+        json!({"type": "object", "additionalProperties": {"type": "string"}}),
+    ] {
+        assert_eq!(clean_parameters(&schema), None, "{schema}");
+    }
     assert_eq!(
-        clean_parameters(&json!({"type": "object"})),
-        json!({"type": "object", "properties": {}})
+        clean_parameters(&json!({"properties": {"a": {"type": "string"}}})),
+        Some(json!({"type": "object", "properties": {"a": {"type": "string"}}}))
+    );
+}
+
+#[test]
+fn response_schemas_gemini_cannot_take_are_left_out() {
+    assert_eq!(clean_response(&json!({"type": "object"})), None);
+    assert_eq!(clean_response(&json!({})), None);
+    assert_eq!(
+        clean_response(
+            &json!({"type": "array", "items": {"type": "object", "properties": {"a": {"type": "integer"}}}})
+        ),
+        Some(
+            json!({"type": "array", "items": {"type": "object", "properties": {"a": {"type": "integer"}}}})
+        )
     );
 }

@@ -204,3 +204,135 @@ fn openai_message_forms() {
         assert_eq!(parse_try_again_in(text), expected, "{text:?}");
     }
 }
+
+/// Cloud Code's `streamGenerateContent` without `alt=sse` answers (and logs) its errors as a JSON
+/// array of one error object.
+const ARRAY_CAPACITY: &str = r#"[{
+  "error": {
+    "code": 429,
+    "message": "No capacity available for model claude-sonnet-4-5 on the server",
+    "status": "RESOURCE_EXHAUSTED",
+    "details": [
+      {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": "MODEL_CAPACITY_EXHAUSTED",
+        "domain": "cloudcode-pa.googleapis.com",
+        "metadata": {"model": "claude-sonnet-4-5"}
+      }
+    ]
+  }
+}]"#;
+
+const ARRAY_WEEKLY_QUOTA: &str = r#"[
+  {
+    "error": {
+      "code": 429,
+      "message": "You have exhausted your capacity on this model. Your quota will reset after 108h12m30s.",
+      "status": "RESOURCE_EXHAUSTED",
+      "details": [
+        {
+          "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+          "reason": "QUOTA_EXHAUSTED",
+          "domain": "cloudcode-pa.googleapis.com",
+          "metadata": {"uiMessage": "true", "model": "claude-opus-4-5-thinking", "quotaResetDelay": "108h12m30.25s", "quotaResetTimeStamp": "2025-11-24T19:12:30Z"}
+        }
+      ]
+    }
+  }
+]"#;
+
+const ARRAY_RATE_LIMIT: &str = r#"[{"error":{"code":429,"message":"Resource has been exhausted (e.g. check quota).","status":"RESOURCE_EXHAUSTED",
+  "details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"RATE_LIMIT_EXCEEDED","domain":"cloudcode-pa.googleapis.com","metadata":{"quotaResetDelay":"1.5s"}},
+  {"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"1.5s"}]}}]"#;
+
+#[test]
+fn google_bodies_wrapped_in_an_array() {
+    let weekly = Duration::from_secs(108 * 3600 + 12 * 60 + 30) + Duration::from_millis(250);
+    let cases: [(&str, Option<Duration>, Option<&str>); 6] = [
+        (ARRAY_CAPACITY, None, Some("MODEL_CAPACITY_EXHAUSTED")),
+        (ARRAY_WEEKLY_QUOTA, Some(weekly), Some("QUOTA_EXHAUSTED")),
+        (
+            ARRAY_RATE_LIMIT,
+            Some(Duration::from_millis(1500)),
+            Some("RATE_LIMIT_EXCEEDED"),
+        ),
+        // The object form still wins nothing over the array: the same hint either way.
+        (
+            &format!("[{GOOGLE_RATE_LIMIT}]"),
+            Some(Duration::from_nanos(3_069_447_862)),
+            Some("RATE_LIMIT_EXCEEDED"),
+        ),
+        // Arrays that hold no error say nothing.
+        ("[]", None, None),
+        (r#"[{"candidates": []}]"#, None, None),
+    ];
+    for (body, delay, reason) in cases {
+        check(&[], body, delay, reason);
+    }
+}
+
+#[test]
+fn error_messages_are_found_in_both_forms() {
+    let value = |body: &str| serde_json::from_str::<Value>(body).unwrap();
+    let cases = [
+        (
+            ARRAY_CAPACITY,
+            Some("No capacity available for model claude-sonnet-4-5 on the server"),
+        ),
+        (
+            ARRAY_WEEKLY_QUOTA,
+            Some(
+                "You have exhausted your capacity on this model. Your quota will reset after 108h12m30s.",
+            ),
+        ),
+        (
+            GOOGLE_QUOTA_EXHAUSTED,
+            Some("Resource has been exhausted (e.g. check quota)."),
+        ),
+        (r#"{"error":"flat string"}"#, Some("flat string")),
+        (r#"[{"error":"flat string"}]"#, Some("flat string")),
+        (r#"{"message":"bare"}"#, Some("bare")),
+        ("[]", None),
+        ("[1,2,3]", None),
+        ("{}", None),
+    ];
+    for (body, message) in cases {
+        assert_eq!(error_message(&value(body)), message, "{body}");
+    }
+}
+
+#[test]
+fn upstream_errors_in_the_array_form_keep_message_reason_and_reset() {
+    let error = crate::GatewayError::from_upstream_response(
+        http::StatusCode::TOO_MANY_REQUESTS,
+        &HeaderMap::new(),
+        bytes::Bytes::from_static(ARRAY_WEEKLY_QUOTA.as_bytes()),
+        "https://cloudcode-pa.googleapis.com:443",
+    );
+    assert_eq!(
+        error.message(),
+        "You have exhausted your capacity on this model. Your quota will reset after 108h12m30s."
+    );
+    let hint = error.retry_hint().unwrap();
+    assert_eq!(hint.reason.as_deref(), Some("QUOTA_EXHAUSTED"));
+    // Measured against the real clock: the reset is 108 hours away, not a day.
+    assert!(
+        error.retry_after().unwrap() > Duration::from_secs(108 * 3600),
+        "{hint:?}"
+    );
+
+    let error = crate::GatewayError::from_upstream_response(
+        http::StatusCode::TOO_MANY_REQUESTS,
+        &HeaderMap::new(),
+        bytes::Bytes::from_static(ARRAY_CAPACITY.as_bytes()),
+        "https://cloudcode-pa.googleapis.com:443",
+    );
+    assert_eq!(
+        error.message(),
+        "No capacity available for model claude-sonnet-4-5 on the server"
+    );
+    assert_eq!(
+        error.retry_hint().and_then(|h| h.reason.as_deref()),
+        Some("MODEL_CAPACITY_EXHAUSTED")
+    );
+}
