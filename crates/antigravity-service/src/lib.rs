@@ -1,21 +1,25 @@
-//! In-process OpenAI chat completions served through Google's Antigravity (Cloud Code) API.
+//! Conversations served through Google's Antigravity (Cloud Code) API, in process.
 //!
-//! The composition crate calls [`Service::chat`] directly (no loopback HTTP) for
-//! `/chat/completions`, and [`Service::models`] for `/models`. The service translates the OpenAI
-//! request to the Antigravity protocol, calls the upstream through `gateway_core::Transport`
-//! with credentials from a [`Credentials`] implementation, and translates the upstream's event
-//! stream back to OpenAI chunks, incrementally.
+//! The composition crate calls [`Service::generate`] directly (no loopback HTTP) with a
+//! `gateway_core::conversation::Request` decoded from whichever protocol its client spoke, and
+//! encodes the neutral events it returns for that client; [`Service::models`] serves `/models`,
+//! and [`Service::chat`] is the OpenAI Chat dialect over `generate` for embedders. The service
+//! translates the conversation to the Antigravity protocol, calls the upstream through
+//! `gateway_core::Transport` with credentials from a [`Credentials`] implementation, and
+//! translates the upstream's event stream back into conversation events, incrementally.
+//! [`Translator`] offers the translation alone, without the pool or the network.
 //!
 //! Reading order: `models` (the canonical model table), `schema` (JSON-schema cleaning), `names`
-//! (reversible tool-name rewriting), `request` (OpenAI → Antigravity), `signatures` (thought
-//! signatures across turns), `response` (Antigravity → OpenAI), `credentials` (the contract),
-//! `store` (account files), `pool` (selection, tokens, cooldowns), `login` (OAuth), `service`.
+//! (reversible tool-name rewriting), `request` (conversation → Antigravity), `signatures`
+//! (thought signatures across turns), `response` (Antigravity → conversation events),
+//! `translation` (the public face of the two), `credentials` (the contract), `store` (account
+//! files), `pool` (selection, tokens, cooldowns), `login` (OAuth), `service`.
 //!
-//! Invariants (the specification is `shared/docs/antigravity.md`):
+//! Invariants:
 //! - The network is reached only through `Transport`, so everything here is testable without
 //!   sockets.
 //! - Unsupported input is a 400 naming the field; nothing is dropped silently.
-//! - Exactly one finish chunk per response; a stream without a finish reason is an error; no text
+//! - Exactly one finish per response; a stream without a finish reason is an error; no text
 //!   is ever injected into the model's output.
 //! - The project id sent upstream is always the one of the account whose token is used.
 //! - Upstream wire types stay private to this crate.
@@ -32,6 +36,7 @@ mod schema;
 mod service;
 mod signatures;
 mod store;
+mod translation;
 mod wire;
 
 pub use credentials::{AccountFile, Acquire, Credentials, Lease};
@@ -42,6 +47,7 @@ pub use pool::{
 };
 pub use service::{DEFAULT_BASE_URLS, DEFAULT_USER_AGENT, Service, ServiceConfig};
 pub use store::{AccountState, AccountStore, ImportOutcome, Imported, StoredAccount};
+pub use translation::{Events, Translated, Translator};
 
 #[cfg(test)]
 mod tests;
