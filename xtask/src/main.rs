@@ -11,6 +11,7 @@
 #![expect(clippy::print_stderr, reason = "xtask reports progress on stderr")]
 
 mod bench;
+mod clients;
 mod process;
 mod release;
 mod sdk;
@@ -41,6 +42,7 @@ fn run() -> Result<()> {
         Some("tidy") => tidy::run(&root),
         Some("release-check") => release::run(&root),
         Some("bench") => bench::run(&root, &args[1..]),
+        Some("clients") => clients::run(&root, &args[1..]),
         _ => {
             bail!(
                 "usage: cargo xtask <test|tidy|release-check|bench>\n  test    fmt, clippy, tests, the OpenAI SDK, release checks, tidy\n  tidy    structural checks\n  release-check   the systemd unit, the Containerfile, cargo install, completions, man page\n  bench   [--quick] [--check [--record-baseline]] benchmarks (docs/benchmarks.md)"
@@ -82,6 +84,7 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     step(root, "tests", "cargo", &args)?;
     eprintln!("==> sdk: the official OpenAI Python SDK against the gateway binary");
     sdk::run(root).context("step `sdk` failed")?;
+    clients::run(root, clients::IN_TEST).context("step `clients` failed")?;
     eprintln!("==> release: the systemd unit, the Containerfile, cargo install, completions, man");
     release::run(root).context("step `release` failed")?;
     eprintln!("==> tidy");

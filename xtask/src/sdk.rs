@@ -1,8 +1,10 @@
 //! The official OpenAI Python SDK against the gateway binary.
 //!
-//! Installs the SDK (pinned) into a virtual environment under `target/sdk-venv` when it is not
-//! there yet, builds the gateway and the mock upstream, starts both on ephemeral loopback ports,
-//! and runs `xtask/sdk/openai_sdk.py`. Both processes are stopped whatever happens.
+//! Installs the SDKs (pinned: OpenAI, and the Anthropic and google-genai SDKs that the client
+//! checks of [`crate::clients`] drive) into a virtual environment under `target/sdk-venv` when
+//! they are not there yet, builds the gateway and the mock upstream, starts both on ephemeral
+//! loopback ports, and runs `xtask/sdk/openai_sdk.py`. Both processes are stopped whatever
+//! happens.
 
 use std::{
     path::{Path, PathBuf},
@@ -13,8 +15,12 @@ use anyhow::{Context, Result, bail};
 
 use crate::process::{Running, first_line, listening_address, mock_gateway_setup};
 
-/// The SDK version the checks are written against.
-const OPENAI_SDK: &str = "3.51.0";
+/// The SDK versions the checks are written against: (pip name, import name, version).
+const SDKS: &[(&str, &str, &str)] = &[
+    ("openai", "openai", "3.51.0"),
+    ("anthropic", "anthropic", "2.14.0"),
+    ("google-genai", "google.genai", "3.6.1"),
+];
 
 pub(crate) fn run(root: &Path) -> Result<()> {
     let target = root.join("target");
@@ -88,8 +94,8 @@ level = "warn,gateway=info"
     Ok(())
 }
 
-/// A virtual environment with the pinned SDK; created or updated only when needed.
-fn ensure_sdk(target: &Path) -> Result<PathBuf> {
+/// A virtual environment with the pinned SDKs; created or updated only when needed.
+pub(crate) fn ensure_sdk(target: &Path) -> Result<PathBuf> {
     let venv = target.join("sdk-venv");
     let python = venv.join("bin").join("python");
     if !python.exists() {
@@ -100,8 +106,16 @@ fn ensure_sdk(target: &Path) -> Result<PathBuf> {
             &["-m", "venv", &venv.display().to_string()],
         )?;
     }
-    let check =
-        format!("import openai, sys; sys.exit(0 if openai.__version__ == '{OPENAI_SDK}' else 1)");
+    let imports: Vec<&str> = SDKS.iter().map(|(_, module, _)| *module).collect();
+    let versions: Vec<String> = SDKS
+        .iter()
+        .map(|(_, module, version)| format!("{module}.__version__ == '{version}'"))
+        .collect();
+    let check = format!(
+        "import sys, {}; sys.exit(0 if {} else 1)",
+        imports.join(", "),
+        versions.join(" and ")
+    );
     let installed = Command::new(&python)
         .args(["-c", &check])
         .stderr(Stdio::null())
@@ -109,17 +123,13 @@ fn ensure_sdk(target: &Path) -> Result<PathBuf> {
         .is_ok_and(|s| s.success());
     if !installed {
         let pip = venv.join("bin").join("pip");
-        crate::step(
-            target,
-            "sdk install",
-            &pip.display().to_string(),
-            &[
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                &format!("openai=={OPENAI_SDK}"),
-            ],
-        )?;
+        let pins: Vec<String> = SDKS
+            .iter()
+            .map(|(name, _, version)| format!("{name}=={version}"))
+            .collect();
+        let mut args = vec!["install", "--quiet", "--disable-pip-version-check"];
+        args.extend(pins.iter().map(String::as_str));
+        crate::step(target, "sdk install", &pip.display().to_string(), &args)?;
     }
     Ok(python)
 }

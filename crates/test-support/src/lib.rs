@@ -1,6 +1,7 @@
 //! Dev-only helpers for the gateway's tests. Never a normal dependency of a product crate.
 //!
-//! - [`MockUpstream`]: a scriptable OpenAI-compatible upstream with fault injection, request and
+//! - [`MockUpstream`]: a scriptable upstream speaking OpenAI Chat Completions, Antigravity,
+//!   Anthropic Messages, OpenAI Responses and the Gemini API, with fault injection, request and
 //!   connection counters, abort detection and request recording.
 //! - [`ConnectProxy`]: a minimal HTTP CONNECT proxy for outbound-proxy tests.
 //!

@@ -1,8 +1,22 @@
-//! A scriptable OpenAI-compatible upstream on 127.0.0.1 with fault injection.
+//! A scriptable upstream on 127.0.0.1 with fault injection that speaks every protocol the
+//! gateway meets: OpenAI Chat Completions, the Antigravity (Cloud Code) API and its OAuth
+//! endpoints, Anthropic Messages, OpenAI Responses and the Gemini API.
 //!
 //! Behaviour is chosen per request: first from the script queue ([`MockUpstream::push`]), else
-//! from `x-mock-*` request headers ([`Behaviour::from_headers`]). The mock counts requests,
-//! connections and aborted responses, and records every request it received.
+//! from `x-mock-*` request headers ([`Behaviour::from_headers`]); a model named
+//! `...mock-status-NNN...` answers status NNN on any path, so a backend that forwards no
+//! header (the in-process Antigravity service) can still be faulted. The mock counts requests,
+//! connections and aborted responses, and records every request it received; a process that
+//! drives the mock over HTTP reads the record with `GET /_mock/requests` and clears it with
+//! `DELETE /_mock/requests` (those two are never recorded themselves).
+//!
+//! Answers are deterministic. A request that declares tools and whose last user turn carries no
+//! tool result is answered with a call of the first declared tool (arguments
+//! [`TOOL_ARGUMENTS`]), or of the tool a `mock-call: NAME {json arguments}` line in that turn
+//! names. Chat Completions and Antigravity answers are otherwise exactly those of the functions
+//! below; the other protocols are planned in `dialects` (thinking blocks with
+//! [`MOCK_SIGNATURE`] when the request asks for thinking, and after a tool result a text that
+//! starts with [`TOOL_SAID`] and repeats what the tool said).
 
 use std::{
     collections::VecDeque,
@@ -26,6 +40,10 @@ use hyper_util::{
     server::conn::auto,
 };
 use tokio::{net::TcpListener, sync::mpsc, task::JoinHandle};
+
+mod dialects;
+
+pub use dialects::{MOCK_SIGNATURE, MOCK_TEXT, MOCK_THINKING, TOOL_SAID, token_estimate};
 
 type MockBody = BoxBody<Bytes, std::io::Error>;
 
@@ -298,6 +316,9 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Mo
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    if parts.uri.path() == "/_mock/requests" {
+        return Ok(control(&parts.method, &state));
+    }
     let behaviour = lock(&state.script)
         .pop_front()
         .unwrap_or_else(|| Behaviour::from_headers(&parts.headers));
@@ -330,6 +351,17 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Mo
     if model == FAIL_BEFORE_CONTENT {
         behaviour.error_event_after = Some(0);
     }
+    let named_model = dialects::model_of(&json, parts.uri.path());
+    if behaviour.status == 200
+        && let Some(status) = named_model.as_deref().and_then(dialects::status_from_model)
+    {
+        behaviour.status = status;
+    }
+    let route = dialects::Route::of(&parts.method, parts.uri.path(), parts.uri.query());
+    let malformed = route.as_ref().is_some_and(|r| r.invalid(&json).is_some());
+    if behaviour.status == 200 && behaviour.body.is_none() && malformed {
+        behaviour.status = 400;
+    }
     let status = StatusCode::from_u16(behaviour.status).unwrap_or(StatusCode::OK);
     let mut builder = Response::builder().status(status);
     if let Some(retry_after) = &behaviour.retry_after {
@@ -342,6 +374,18 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Mo
     let tool = tool_to_call(&json);
     let (content_type, body): (&str, MockBody) = if let Some(body) = behaviour.body.clone() {
         ("application/json", full(body))
+    } else if let Some(route) = route {
+        let model = named_model.unwrap_or(model);
+        planned(
+            &route,
+            &json,
+            &model,
+            body.len(),
+            behaviour.clone(),
+            status,
+            in_flight,
+        )
+        .await
     } else if !status.is_success() {
         let message = format!("mock error {}", status.as_u16());
         let body = serde_json::json!({"error": {"message": message, "type": "mock_error", "param": null, "code": null}});
@@ -377,10 +421,15 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Mo
         .path()
         .ends_with("v1internal:streamGenerateContent")
     {
+        let flavour = if dialects::antigravity_claude_thinking(&json) {
+            Flavour::AntigravityThinking
+        } else {
+            Flavour::Antigravity
+        };
         let body = stream_body(
             behaviour.clone(),
             model,
-            Flavour::Antigravity,
+            flavour,
             tool.clone(),
             state.clone(),
             in_flight,
@@ -409,7 +458,7 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Mo
             tokio::time::sleep(behaviour.first_chunk_delay).await;
         }
         let body = match &tool {
-            Some(name) => tool_completion_json(&model, name),
+            Some((name, arguments)) => tool_call_json(&model, name, arguments),
             None => completion_json(&model),
         };
         ("application/json", full(body))
@@ -421,6 +470,135 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Mo
         .header(header::CONTENT_TYPE, content_type)
         .body(body)
         .map_err(|_| Reset)
+}
+
+/// `GET /_mock/requests`: every recorded request as JSON (bodies parsed when they are JSON);
+/// `DELETE`: forget them.
+fn control(method: &Method, state: &State) -> Response<MockBody> {
+    let mut recorded = lock(&state.recorded);
+    let body = if *method == Method::DELETE {
+        recorded.clear();
+        "[]".to_owned()
+    } else {
+        let list: Vec<serde_json::Value> = recorded
+            .iter()
+            .map(|r| {
+                let headers: serde_json::Map<String, serde_json::Value> = r
+                    .headers
+                    .iter()
+                    .map(|(name, value)| {
+                        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                        (name.as_str().to_owned(), serde_json::Value::String(value))
+                    })
+                    .collect();
+                let body = serde_json::from_slice(&r.body).unwrap_or_else(|_| {
+                    serde_json::Value::String(String::from_utf8_lossy(&r.body).into_owned())
+                });
+                serde_json::json!({"method": r.method.as_str(), "uri": r.uri.to_string(),
+                    "headers": headers, "body": body})
+            })
+            .collect();
+        serde_json::Value::Array(list).to_string()
+    };
+    let mut response = Response::new(full(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The answer of a protocol planned in `dialects`: its error envelope, its JSON, or its event
+/// stream under the stream controls of `behaviour`.
+async fn planned(
+    route: &dialects::Route,
+    json: &serde_json::Value,
+    model: &str,
+    body_len: usize,
+    behaviour: Behaviour,
+    status: StatusCode,
+    in_flight: InFlight,
+) -> (&'static str, MockBody) {
+    if !status.is_success() {
+        let body = match route.invalid(json) {
+            Some(reason) if status == StatusCode::BAD_REQUEST => route.error_message(400, reason),
+            _ => route.error_body(status.as_u16()),
+        };
+        return ("application/json", full(body));
+    }
+    let plan = dialects::Plan::new(route, json, model, body_len, &behaviour);
+    if route.streams(json, behaviour.force_stream) {
+        let pieces = dialects::stream_pieces(route, &plan, json);
+        let state = in_flight.0.clone();
+        let guard = AbortGuard {
+            state,
+            finished: false,
+            _in_flight: Some(in_flight),
+        };
+        let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+        tokio::spawn(produce_pieces(behaviour, pieces, tx));
+        return (
+            "text/event-stream",
+            BodyExt::boxed(ChannelBody { rx, guard }),
+        );
+    }
+    if !behaviour.first_chunk_delay.is_zero() {
+        tokio::time::sleep(behaviour.first_chunk_delay).await;
+    }
+    drop(in_flight);
+    let body = dialects::json_answer(route, &plan, json);
+    ("application/json", full(body))
+}
+
+/// Send planned events, applying the stream controls before each content event.
+async fn produce_pieces(
+    b: Behaviour,
+    pieces: Vec<dialects::Piece>,
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+) {
+    let pause = |d: Duration| {
+        let tx = tx.clone();
+        async move {
+            tokio::select! {
+                () = tokio::time::sleep(d) => true,
+                () = tx.closed() => false,
+            }
+        }
+    };
+    if !b.first_chunk_delay.is_zero() && !pause(b.first_chunk_delay).await {
+        return;
+    }
+    let mut index = 0;
+    for piece in pieces {
+        if let Some(error) = piece.content {
+            if b.drop_after == Some(index) {
+                let _ = tx.send(Err(std::io::Error::other("mock drop"))).await;
+                return;
+            }
+            if b.stall_after == Some(index) {
+                tx.closed().await;
+                return;
+            }
+            if b.error_event_after == Some(index) {
+                let _ = tx.send(Ok(Bytes::from(error))).await;
+                return;
+            }
+            if index > 0 && !b.interval.is_zero() && !pause(b.interval).await {
+                return;
+            }
+            index += 1;
+        }
+        let chunks = if b.split_writes {
+            split_inside_code_point(piece.bytes)
+        } else {
+            vec![piece.bytes]
+        };
+        for chunk in chunks {
+            if tx.send(Ok(Bytes::from(chunk))).await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 fn full(bytes: impl Into<Bytes>) -> MockBody {
@@ -449,39 +627,75 @@ pub const FAIL_BEFORE_CONTENT: &str = "mock-error-before-content";
 /// The arguments every mock tool call carries.
 pub const TOOL_ARGUMENTS: &str = r#"{"city":"Paris"}"#;
 
-/// The tool a mock answer calls: the first declared one, when the last turn is the user's
-/// (OpenAI `tools[].function.name` or Antigravity `tools[].functionDeclarations[].name`).
-fn tool_to_call(json: &serde_json::Value) -> Option<String> {
-    let openai_tool = json["tools"][0]["function"]["name"].as_str();
+/// The tool a mock answer calls and its JSON arguments: the first declared one, when the last
+/// turn is the user's (OpenAI `tools[].function.name` or Antigravity
+/// `tools[].functionDeclarations[].name`), or the declared one a `mock-call:` line of that turn
+/// names.
+fn tool_to_call(json: &serde_json::Value) -> Option<(String, String)> {
+    let named = |declared: Vec<&str>| {
+        let first = (*declared.first()?).to_owned();
+        let chosen = dialects::directive(&dialects::chat_user_text(json));
+        match chosen {
+            Some((name, _)) if name == dialects::NO_CALL => None,
+            Some(call) if declared.contains(&call.0.as_str()) => Some(call),
+            _ => Some((first, TOOL_ARGUMENTS.to_owned())),
+        }
+    };
+    let openai_tools: Vec<&str> = json["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["function"]["name"].as_str())
+        .collect();
     let last_openai = json["messages"].as_array().and_then(|m| m.last());
-    if let (Some(name), Some(last)) = (openai_tool, last_openai) {
-        return (last["role"] == "user").then(|| name.to_owned());
+    let first_named = json["tools"][0]["function"]["name"].is_string();
+    if let (true, Some(last)) = (first_named, last_openai) {
+        return if last["role"] == "user" {
+            named(openai_tools)
+        } else {
+            None
+        };
     }
     let request = &json["request"];
-    let declared = request["tools"][0]["functionDeclarations"][0]["name"].as_str()?;
+    request["tools"][0]["functionDeclarations"][0]["name"].as_str()?;
+    let declared: Vec<&str> = request["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|t| t["functionDeclarations"].as_array().into_iter().flatten())
+        .filter_map(|d| d["name"].as_str())
+        .collect();
     let last = request["contents"].as_array()?.last()?;
     let answered = last["parts"]
         .as_array()
         .is_some_and(|parts| parts.iter().any(|p| p.get("functionResponse").is_some()));
-    (last["role"] == "user" && !answered).then(|| declared.to_owned())
+    if last["role"] == "user" && !answered {
+        named(declared)
+    } else {
+        None
+    }
 }
 
 /// A whole completion that calls `tool`.
 pub fn tool_completion_json(model: &str, tool: &str) -> String {
+    tool_call_json(model, tool, TOOL_ARGUMENTS)
+}
+
+fn tool_call_json(model: &str, tool: &str, arguments: &str) -> String {
     serde_json::json!({
         "id": "chatcmpl-mock-tool",
         "object": "chat.completion",
         "created": 1_700_000_000,
         "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [
-            {"id": "call_mock_1", "type": "function", "function": {"name": tool, "arguments": TOOL_ARGUMENTS}}
+            {"id": "call_mock_1", "type": "function", "function": {"name": tool, "arguments": arguments}}
         ]}, "finish_reason": "tool_calls"}],
         "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
     })
     .to_string()
 }
 
-fn tool_call_events(model: &str, tool: &str) -> Vec<Vec<u8>> {
+fn tool_call_events(model: &str, tool: &str, arguments: &str) -> Vec<Vec<u8>> {
     let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
         event(&serde_json::json!({
             "id": "chatcmpl-mock-tool", "object": "chat.completion.chunk", "created": 1_700_000_000,
@@ -495,7 +709,7 @@ fn tool_call_events(model: &str, tool: &str) -> Vec<Vec<u8>> {
         ),
         chunk(
             serde_json::json!({"tool_calls": [{"index": 0, "id": "call_mock_1", "type": "function",
-                "function": {"name": tool, "arguments": TOOL_ARGUMENTS}}]}),
+                "function": {"name": tool, "arguments": arguments}}]}),
             serde_json::Value::Null,
         ),
         chunk(serde_json::json!({}), serde_json::json!("tool_calls")),
@@ -503,10 +717,11 @@ fn tool_call_events(model: &str, tool: &str) -> Vec<Vec<u8>> {
     ]
 }
 
-fn antigravity_tool_call_events(tool: &str) -> Vec<Vec<u8>> {
+fn antigravity_tool_call_events(tool: &str, arguments: &str) -> Vec<Vec<u8>> {
+    let args: serde_json::Value = serde_json::from_str(arguments).unwrap_or_default();
     vec![event(&serde_json::json!({"response": {
         "candidates": [{"content": {"role": "model", "parts": [
-            {"functionCall": {"name": tool, "args": {"city": "Paris"}}}
+            {"functionCall": {"name": tool, "args": args}}
         ]}, "finishReason": "STOP"}],
         "usageMetadata": {"promptTokenCount": 9, "candidatesTokenCount": 4}
     }}))]
@@ -553,6 +768,8 @@ fn event(json: &serde_json::Value) -> Vec<u8> {
 enum Flavour {
     OpenAi,
     Antigravity,
+    /// Antigravity for a Claude model asked for thoughts: a signed thought comes first.
+    AntigravityThinking,
 }
 
 /// Content event `index` of a mock Antigravity stream.
@@ -582,7 +799,7 @@ fn stream_body(
     behaviour: Behaviour,
     model: String,
     flavour: Flavour,
-    tool: Option<String>,
+    tool: Option<(String, String)>,
     state: Arc<State>,
     in_flight: InFlight,
 ) -> MockBody {
@@ -600,13 +817,23 @@ async fn produce(
     b: Behaviour,
     model: String,
     flavour: Flavour,
-    tool: Option<String>,
+    tool: Option<(String, String)>,
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) {
-    if let Some(name) = tool {
+    if flavour == Flavour::AntigravityThinking
+        && tx
+            .send(Ok(dialects::antigravity_thought_event()))
+            .await
+            .is_err()
+    {
+        return;
+    }
+    if let Some((name, arguments)) = tool {
         let events = match flavour {
-            Flavour::OpenAi => tool_call_events(&model, &name),
-            Flavour::Antigravity => antigravity_tool_call_events(&name),
+            Flavour::OpenAi => tool_call_events(&model, &name, &arguments),
+            Flavour::Antigravity | Flavour::AntigravityThinking => {
+                antigravity_tool_call_events(&name, &arguments)
+            }
         };
         for event in events {
             if tx.send(Ok(Bytes::from(event))).await.is_err() {
@@ -647,7 +874,7 @@ async fn produce(
         }
         let mut bytes = match flavour {
             Flavour::OpenAi => chunk_event(&model, index),
-            Flavour::Antigravity => antigravity_event(index),
+            Flavour::Antigravity | Flavour::AntigravityThinking => antigravity_event(index),
         };
         if b.invalid_utf8 && index == 1 {
             bytes = b"data: {\"choices\":[{\"delta\":{\"content\":\"\xff\xfe\"}}]}\n\n".to_vec();
@@ -673,7 +900,7 @@ async fn produce(
     }
     let finish = match flavour {
         Flavour::OpenAi => finish_event(&model),
-        Flavour::Antigravity => antigravity_finish_event(),
+        Flavour::Antigravity | Flavour::AntigravityThinking => antigravity_finish_event(),
     };
     if tx.send(Ok(Bytes::from(finish))).await.is_err() {
         return;

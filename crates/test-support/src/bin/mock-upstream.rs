@@ -1,6 +1,7 @@
 //! The mock upstream as a process, for checks that drive the gateway binary with real clients
-//! (`cargo xtask test`, `cargo xtask bench`). Prints its URL on the first line of stdout, then
-//! serves until it is killed.
+//! (`cargo xtask test`, `cargo xtask clients`, `cargo xtask bench`). Prints its URL on the first
+//! line of stdout, then serves until it is killed; `GET /_mock/requests` returns what it
+//! received and `DELETE /_mock/requests` forgets it.
 
 use std::io::Write;
 
