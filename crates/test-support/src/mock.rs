@@ -447,7 +447,11 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Mo
             stream_body(
                 behaviour.clone(),
                 model,
-                Flavour::OpenAi,
+                if json["stream_options"]["include_usage"] == true {
+                    Flavour::OpenAiUsage
+                } else {
+                    Flavour::OpenAi
+                },
                 tool.clone(),
                 state.clone(),
                 in_flight,
@@ -767,6 +771,8 @@ fn event(json: &serde_json::Value) -> Vec<u8> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Flavour {
     OpenAi,
+    /// OpenAI asked for `stream_options.include_usage`: a usage chunk before `[DONE]`.
+    OpenAiUsage,
     Antigravity,
     /// Antigravity for a Claude model asked for thoughts: a signed thought comes first.
     AntigravityThinking,
@@ -830,7 +836,9 @@ async fn produce(
     }
     if let Some((name, arguments)) = tool {
         let events = match flavour {
-            Flavour::OpenAi => tool_call_events(&model, &name, &arguments),
+            Flavour::OpenAi | Flavour::OpenAiUsage => {
+                tool_call_events(&model, &name, &arguments)
+            }
             Flavour::Antigravity | Flavour::AntigravityThinking => {
                 antigravity_tool_call_events(&name, &arguments)
             }
@@ -873,7 +881,7 @@ async fn produce(
             return;
         }
         let mut bytes = match flavour {
-            Flavour::OpenAi => chunk_event(&model, index),
+            Flavour::OpenAi | Flavour::OpenAiUsage => chunk_event(&model, index),
             Flavour::Antigravity | Flavour::AntigravityThinking => antigravity_event(index),
         };
         if b.invalid_utf8 && index == 1 {
@@ -899,13 +907,23 @@ async fn produce(
         return;
     }
     let finish = match flavour {
-        Flavour::OpenAi => finish_event(&model),
+        Flavour::OpenAi | Flavour::OpenAiUsage => finish_event(&model),
         Flavour::Antigravity | Flavour::AntigravityThinking => antigravity_finish_event(),
     };
     if tx.send(Ok(Bytes::from(finish))).await.is_err() {
         return;
     }
-    if !b.no_done && flavour == Flavour::OpenAi {
+    if flavour == Flavour::OpenAiUsage {
+        let usage = event(&serde_json::json!({
+            "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1_700_000_000,
+            "model": model, "choices": [],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 6, "total_tokens": 11}
+        }));
+        if tx.send(Ok(Bytes::from(usage))).await.is_err() {
+            return;
+        }
+    }
+    if !b.no_done && matches!(flavour, Flavour::OpenAi | Flavour::OpenAiUsage) {
         let _ = tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await;
     }
 }
