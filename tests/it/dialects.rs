@@ -531,3 +531,126 @@ async fn token_counts_come_from_the_upstream_or_a_tokenizer() {
         answer.text()
     );
 }
+
+const GEMINI_ANSWER: &str = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"Hi from AI Studio"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":5,"totalTokenCount":9}}"#;
+
+fn gemini_answer(status: u16) -> Behaviour {
+    Behaviour {
+        status,
+        body: Some(Bytes::from_static(if status == 200 {
+            GEMINI_ANSWER.as_bytes()
+        } else {
+            br#"{"error":{"code":429,"message":"Resource has been exhausted","status":"RESOURCE_EXHAUSTED"}}"#
+        })),
+        ..Behaviour::default()
+    }
+}
+
+#[tokio::test]
+async fn gemini_backends_pass_gemini_clients_convert_others_and_rotate_keys() {
+    let studio = MockUpstream::start().await.unwrap();
+    let gateway = Gateway::start(&format!(
+        "[server]\napi_keys = [\"gw-key\"]\n\
+         [backends.studio]\nkind = \"gemini\"\nbase_url = \"{}/v1beta\"\napi_key = \"key-a\"\napi_keys = [\"key-b\"]\nmodels = [\"gemini-*\"]\n\
+         [aliases]\nflash = \"gemini-2.5-flash\"\n",
+        studio.url()
+    ))
+    .await;
+    let body = json!({"contents": [{"role": "user", "parts": [{"text": "hello"}]}]}).to_string();
+
+    // A Gemini client through an alias: bytes as sent, the model rewritten in the path, the
+    // client's key replaced by the backend's.
+    studio.push(gemini_answer(200));
+    let answer = send(
+        Method::POST,
+        &gateway.url("/v1beta/models/flash:generateContent?key=gw-key"),
+        &[JSON],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(
+        answer.json()["candidates"][0]["content"]["parts"][0]["text"],
+        "Hi from AI Studio"
+    );
+    let seen = studio.recorded().pop().unwrap();
+    assert_eq!(seen.uri, "/v1beta/models/gemini-2.5-flash:generateContent");
+    assert_eq!(seen.body, body.as_bytes());
+    assert_eq!(seen.headers["x-goog-api-key"], "key-a");
+
+    // The next request takes the next key.
+    studio.push(gemini_answer(200));
+    let url = gateway.url("/v1beta/models/gemini-2.5-flash:generateContent");
+    let answer = send(
+        Method::POST,
+        &url,
+        &[JSON, ("x-goog-api-key", "gw-key")],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(
+        studio.recorded().pop().unwrap().headers["x-goog-api-key"],
+        "key-b"
+    );
+
+    // A rate-limited key cools down; the retry and the next requests use the other one.
+    studio.push(gemini_answer(429));
+    studio.push(gemini_answer(200));
+    let answer = send(
+        Method::POST,
+        &url,
+        &[JSON, ("x-goog-api-key", "gw-key")],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let keys: Vec<String> = studio
+        .recorded()
+        .iter()
+        .rev()
+        .take(2)
+        .map(|r| r.headers["x-goog-api-key"].to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        keys,
+        ["key-b", "key-a"],
+        "newest first: the 429 was key-a, the retry key-b"
+    );
+    for _ in 0..2 {
+        studio.push(gemini_answer(200));
+        send(
+            Method::POST,
+            &url,
+            &[JSON, ("x-goog-api-key", "gw-key")],
+            body.clone(),
+        )
+        .await;
+        assert_eq!(
+            studio.recorded().pop().unwrap().headers["x-goog-api-key"],
+            "key-b"
+        );
+    }
+
+    // An OpenAI client is converted: the request in Gemini's shape to the model's path.
+    studio.push(gemini_answer(200));
+    let chat =
+        json!({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "hello"}]});
+    let answer = send(
+        Method::POST,
+        &gateway.url("/v1/chat/completions"),
+        &[JSON, ("authorization", "Bearer gw-key")],
+        chat.to_string(),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(
+        answer.json()["choices"][0]["message"]["content"],
+        "Hi from AI Studio"
+    );
+    assert_eq!(answer.json()["usage"]["total_tokens"], 9);
+    let seen = studio.recorded().pop().unwrap();
+    assert_eq!(seen.uri, "/v1beta/models/gemini-2.5-flash:generateContent");
+    assert_eq!(seen.json()["contents"][0]["parts"][0]["text"], "hello");
+    assert!(seen.headers.get("authorization").is_none());
+}

@@ -7,7 +7,9 @@ use std::sync::{
 };
 
 use antigravity_service::{AccountPool, AccountStore, PoolConfig, Service, ServiceConfig};
-use gateway_core::{Dialect, ErrorKind, GatewayError, openai::ModelList, responses::ReasoningSeal};
+use gateway_core::{
+    Dialect, ErrorKind, GatewayError, Secret, openai::ModelList, responses::ReasoningSeal,
+};
 use gateway_proxy::{Client, ClientConfig, Forwarder, HeaderPolicy, KeyHeader};
 
 use crate::{
@@ -15,6 +17,7 @@ use crate::{
     budget::RetryBudget,
     config::{Auth, BackendConfig, BackendKind, Config},
     dispatch::Facts,
+    keys::KeyRing,
     metrics::Metrics,
     routing::Patterns,
 };
@@ -36,11 +39,11 @@ pub(crate) struct Backend {
 pub(crate) enum Reach {
     /// The in-process Antigravity service (a direct call), and its `proxy_url` for what the
     /// service does not serve or while it cannot.
-    InProcess { proxy: Option<Forwarder> },
+    InProcess { proxy: Option<Box<Forwarder>> },
     /// An HTTP upstream through `gateway-proxy`, speaking `dialect`, and serving `native`
     /// other dialects itself.
     Http {
-        upstream: Forwarder,
+        upstream: KeyRing,
         dialect: Dialect,
         native: Vec<Dialect>,
     },
@@ -48,34 +51,46 @@ pub(crate) enum Reach {
 
 impl Reach {
     fn of(backend: &BackendConfig) -> Result<Self, GatewayError> {
-        let forwarder = |url: &str, key_header: KeyHeader| {
-            let client = Client::new(ClientConfig {
-                connect_timeout: backend.connect_timeout,
-                proxy: backend.outbound_proxy.clone(),
-                ..ClientConfig::default()
-            })?;
-            let policy = HeaderPolicy::new()
-                .api_key(backend.api_key.clone())
-                .key_header(key_header)
-                .forward_client_auth(backend.forward_client_auth)
-                .forward_headers(&backend.forward_headers);
-            Forwarder::new(client, url, policy)
-        };
+        let client = Client::new(ClientConfig {
+            connect_timeout: backend.connect_timeout,
+            proxy: backend.outbound_proxy.clone(),
+            ..ClientConfig::default()
+        })?;
         let key_header = match backend.auth {
             Auth::Bearer => KeyHeader::Bearer,
             Auth::XApiKey => KeyHeader::XApiKey,
+            Auth::XGoogApiKey => KeyHeader::XGoogApiKey,
         };
+        let with_key = |url: &str, key: &Secret| {
+            let policy = HeaderPolicy::new()
+                .api_key(key.clone())
+                .key_header(key_header)
+                .forward_client_auth(backend.forward_client_auth)
+                .forward_headers(&backend.forward_headers);
+            Forwarder::new(client.clone(), url, policy)
+        };
+        let forwarder = |url: &str, _: KeyHeader| with_key(url, &backend.api_key);
         let url = backend.base_url.as_deref().unwrap_or_default();
+        // One forwarder per key (the client and its pool are shared).
+        let ring = |url: &str| -> Result<KeyRing, GatewayError> {
+            let keys = std::iter::once(&backend.api_key)
+                .filter(|k| !k.is_empty() || backend.api_keys.is_empty())
+                .chain(&backend.api_keys);
+            Ok(KeyRing::new(
+                keys.map(|key| with_key(url, key))
+                    .collect::<Result<_, _>>()?,
+            ))
+        };
         Ok(match backend.kind {
             BackendKind::Antigravity => Self::InProcess {
                 proxy: backend
                     .proxy_url
                     .as_deref()
-                    .map(|url| forwarder(url, key_header))
+                    .map(|url| forwarder(url, key_header).map(Box::new))
                     .transpose()?,
             },
             BackendKind::Openai => Self::Http {
-                upstream: forwarder(url, key_header)?,
+                upstream: ring(url)?,
                 dialect: Dialect::OpenAiChat,
                 native: [
                     (backend.native_messages, Dialect::Anthropic),
@@ -86,18 +101,47 @@ impl Reach {
                 .collect(),
             },
             BackendKind::Anthropic => Self::Http {
-                upstream: forwarder(url, key_header)?,
+                upstream: ring(url)?,
                 dialect: Dialect::Anthropic,
+                native: Vec::new(),
+            },
+            BackendKind::Gemini => Self::Http {
+                upstream: ring(url)?,
+                dialect: Dialect::Gemini,
                 native: Vec::new(),
             },
         })
     }
 
-    /// The HTTP way to this backend, when there is one.
+    /// The HTTP way to this backend, when there is one (for calls that use no key's quota).
     pub(crate) fn forwarder(&self) -> Option<&Forwarder> {
         match self {
-            Self::InProcess { proxy } => proxy.as_ref(),
-            Self::Http { upstream, .. } => Some(upstream),
+            Self::InProcess { proxy } => proxy.as_deref(),
+            Self::Http { upstream, .. } => upstream.any(),
+        }
+    }
+
+    /// The HTTP way for one request: the next usable key of an HTTP upstream (reported back
+    /// through [`Reach::report`]), or the `proxy_url`.
+    pub(crate) fn pick(&self) -> Result<Option<(usize, &Forwarder)>, GatewayError> {
+        match self {
+            Self::InProcess { proxy } => Ok(proxy.as_deref().map(|p| (0, p))),
+            Self::Http { upstream, .. } => upstream.pick().map(Some),
+        }
+    }
+
+    /// How many keys an HTTP upstream rotates (1 for the in-process backend).
+    pub(crate) fn keys(&self) -> usize {
+        match self {
+            Self::InProcess { .. } => 1,
+            Self::Http { upstream, .. } => upstream.len(),
+        }
+    }
+
+    /// What the upstream said of the key a request used.
+    pub(crate) fn report(&self, key: usize, outcome: Result<(), &GatewayError>) {
+        if let Self::Http { upstream, .. } = self {
+            upstream.report(key, outcome);
         }
     }
 

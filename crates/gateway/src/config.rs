@@ -135,6 +135,8 @@ pub enum BackendKind {
     Openai,
     /// Any Anthropic-Messages upstream (Kiro gateways, AnyRouter, api.anthropic.com).
     Anthropic,
+    /// A Gemini API upstream (AI Studio keys).
+    Gemini,
 }
 
 impl BackendKind {
@@ -144,6 +146,7 @@ impl BackendKind {
             Self::Antigravity => "antigravity",
             Self::Openai => "openai",
             Self::Anthropic => "anthropic",
+            Self::Gemini => "gemini",
         }
     }
 }
@@ -156,6 +159,8 @@ pub enum Auth {
     Bearer,
     /// `x-api-key: <key>` (the default for `anthropic`).
     XApiKey,
+    /// `x-goog-api-key: <key>` (the default for `gemini`).
+    XGoogApiKey,
 }
 
 /// `[backends.NAME]`.
@@ -173,6 +178,9 @@ pub struct BackendConfig {
     /// The backend's own key.
     #[serde(serialize_with = "redact")]
     pub api_key: Secret,
+    /// More keys, rotated with `api_key` and cooled one by one on rate limits.
+    #[serde(serialize_with = "redact_all")]
+    pub api_keys: Vec<Secret>,
     /// How the key is sent.
     pub auth: Auth,
     /// Whether the client's own credentials are forwarded.
@@ -776,11 +784,14 @@ impl Validator<'_> {
             "antigravity" => BackendKind::Antigravity,
             "openai" => BackendKind::Openai,
             "anthropic" => BackendKind::Anthropic,
+            "gemini" => BackendKind::Gemini,
             other => {
                 self.error(
                     &key("kind"),
                     Some(raw.kind.span()),
-                    format!("{other:?} is not a backend kind (antigravity, openai or anthropic)"),
+                    format!(
+                        "{other:?} is not a backend kind (antigravity, openai, anthropic or gemini)"
+                    ),
                 );
                 BackendKind::Openai
             }
@@ -795,14 +806,18 @@ impl Validator<'_> {
         }
         let auth = match self.opt_text(&key("auth"), raw.auth.as_ref()).as_deref() {
             None if kind == BackendKind::Anthropic => Auth::XApiKey,
+            None if kind == BackendKind::Gemini => Auth::XGoogApiKey,
             None => Auth::Bearer,
             Some("bearer") => Auth::Bearer,
             Some("x-api-key") => Auth::XApiKey,
+            Some("x-goog-api-key") => Auth::XGoogApiKey,
             Some(other) => {
                 self.error(
                     &key("auth"),
                     raw.auth.as_ref().map(|a| a.span()),
-                    format!("{other:?} is not a way to send the key (bearer or x-api-key)"),
+                    format!(
+                        "{other:?} is not a way to send the key (bearer, x-api-key or x-goog-api-key)"
+                    ),
                 );
                 Auth::Bearer
             }
@@ -827,6 +842,13 @@ impl Validator<'_> {
                 self.opt_text(&key("api_key"), raw.api_key.as_ref())
                     .unwrap_or_default(),
             ),
+            api_keys: self
+                .texts(&key("api_keys"), raw.api_keys.as_ref())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|k| !k.is_empty())
+                .map(Secret::new)
+                .collect(),
             auth,
             forward_client_auth: raw.forward_client_auth.unwrap_or(false),
             native_messages: raw.native_messages.unwrap_or(false),

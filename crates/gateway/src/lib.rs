@@ -30,6 +30,7 @@ pub mod config;
 mod convert;
 mod dispatch;
 mod http;
+mod keys;
 mod metrics;
 mod models;
 mod routing;

@@ -23,6 +23,7 @@ use crate::{
 };
 
 /// What one attempt sends: the client's request and the model of the hop.
+#[derive(Clone)]
 pub(crate) struct Call<'a> {
     pub(crate) method: Method,
     /// The endpoint below the API root, with the client's query string.
@@ -94,9 +95,33 @@ pub(crate) async fn attempt(
                 other => other,
             }
         }
-        Some(Way::Pass) => proxy(app, backend, call).await,
-        Some(Way::Convert(upstream)) => converted(app, backend, call, upstream).await,
+        Some(way) => {
+            // A backend with several keys tries its next key after one the upstream limited
+            // or refused (the ring has cooled it), while the retry budget allows.
+            let mut left = backend.reach.keys();
+            loop {
+                let result = match way {
+                    Way::Convert(upstream) => converted(app, backend, call.clone(), upstream).await,
+                    _ => proxy(app, backend, call.clone()).await,
+                };
+                left = left.saturating_sub(1);
+                match result {
+                    Err(err) if left > 0 && key_specific(&err) && app.budget.try_retry() => {
+                        tracing::info!(backend = %backend.config.name, error = %err, "trying the backend's next key");
+                    }
+                    other => return other,
+                }
+            }
+        }
     }
+}
+
+/// Whether a failure is about the key that was used (another key may succeed).
+fn key_specific(err: &GatewayError) -> bool {
+    matches!(
+        err.upstream_status().map(|s| s.as_u16()),
+        Some(401 | 403 | 429)
+    ) && err.kind() == ErrorKind::Upstream
 }
 
 /// The context the in-process service gets: the conversation id.
@@ -148,7 +173,7 @@ async fn converted(
             "only decoded requests are converted",
         ));
     };
-    let Some(forwarder) = backend.reach.forwarder() else {
+    let Some((key, forwarder)) = backend.reach.pick()? else {
         return Err(GatewayError::new(
             ErrorKind::Unavailable,
             format!("the {} backend has no upstream url", backend.config.name),
@@ -171,7 +196,7 @@ async fn converted(
         .first_byte
         .unwrap_or(Duration::from_secs(60));
     let deadline = Instant::now() + budget;
-    let response = forwarder
+    let sent = forwarder
         .forward(
             Method::POST,
             &path,
@@ -179,7 +204,9 @@ async fn converted(
             body::full(payload),
             options,
         )
-        .await?;
+        .await;
+    backend.reach.report(key, sent.as_ref().map(|_| ()));
+    let response = sent?;
     let body = response.into_body();
     if request.stream {
         let events: conversation::EventStream = Box::pin(convert::Decoded::new(body, upstream)?);
@@ -299,7 +326,7 @@ async fn proxy(
         ..
     } = call;
     let dialect = client.dialect;
-    let Some(forwarder) = backend.reach.forwarder() else {
+    let Some((key, forwarder)) = backend.reach.pick()? else {
         return Err(GatewayError::new(
             ErrorKind::Unavailable,
             format!("the {} backend has no upstream url", backend.config.name),
@@ -335,7 +362,7 @@ async fn proxy(
     } else {
         path_and_query
     };
-    let response = forwarder
+    let sent = forwarder
         .forward(
             method,
             path_and_query,
@@ -343,7 +370,9 @@ async fn proxy(
             body::full(payload),
             options,
         )
-        .await?;
+        .await;
+    backend.reach.report(key, sent.as_ref().map(|_| ()));
+    let response = sent?;
     let (mut parts, body) = response.into_parts();
     let body = if dialect.has_events() && is_event_stream(&parts.headers) {
         // Committed once the dialect's first content arrived; each event checked, then sent

@@ -85,13 +85,21 @@ pub(crate) async fn count(
                 expect: Expect::Json,
             };
             match payload {
-                Ok(payload) => match upstream
-                    .forward(Method::POST, &path, headers, body::full(payload), options)
-                    .await
-                {
-                    Ok(response) => checked_json(response.into_body(), Dialect::Passthrough)
-                        .await
-                        .map(Counted::Answer),
+                Ok(payload) => match upstream.pick() {
+                    Ok((key, forwarder)) => {
+                        let sent = forwarder
+                            .forward(Method::POST, &path, headers, body::full(payload), options)
+                            .await;
+                        upstream.report(key, sent.as_ref().map(|_| ()));
+                        match sent {
+                            Ok(response) => {
+                                checked_json(response.into_body(), Dialect::Passthrough)
+                                    .await
+                                    .map(Counted::Answer)
+                            }
+                            Err(err) => Err(err),
+                        }
+                    }
                     Err(err) => Err(err),
                 },
                 Err(err) => Err(err),

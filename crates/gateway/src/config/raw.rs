@@ -71,6 +71,7 @@ pub(super) struct RawBackend {
     pub(super) base_url: Option<Str>,
     pub(super) proxy_url: Option<Str>,
     pub(super) api_key: Option<Str>,
+    pub(super) api_keys: Option<Vec<Str>>,
     pub(super) auth: Option<Str>,
     pub(super) forward_client_auth: Option<bool>,
     pub(super) native_messages: Option<bool>,
