@@ -654,3 +654,156 @@ async fn gemini_backends_pass_gemini_clients_convert_others_and_rotate_keys() {
     assert_eq!(seen.json()["contents"][0]["parts"][0]["text"], "hello");
     assert!(seen.headers.get("authorization").is_none());
 }
+
+#[tokio::test]
+async fn responses_are_kept_for_previous_response_id_and_can_be_read_and_deleted() {
+    let upstream = MockUpstream::start().await.unwrap();
+    let gateway = Gateway::start(&openai_backend(&upstream, "")).await;
+    let url = gateway.url("/v1/responses");
+    // Streamed and kept (store defaults to true).
+    let first = json!({"model": "gpt-4o", "stream": true, "input": "My name is Ada."});
+    let answer = send(Method::POST, &url, &[JSON], first.to_string()).await;
+    let raw = sse_events(&answer.body);
+    let completed: Value = serde_json::from_str(&raw.last().unwrap().data).unwrap();
+    let id = completed["response"]["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("resp_"), "{id}");
+
+    let second =
+        json!({"model": "gpt-4o", "input": "What is my name?", "previous_response_id": id});
+    let answer = send(Method::POST, &url, &[JSON], second.to_string()).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let sent = upstream.recorded().pop().unwrap().json();
+    let messages = sent["messages"].as_array().unwrap();
+    assert_eq!(messages[0]["content"], "My name is Ada.");
+    assert_eq!(messages[1]["role"], "assistant");
+    assert!(
+        messages[1]["content"].as_str().unwrap().contains("tok1"),
+        "{sent}"
+    );
+    assert_eq!(messages[2]["content"], "What is my name?");
+    let second_id = answer.json()["id"].as_str().unwrap().to_owned();
+
+    let got = send(
+        Method::GET,
+        &gateway.url(&format!("/v1/responses/{second_id}")),
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.json()["id"], second_id);
+    assert_eq!(
+        got.json()["output"][0]["content"][0]["text"],
+        "Hello from the mock 世界"
+    );
+    let deleted = send(
+        Method::DELETE,
+        &gateway.url(&format!("/v1/responses/{second_id}")),
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(deleted.json()["deleted"], true);
+    let gone = send(
+        Method::GET,
+        &gateway.url(&format!("/v1/responses/{second_id}")),
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(gone.status, 404);
+
+    // store: false is not kept; an unknown id is a clear 400 that reaches no upstream.
+    let before = upstream.requests();
+    let unstored = json!({"model": "gpt-4o", "input": "hi", "store": false});
+    let answer = send(Method::POST, &url, &[JSON], unstored.to_string()).await;
+    let unstored_id = answer.json()["id"].as_str().unwrap().to_owned();
+    let missing = json!({"model": "gpt-4o", "input": "hi", "previous_response_id": unstored_id});
+    let answer = send(Method::POST, &url, &[JSON], missing.to_string()).await;
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    assert_eq!(answer.json()["error"]["param"], "previous_response_id");
+    assert_eq!(upstream.requests(), before + 1);
+}
+
+#[tokio::test]
+async fn stateless_responses_turns_restore_gemini_signatures_from_the_sealed_reasoning() {
+    let upstream = MockUpstream::start().await.unwrap();
+    let dir = accounts();
+    let config = |key: &str| {
+        format!(
+            "[server]\nseal_key = \"{key}\"\n{}[backends.antigravity]\nkind = \"antigravity\"\nmodels = [\"gemini-*\"]\n",
+            antigravity_section(dir.path(), &upstream)
+        )
+    };
+    let signed_call = "data: {\"response\":{\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"functionCall\":{\"id\":\"call_1\",\"name\":\"list_dir\",\"args\":{\"path\":\".\"}},\"thoughtSignature\":\"sig-real-gemini3\"}]},\"finishReason\":\"STOP\"}],\"usageMetadata\":{\"promptTokenCount\":9,\"candidatesTokenCount\":4}}}\n\n";
+    let tools = json!([{"type": "function", "name": "list_dir", "description": "list a directory",
+        "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}]);
+    let user =
+        json!({"role": "user", "content": [{"type": "input_text", "text": "what is here?"}]});
+
+    // Turn one, on one gateway.
+    let first = Gateway::start(&config("seal-one")).await;
+    upstream.push(Behaviour {
+        content_type: Some("text/event-stream".into()),
+        body: Some(Bytes::from(signed_call)),
+        ..Behaviour::default()
+    });
+    let answer = send(
+        Method::POST,
+        &first.url("/v1/responses"),
+        &[JSON],
+        json!({"model": "gemini-3-pro", "store": false, "input": [user], "tools": tools})
+            .to_string(),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let output = answer.json()["output"].as_array().unwrap().clone();
+    let call = output
+        .iter()
+        .find(|i| i["type"] == "function_call")
+        .unwrap()
+        .clone();
+    assert_eq!(call["call_id"], "call_1");
+    let sealed = output
+        .iter()
+        .find(|i| i["type"] == "reasoning")
+        .and_then(|i| i["encrypted_content"].as_str())
+        .expect("the signature travels sealed in a reasoning item")
+        .to_owned();
+    assert!(!sealed.contains("sig-real-gemini3"), "opaque: {sealed}");
+    drop(first);
+
+    // Turn two, as Codex sends it (store: false, the whole history), to gateways that never
+    // saw turn one: only the sealed blob can bring the signature back.
+    let mut input = vec![user];
+    input.extend(output.clone());
+    input.push(json!({"type": "function_call_output", "call_id": "call_1", "output": "README.md"}));
+    let second = json!({"model": "gemini-3-pro", "store": false, "input": input, "tools": tools})
+        .to_string();
+    for (key, expected) in [
+        ("seal-one", "sig-real-gemini3"),
+        // Another gateway's blob is ignored, not an error: Gemini 3 then gets the sentinel.
+        ("seal-two", "skip_thought_signature_validator"),
+    ] {
+        let gateway = Gateway::start(&config(key)).await;
+        let answer = send(
+            Method::POST,
+            &gateway.url("/v1/responses"),
+            &[JSON],
+            second.clone(),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{key}: {}", answer.text());
+        let sent = upstream.recorded().pop().unwrap().json();
+        let parts = sent["request"]["contents"][1]["parts"].as_array().unwrap();
+        let call = parts
+            .iter()
+            .find(|p| p.get("functionCall").is_some())
+            .unwrap();
+        assert_eq!(call["thoughtSignature"], expected, "{key}: {sent}");
+        assert_eq!(
+            sent["request"]["contents"][2]["parts"][0]["functionResponse"]["name"],
+            "list_dir"
+        );
+    }
+}

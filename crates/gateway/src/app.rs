@@ -19,6 +19,7 @@ use crate::{
     dispatch::Facts,
     keys::KeyRing,
     metrics::Metrics,
+    responses_store::ResponseStore,
     routing::Patterns,
 };
 
@@ -211,6 +212,8 @@ pub(crate) struct App {
     /// Signs the thinking signatures handed to Responses clients inside reasoning items, so a
     /// later stateless turn can restore them.
     pub(crate) seal: ReasoningSeal,
+    /// Responses made here, for `previous_response_id` and `GET /v1/responses/{id}`.
+    pub(crate) responses: ResponseStore,
 }
 
 impl App {
@@ -243,6 +246,7 @@ impl App {
             metrics: Metrics::default(),
             closing: tokio_util::sync::CancellationToken::new(),
             seal,
+            responses: ResponseStore::default(),
         })
     }
 

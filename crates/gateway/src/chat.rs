@@ -80,6 +80,9 @@ pub(crate) async fn routed(
             Ok(mut full) => {
                 if let peek::Routed::Conversation(conversation) = &mut full {
                     client.prepare(conversation);
+                    if let Err(err) = continue_previous(app, conversation) {
+                        return error_in(dialect, &err);
+                    }
                 }
                 full
             }
@@ -100,6 +103,32 @@ pub(crate) async fn routed(
         original: &body,
     };
     walk::walk(app, &plan, client).await
+}
+
+/// A Responses request that continues an earlier response (`previous_response_id`) gets that
+/// response's conversation before its own input; an id the gateway does not keep is a 400.
+fn continue_previous(
+    app: &App,
+    conversation: &mut gateway_core::conversation::Request,
+) -> Result<(), gateway_core::GatewayError> {
+    use gateway_core::conversation::Protocol;
+    let Some(previous) = conversation
+        .extra
+        .hint(Protocol::Responses, "previous_response_id")
+        .and_then(serde_json::Value::as_str)
+    else {
+        return Ok(());
+    };
+    let Some(stored) = app.responses.get(previous) else {
+        return Err(gateway_core::GatewayError::invalid_request(format!(
+            "previous response {previous:?} is not kept here (the gateway keeps responses made with store for an hour, in memory)"
+        ))
+        .with_param("previous_response_id"));
+    };
+    let mut messages = stored.messages;
+    messages.append(&mut conversation.messages);
+    conversation.messages = messages;
+    Ok(())
 }
 
 /// The model and method of a Gemini endpoint: `/models/gemini-2.5-pro:streamGenerateContent`.

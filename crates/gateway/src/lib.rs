@@ -33,6 +33,7 @@ mod http;
 mod keys;
 mod metrics;
 mod models;
+mod responses_store;
 mod routing;
 mod server;
 pub mod telemetry;

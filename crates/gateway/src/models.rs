@@ -88,13 +88,50 @@ async fn of_backend(
                 .forward(Method::GET, "/models", headers, body::empty(), options)
                 .await?;
             let bytes = response.into_body().collect().await?.to_bytes();
-            parse_json(&bytes)
+            upstream_list(&bytes)
         }
         None => Err(GatewayError::new(
             gateway_core::ErrorKind::Unavailable,
             "no usable account and no proxy_url",
         )),
     }
+}
+
+/// An upstream's own model list: OpenAI's and Anthropic's `{"data": [{"id"}]}`, or Gemini's
+/// `{"models": [{"name": "models/<id>"}]}`. Only the ids matter here.
+fn upstream_list(bytes: &[u8]) -> Result<ModelList, GatewayError> {
+    let value: serde_json::Value = parse_json(bytes)?;
+    let ids = value["data"]
+        .as_array()
+        .map(|data| {
+            data.iter()
+                .filter_map(|m| m["id"].as_str())
+                .collect::<Vec<_>>()
+        })
+        .or_else(|| {
+            value["models"].as_array().map(|models| {
+                models
+                    .iter()
+                    .filter_map(|m| m["name"].as_str())
+                    .map(|name| name.strip_prefix("models/").unwrap_or(name))
+                    .collect()
+            })
+        })
+        .ok_or_else(|| {
+            GatewayError::new(
+                gateway_core::ErrorKind::UpstreamProtocol,
+                "the upstream's model list has neither data nor models",
+            )
+        })?;
+    if let Ok(list) = serde_json::from_value::<ModelList>(value.clone()) {
+        // OpenAI's own form keeps every field the upstream gave.
+        return Ok(list);
+    }
+    Ok(ModelList::new(
+        ids.into_iter()
+            .map(|id| Model::new(id.to_owned(), "upstream"))
+            .collect(),
+    ))
 }
 
 /// The list as the Gemini API names models: `models/<id>`, with the methods they serve.
@@ -110,9 +147,46 @@ pub(crate) fn gemini_one(list: &ModelList, name: &str) -> Option<serde_json::Val
 }
 
 fn gemini_model(model: &Model) -> serde_json::Value {
+    // `name` is what google-genai lists; `displayName` what people read.
     serde_json::json!({
         "name": format!("models/{}", model.id),
         "displayName": model.id,
         "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_upstreams_list_form_is_read() {
+        let ids = |bytes: &str| -> Vec<String> {
+            upstream_list(bytes.as_bytes())
+                .unwrap()
+                .data
+                .into_iter()
+                .map(|m| m.id)
+                .collect()
+        };
+        assert_eq!(
+            ids(
+                r#"{"object":"list","data":[{"id":"gpt-4o","object":"model","created":0,"owned_by":"x"}]}"#
+            ),
+            ["gpt-4o"]
+        );
+        assert_eq!(
+            ids(
+                r#"{"data":[{"id":"claude-sonnet-4-5","type":"model","display_name":"Claude Sonnet 4.5","created_at":"2025-09-29T00:00:00Z"}],"has_more":false}"#
+            ),
+            ["claude-sonnet-4-5"]
+        );
+        assert_eq!(
+            ids(
+                r#"{"models":[{"name":"models/gemini-2.5-flash","displayName":"Gemini 2.5 Flash"}]}"#
+            ),
+            ["gemini-2.5-flash"]
+        );
+        assert!(upstream_list(b"{}").is_err());
+    }
 }

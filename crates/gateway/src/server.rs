@@ -267,6 +267,14 @@ async fn route(app: Arc<App>, request: Request<Incoming>) -> Response<Body> {
             ),
         };
     }
+    if let Some(id) = endpoint
+        .as_deref()
+        .and_then(|e| e.strip_prefix("/responses/"))
+        && id != "input_tokens"
+        && (method == Method::GET || method == Method::DELETE)
+    {
+        return stored_response(&app, &method, id);
+    }
     let in_flight = match app.enter() {
         Ok(guard) => guard,
         Err(err) => return error(&err),
@@ -305,6 +313,37 @@ async fn route(app: Arc<App>, request: Request<Incoming>) -> Response<Body> {
     // The in-flight count lasts as long as the response body.
     let (parts, body) = response.into_parts();
     Response::from_parts(parts, hold(body, in_flight))
+}
+
+/// `GET` or `DELETE /v1/responses/{id}`: a response the gateway kept.
+fn stored_response(app: &App, method: &Method, id: &str) -> Response<Body> {
+    let missing = || {
+        error(&GatewayError::new(
+            ErrorKind::NotFound,
+            format!("no response {id:?} is kept here"),
+        ))
+    };
+    if method == Method::DELETE {
+        return if app.responses.delete(id) {
+            json(
+                StatusCode::OK,
+                &serde_json::json!({"id": id, "object": "response.deleted", "deleted": true}),
+            )
+        } else {
+            missing()
+        };
+    }
+    match app.responses.get(id) {
+        Some(stored) => {
+            let mut response = Response::new(gateway_core::body::full(stored.object));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        None => missing(),
+    }
 }
 
 fn hold(body: Body, guard: crate::app::InFlight) -> Body {

@@ -223,7 +223,24 @@ async fn converted(
     }
     let bytes = checked_json(body, upstream).await?;
     let answer = convert::decode_response(upstream, &bytes)?;
-    let encoded = convert::encode_response(call.client, &answer, call.model, &app.seal)?;
+    whole(app, answer, &request, call.model, call.client)
+}
+
+/// A whole answer for `client`, kept when the client's protocol keeps responses.
+fn whole(
+    app: &Arc<App>,
+    mut answer: conversation::Response,
+    request: &conversation::Request,
+    model: &str,
+    client: &Client,
+) -> Result<Response<Body>, GatewayError> {
+    let id = response_id(client.dialect);
+    answer.id.clone_from(&id);
+    let encoded = convert::encode_response(client, &answer, model, &app.seal)?;
+    if keeps(client, request) {
+        app.responses
+            .put(id, stored(request, &answer, encoded.clone()));
+    }
     Ok(json_bytes(encoded))
 }
 
@@ -241,10 +258,22 @@ async fn answer(
     let created = unix_now();
     if !request.stream {
         let answer = collect(events, created).await?;
-        let encoded = convert::encode_response(client, &answer, model, &app.seal)?;
-        return Ok(json_bytes(encoded));
+        return whole(app, answer, request, model, client);
     }
     let id = response_id(client.dialect);
+    let events = if keeps(client, request) {
+        recording(
+            app.clone(),
+            events,
+            request,
+            model,
+            id.clone(),
+            created,
+            client,
+        )
+    } else {
+        events
+    };
     let encoder = Encoder::for_client(client, request, model, id, created, &app.seal)?;
     let content_type = encoder.content_type();
     let source = EventSource::new(events, encoder);
@@ -255,6 +284,99 @@ async fn answer(
         http::HeaderValue::from_static(content_type),
     );
     Ok(response)
+}
+
+/// Whether the gateway keeps this answer: Responses clients, unless they said `store: false`.
+fn keeps(client: &Client, request: &conversation::Request) -> bool {
+    client.dialect == Dialect::Responses
+        && request
+            .extra
+            .hint(conversation::Protocol::Responses, "store")
+            .and_then(serde_json::Value::as_bool)
+            != Some(false)
+}
+
+/// What is kept of an answer: the conversation with the answer as its last message.
+fn stored(
+    request: &conversation::Request,
+    answer: &conversation::Response,
+    object: Bytes,
+) -> crate::responses_store::Stored {
+    let mut messages = request.messages.clone();
+    messages.push(conversation::Message::new(
+        conversation::Role::Assistant,
+        answer.parts.clone(),
+    ));
+    crate::responses_store::Stored { messages, object }
+}
+
+/// The events as they pass, collected; a stream that ends cleanly is kept under `id`.
+fn recording(
+    app: Arc<App>,
+    events: conversation::EventStream,
+    request: &conversation::Request,
+    model: &str,
+    id: String,
+    created: u64,
+    client: &Client,
+) -> conversation::EventStream {
+    Box::pin(Recording {
+        events,
+        collector: Some(conversation::Collector::new(created)),
+        failed: false,
+        app,
+        request: request.clone(),
+        model: model.to_owned(),
+        id,
+        client: client.clone(),
+    })
+}
+
+/// See [`recording`].
+struct Recording {
+    events: conversation::EventStream,
+    collector: Option<conversation::Collector>,
+    failed: bool,
+    app: Arc<App>,
+    request: conversation::Request,
+    model: String,
+    id: String,
+    client: Client,
+}
+
+impl futures_core::Stream for Recording {
+    type Item = Result<conversation::Event, GatewayError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let item = std::task::ready!(this.events.as_mut().poll_next(cx));
+        match &item {
+            Some(Ok(event)) => {
+                if let Some(collector) = this.collector.as_mut() {
+                    this.failed |= collector.push(event.clone()).is_err();
+                }
+            }
+            Some(Err(_)) => this.failed = true,
+            None => {
+                if let Some(collector) = this.collector.take()
+                    && !this.failed
+                {
+                    let mut answer = collector.finish();
+                    answer.id.clone_from(&this.id);
+                    if let Ok(object) =
+                        convert::encode_response(&this.client, &answer, &this.model, &this.app.seal)
+                    {
+                        let kept = stored(&this.request, &answer, object);
+                        this.app.responses.put(this.id.clone(), kept);
+                    }
+                }
+            }
+        }
+        std::task::Poll::Ready(item)
+    }
 }
 
 /// A fresh response id in the client protocol's own style.
