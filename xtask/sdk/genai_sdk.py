@@ -105,8 +105,8 @@ def models_list():
     assert names, "no models"
     assert all(name.startswith("models/") for name in names), names
     # What the upstream lists passes through, in Gemini's form: the mock Antigravity lists
-    # gemini-3-pro-high, the mock chat upstream mock-model.
-    listed = {"models/gemini-3-pro-high", "models/mock-model"}
+    # gemini-3-pro-high, the mock chat upstream mock-model, the mock Gemini API gemini-2.5-flash.
+    listed = {"models/gemini-3-pro-high", "models/mock-model", "models/gemini-2.5-flash"}
     assert listed & set(names), names
 
 

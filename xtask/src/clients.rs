@@ -3,7 +3,7 @@
 //! binary in front of the `mock-upstream` binary, on 127.0.0.1 only.
 //!
 //! `cargo xtask clients [NAME...]` runs the named checks (every check without a name);
-//! `cargo xtask test` runs [`IN_TEST`], the checks today's gateway passes, so it stays green
+//! `cargo xtask test` runs [`IN_TEST`]: every check, each client on every kind of backend
 //! while the protocols land. Each check is one scenario: a fresh mock upstream, a gateway
 //! configuration generated for one backend kind under `target/clients-work/NAME`, the client run
 //! with a throwaway HOME, loopback URLs only and a timeout, then assertions on what the client
@@ -48,11 +48,27 @@ use crate::process::{Running, first_line, listening_address};
 /// The checks `cargo xtask test` runs: those that pass against today's gateway.
 pub(crate) const IN_TEST: &[&str] = &[
     "anthropic-sdk-anthropic",
+    "anthropic-sdk-openai",
+    "anthropic-sdk-antigravity",
     "responses-sdk-native",
+    "responses-sdk-openai",
+    "responses-sdk-antigravity",
+    "genai-sdk-antigravity",
+    "genai-sdk-gemini",
+    "genai-sdk-openai",
     "claude-code-anthropic",
+    "claude-code-openai",
+    "claude-code-antigravity",
     "claude-code-read-anthropic",
+    "claude-code-read-openai",
+    "claude-code-read-antigravity",
     "codex-native",
+    "codex-openai",
+    "codex-antigravity",
     "codex-shell-native",
+    "codex-shell-openai",
+    "codex-shell-antigravity",
+    "gemini-cli-antigravity",
 ];
 
 /// The key clients present to the gateway; it must never reach an upstream.
