@@ -3,8 +3,8 @@
 //! binary in front of the `mock-upstream` binary, on 127.0.0.1 only.
 //!
 //! `cargo xtask clients [NAME...]` runs the named checks (every check without a name);
-//! `cargo xtask test` runs [`IN_TEST`]: every check, each client on every kind of backend
-//! while the protocols land. Each check is one scenario: a fresh mock upstream, a gateway
+//! `cargo xtask test` runs [`IN_TEST`]: every check, each client on every kind of backend.
+//! Each check is one scenario: a fresh mock upstream, a gateway
 //! configuration generated for one backend kind under `target/clients-work/NAME`, the client run
 //! with a throwaway HOME, loopback URLs only and a timeout, then assertions on what the client
 //! printed and on what the mock received (`GET /_mock/requests`). One line per check, a closing
