@@ -118,6 +118,7 @@ async fn anthropic_clients_on_a_chat_upstream_are_converted() {
 
     let answer = send(Method::POST, &url, &[JSON], messages("gpt-4o", false)).await;
     assert_eq!(answer.status, 200, "{}", answer.text());
+    assert!(answer.header("request-id").starts_with("req_"));
     let body = answer.json();
     assert_eq!(body["type"], "message");
     assert_eq!(body["content"][0]["text"], "Hello from the mock 世界");

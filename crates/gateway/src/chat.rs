@@ -102,7 +102,15 @@ pub(crate) async fn routed(
         routed: &request,
         original: &body,
     };
-    walk::walk(app, &plan, client).await
+    let mut response = walk::walk(app, &plan, client).await;
+    if dialect == Dialect::Anthropic {
+        // Anthropic's clients log it and show it in their errors.
+        let id = format!("req_{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..));
+        if let Ok(value) = http::HeaderValue::try_from(id) {
+            response.headers_mut().insert("request-id", value);
+        }
+    }
+    response
 }
 
 /// A Responses request that continues an earlier response (`previous_response_id`) gets that
