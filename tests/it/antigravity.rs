@@ -346,3 +346,77 @@ async fn count_tokens_asks_cloud_code() {
     assert_eq!(body["request"]["contents"][0]["parts"][0]["text"], "hello");
     assert_eq!(seen.headers["authorization"], "Bearer ya29.stored");
 }
+
+#[tokio::test]
+async fn a_quota_error_inside_a_200_stream_cools_that_account() {
+    let upstream = MockUpstream::start().await.unwrap();
+    let client = Client::new(ClientConfig::default()).unwrap();
+    let stored = |id: &str, token: &str| {
+        let mut file = account(false);
+        file.access_token = Some(gateway_core::Secret::new(token));
+        file.email = Some(format!("{id}@example.com"));
+        StoredAccount {
+            id: id.into(),
+            file,
+            state: AccountState::default(),
+        }
+    };
+    let pool_config = PoolConfig {
+        token_url: format!("{}/token", upstream.url()),
+        base_url: upstream.url(),
+        selection: antigravity_service::Selection::FillFirst,
+        ..PoolConfig::default()
+    };
+    let credentials = AccountPool::new(
+        client.clone(),
+        pool_config,
+        vec![
+            stored("first", "ya29.first"),
+            stored("second", "ya29.second"),
+        ],
+        None,
+    );
+    let service = Service::new(
+        client,
+        credentials,
+        ServiceConfig {
+            base_urls: vec![upstream.url()],
+            ..ServiceConfig::default()
+        },
+    );
+    upstream.push(Behaviour {
+        content_type: Some("text/event-stream".into()),
+        body: Some(
+            "data: {\"error\":{\"code\":429,\"message\":\"Resource has been exhausted\",\"status\":\"RESOURCE_EXHAUSTED\",\"details\":[{\"@type\":\"type.googleapis.com/google.rpc.ErrorInfo\",\"reason\":\"QUOTA_EXHAUSTED\"},{\"@type\":\"type.googleapis.com/google.rpc.RetryInfo\",\"retryDelay\":\"3600s\"}]}}\n\n"
+                .into(),
+        ),
+        ..Behaviour::default()
+    });
+    let ChatOutput::Stream(mut first) = service
+        .chat(request(true), ChatContext::default())
+        .await
+        .unwrap()
+    else {
+        panic!("a stream was asked for");
+    };
+    let err = first.next().await.unwrap().unwrap_err();
+    assert_eq!(err.upstream_status().unwrap().as_u16(), 429);
+    drop(first);
+    let token = |n: usize| {
+        upstream.recorded()[n].headers["authorization"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(token(0), "Bearer ya29.first");
+    // Fill-first would take the first account again, unless the event cooled it.
+    let second = collect(
+        service
+            .chat(request(true), ChatContext::default())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(!second.is_empty());
+    assert_eq!(token(1), "Bearer ya29.second");
+}

@@ -78,7 +78,8 @@ impl Default for ServiceConfig {
 #[derive(Debug)]
 pub struct Service<T, C> {
     transport: T,
-    credentials: C,
+    /// Shared with the streams, which report what the upstream said mid-stream.
+    credentials: Arc<C>,
     config: ServiceConfig,
     cache: Arc<SignatureCache>,
 }
@@ -89,7 +90,7 @@ impl<T: Transport, C: Credentials> Service<T, C> {
         Self {
             cache: Arc::new(SignatureCache::new(config.signature_capacity)),
             transport,
-            credentials,
+            credentials: Arc::new(credentials),
             config,
         }
     }
@@ -128,8 +129,13 @@ impl<T: Transport, C: Credentials> Service<T, C> {
             spec.family,
             self.cache.clone(),
         );
+        // The stream holds the account's slot until it ends, and tells the pool about an error
+        // the upstream sends inside its 200 stream (a quota event cools that account too).
+        let credentials = self.credentials.clone();
+        let model = spec.upstream.clone();
+        let reporter: Reporter = Box::new(move |err| credentials.report(&lease, &model, Err(err)));
         Ok(Box::pin(
-            UpstreamEvents::new(response.into_body(), translator).holding(lease),
+            UpstreamEvents::new(response.into_body(), translator).reporting(reporter),
         ))
     }
 
@@ -497,10 +503,13 @@ impl Stream for Chunks {
 
 /// The upstream body, decoded and translated one event at a time. Dropping it drops the body,
 /// which aborts the upstream request.
+/// Tells the account pool about an error inside the stream; owns the lease, so the account's
+/// slot is held until the stream ends or is dropped.
+type Reporter = Box<dyn FnMut(&GatewayError) + Send>;
+
 pub(crate) struct UpstreamEvents {
     body: Body,
-    /// The account's slot is held until the stream ends or is dropped.
-    _lease: Option<Lease>,
+    reporter: Option<Reporter>,
     decoder: sse::Decoder,
     translator: StreamTranslator,
     queue: VecDeque<Event>,
@@ -511,7 +520,7 @@ impl UpstreamEvents {
     pub(crate) fn new(body: Body, translator: StreamTranslator) -> Self {
         Self {
             body,
-            _lease: None,
+            reporter: None,
             decoder: sse::Decoder::default(),
             translator,
             queue: VecDeque::new(),
@@ -519,12 +528,17 @@ impl UpstreamEvents {
         }
     }
 
-    fn holding(mut self, lease: Lease) -> Self {
-        self._lease = Some(lease);
+    fn reporting(mut self, reporter: Reporter) -> Self {
+        self.reporter = Some(reporter);
         self
     }
 
     fn fail(&mut self, err: GatewayError) -> Poll<Option<Result<Event, GatewayError>>> {
+        if err.kind() == ErrorKind::Upstream
+            && let Some(report) = self.reporter.as_mut()
+        {
+            report(&err);
+        }
         self.finished = true;
         self.queue.clear();
         Poll::Ready(Some(Err(err)))
