@@ -21,9 +21,13 @@ UPSTREAM = {
     "anthropic": "/v1/messages",
     "openai": "/v1/chat/completions",
     "antigravity": "v1internal:streamGenerateContent",
+    "gemini": "/v1beta/models/",
 }[BACKEND]
-TEXT = {"anthropic": MOCK_TEXT, "openai": MOCK_TEXT, "antigravity": STREAM_TEXT}[BACKEND]
-STREAMED = {"anthropic": STREAM_TEXT, "openai": CHAT_STREAM_TEXT, "antigravity": STREAM_TEXT}[BACKEND]
+TEXT = {"anthropic": MOCK_TEXT, "openai": MOCK_TEXT, "antigravity": STREAM_TEXT, "gemini": MOCK_TEXT}[BACKEND]
+STREAMED = {
+    "anthropic": STREAM_TEXT, "openai": CHAT_STREAM_TEXT, "antigravity": STREAM_TEXT,
+    "gemini": STREAM_TEXT,
+}[BACKEND]
 
 TOOLS = [{
     "name": "get_weather",
@@ -78,7 +82,12 @@ def tool_use_over_two_turns():
     with client.messages.stream(model=MODEL, max_tokens=256, messages=messages, tools=TOOLS) as stream:
         second = stream.get_final_message()
     assert second.stop_reason == "end_turn", second
-    expected = TOOL_SAID + "12 degrees" if BACKEND == "anthropic" else STREAMED
+    # The mock's answer names what reached it: the plain result from an Anthropic client passed
+    # through, Gemini's functionResponse object after a conversion, its fixed text otherwise.
+    expected = {
+        "anthropic": TOOL_SAID + "12 degrees",
+        "gemini": TOOL_SAID + '{"output":"12 degrees"}',
+    }.get(BACKEND, STREAMED)
     assert text_of(second) == expected, second
     [request] = expect_upstream(UPSTREAM)
     assert "12 degrees" in str(request["body"]), "the tool result did not reach the upstream"

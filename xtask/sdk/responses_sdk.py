@@ -3,7 +3,8 @@
 Run by `cargo xtask clients responses-sdk-*` as `responses_sdk.py GATEWAY_URL MOCK_URL BACKEND`
 (see harness.py), with the gateway in front of the mock upstream through an `openai` backend
 with `native_responses = true` (`native`: pass-through), an `openai` backend serving Chat
-Completions only (`openai`: converted) or the in-process `antigravity` backend. Prints one line
+Completions only (`openai`: converted), an `anthropic` or a `gemini` backend (converted) or the
+in-process `antigravity` backend. Prints one line
 per check and a closing `N passed, M failed` line; exits non-zero on failure.
 """
 
@@ -25,9 +26,17 @@ UPSTREAM = {
     "native": "/v1/responses",
     "openai": "/v1/chat/completions",
     "antigravity": "v1internal:streamGenerateContent",
+    "anthropic": "/v1/messages",
+    "gemini": "/v1beta/models/",
 }[BACKEND]
-TEXT = {"native": MOCK_TEXT, "openai": MOCK_TEXT, "antigravity": STREAM_TEXT}[BACKEND]
-STREAMED = {"native": STREAM_TEXT, "openai": CHAT_STREAM_TEXT, "antigravity": STREAM_TEXT}[BACKEND]
+TEXT = {
+    "native": MOCK_TEXT, "openai": MOCK_TEXT, "antigravity": STREAM_TEXT,
+    "anthropic": MOCK_TEXT, "gemini": MOCK_TEXT,
+}[BACKEND]
+STREAMED = {
+    "native": STREAM_TEXT, "openai": CHAT_STREAM_TEXT, "antigravity": STREAM_TEXT,
+    "anthropic": STREAM_TEXT, "gemini": STREAM_TEXT,
+}[BACKEND]
 
 TOOLS = [{
     "type": "function",
@@ -82,7 +91,13 @@ def function_tools_over_two_turns():
     items.append({"type": "function_call_output", "call_id": calls[0].call_id, "output": "12 degrees"})
     second = client.responses.create(model=MODEL, input=items, tools=TOOLS)
     assert not [item for item in second.output if item.type == "function_call"], second.output
-    expected = TOOL_SAID + "12 degrees" if BACKEND == "native" else TEXT
+    # The mock's answer names what reached it: the plain output for Responses and Anthropic
+    # upstreams, Gemini's functionResponse object after a conversion, its fixed text otherwise.
+    expected = {
+        "native": TOOL_SAID + "12 degrees",
+        "anthropic": TOOL_SAID + "12 degrees",
+        "gemini": TOOL_SAID + '{"output":"12 degrees"}',
+    }.get(BACKEND, TEXT)
     assert second.output_text == expected, second.output_text
     [request] = expect_upstream(UPSTREAM)
     assert "12 degrees" in json.dumps(request["body"]), "the function output did not reach the upstream"

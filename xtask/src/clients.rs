@@ -50,9 +50,12 @@ pub(crate) const IN_TEST: &[&str] = &[
     "anthropic-sdk-anthropic",
     "anthropic-sdk-openai",
     "anthropic-sdk-antigravity",
+    "anthropic-sdk-gemini",
     "responses-sdk-native",
     "responses-sdk-openai",
     "responses-sdk-antigravity",
+    "responses-sdk-anthropic",
+    "responses-sdk-gemini",
     "genai-sdk-antigravity",
     "genai-sdk-gemini",
     "genai-sdk-openai",
@@ -202,6 +205,11 @@ const CHECKS: &[Check] = &[
         Backend::Antigravity,
     ),
     check(
+        "anthropic-sdk-gemini",
+        Client::Sdk("anthropic_sdk.py"),
+        Backend::Gemini,
+    ),
+    check(
         "responses-sdk-native",
         Client::Sdk("responses_sdk.py"),
         Backend::Native,
@@ -215,6 +223,16 @@ const CHECKS: &[Check] = &[
         "responses-sdk-antigravity",
         Client::Sdk("responses_sdk.py"),
         Backend::Antigravity,
+    ),
+    check(
+        "responses-sdk-anthropic",
+        Client::Sdk("responses_sdk.py"),
+        Backend::Anthropic,
+    ),
+    check(
+        "responses-sdk-gemini",
+        Client::Sdk("responses_sdk.py"),
+        Backend::Gemini,
     ),
     check(
         "genai-sdk-antigravity",
