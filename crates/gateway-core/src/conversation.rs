@@ -49,7 +49,7 @@
 use std::{collections::HashMap, pin::Pin};
 
 use futures_core::Stream;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
 
 use crate::{ErrorKind, GatewayError};
@@ -120,6 +120,68 @@ impl Extras {
     /// One hint, when the hints came from `protocol`.
     pub fn hint(&self, protocol: Protocol, key: &str) -> Option<&Value> {
         self.hints_for(protocol)?.get(key)
+    }
+
+    /// A copy of the unknown fields to re-emit, when they came from `protocol`; empty when
+    /// they came from another protocol.
+    pub fn fields_of(&self, protocol: Protocol) -> Map<String, Value> {
+        self.fields_for(protocol).cloned().unwrap_or_default()
+    }
+
+    /// One string hint, when the hints came from `protocol`.
+    pub fn hint_str(&self, protocol: Protocol, key: &str) -> Option<&str> {
+        self.hint(protocol, key).and_then(Value::as_str)
+    }
+
+    /// Whether hint `key` of `protocol` is `true`.
+    pub fn flag(&self, protocol: Protocol, key: &str) -> bool {
+        self.hint(protocol, key) == Some(&Value::Bool(true))
+    }
+
+    /// A copy of object hint `key` of `protocol` (written by [`Extras::insert_object_hint`]);
+    /// empty when there is none.
+    pub fn hint_object(&self, protocol: Protocol, key: &str) -> Map<String, Value> {
+        match self.hint(protocol, key) {
+            Some(Value::Object(map)) => map.clone(),
+            _ => Map::new(),
+        }
+    }
+
+    /// Record `map` (the unknown fields of a nested object, say) as hint `key` in `hints`,
+    /// unless it is empty.
+    pub fn insert_object_hint(hints: &mut Map<String, Value>, key: &str, map: Map<String, Value>) {
+        if !map.is_empty() {
+            hints.insert(key.to_owned(), Value::Object(map));
+        }
+    }
+
+    /// Record `original` as hint `key` in `hints` when encoding its decoded form (`again`)
+    /// would not give it back; [`Extras::kept`] reads it.
+    pub fn keep_if_lossy<T: Serialize + PartialEq>(
+        hints: &mut Map<String, Value>,
+        key: &str,
+        original: &T,
+        again: &T,
+    ) {
+        if original != again
+            && let Ok(value) = serde_json::to_value(original)
+        {
+            hints.insert(key.to_owned(), value);
+        }
+    }
+
+    /// The original kept as hint `key` of `protocol` (by [`Extras::keep_if_lossy`]), while
+    /// `decode` still gives `current` from it: an original the conversation has changed since is
+    /// not re-emitted.
+    pub fn kept<T: DeserializeOwned, N: PartialEq>(
+        &self,
+        protocol: Protocol,
+        key: &str,
+        current: &N,
+        decode: impl FnOnce(&T) -> Option<N>,
+    ) -> Option<T> {
+        let original: T = serde_json::from_value(self.hint(protocol, key)?.clone()).ok()?;
+        (decode(&original).as_ref() == Some(current)).then_some(original)
     }
 }
 
@@ -462,6 +524,21 @@ impl Part {
 
     /// The part's extras.
     pub fn extra(&self) -> &Extras {
+        match self {
+            Self::Text { extra, .. }
+            | Self::Image { extra, .. }
+            | Self::Document { extra, .. }
+            | Self::Audio { extra, .. }
+            | Self::Thinking { extra, .. }
+            | Self::RedactedThinking { extra, .. }
+            | Self::ToolCall { extra, .. }
+            | Self::ToolResult { extra, .. }
+            | Self::Refusal { extra, .. } => extra,
+        }
+    }
+
+    /// The part's extras, to change.
+    pub fn extra_mut(&mut self) -> &mut Extras {
         match self {
             Self::Text { extra, .. }
             | Self::Image { extra, .. }
@@ -951,7 +1028,8 @@ impl Collector {
     }
 }
 
-fn mismatch(index: u32) -> GatewayError {
+/// An `UpstreamProtocol` error: a stream event that does not fit content block `index`.
+pub(crate) fn mismatch(index: u32) -> GatewayError {
     GatewayError::new(
         ErrorKind::UpstreamProtocol,
         format!("stream event does not fit content block {index}"),

@@ -13,17 +13,18 @@
 //!   stateless turns.
 //! - [`gemini`]: Gemini API (`generateContent`) wire types, their translation to and from the
 //!   conversation, and its streams (SSE or a streamed JSON array).
-//! - [`GatewayError`] ([`error`]): the one opaque error, its kinds, HTTP status mapping and the
-//!   OpenAI envelope.
+//! - [`GatewayError`]: the one opaque error, its kinds ([`ErrorKind`], [`Side`]), HTTP status
+//!   mapping and the OpenAI envelope.
 //! - [`Dialect`] ([`dialect`]): per client protocol, what counts as content in its stream, how
 //!   it ends, its error envelope and its terminal error event.
 //! - [`RetryHint`] ([`retry`]): when an upstream says to come back, from headers and error bodies.
 //! - [`Secret`]: a credential that prints as `[redacted]`.
 //! - [`sse`]: an incremental server-sent-events decoder and an encoder.
 //! - [`body`]: the streaming body type passed between crates.
-//! - [`Transport`] ([`transport`]): how a service reaches the network, implemented by
-//!   `gateway-proxy`.
-//! - [`ChatBackend`] ([`backend`]): what an in-process chat backend offers the composition crate.
+//! - [`Transport`] (with [`CallOptions`], [`Expect`], [`Timeouts`]): how a service reaches the
+//!   network, implemented by `gateway-proxy`.
+//! - [`ChatBackend`] (with [`ChatContext`], [`ChatOutput`], [`ChunkStream`]): what an in-process
+//!   chat backend offers the composition crate.
 //!
 //! Invariants:
 //! - No IO, no runtime, no logging: this crate is a leaf that anything can depend on.
@@ -31,18 +32,21 @@
 //! - Error messages are lowercase, have no trailing period and never contain secrets.
 
 pub mod anthropic;
-pub mod backend;
+mod backend;
 pub mod body;
 pub mod conversation;
 pub mod dialect;
-pub mod error;
+mod error;
 pub mod gemini;
 pub mod openai;
 pub mod responses;
 pub mod retry;
 mod secret;
 pub mod sse;
-pub mod transport;
+#[cfg(test)]
+mod test_support;
+mod transport;
+mod wire;
 
 pub use backend::{ChatBackend, ChatContext, ChatOutput, ChunkStream};
 pub use body::Body;

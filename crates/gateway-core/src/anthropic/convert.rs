@@ -54,7 +54,7 @@
 
 use std::collections::HashMap;
 
-use serde::{Serialize, de::DeserializeOwned};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::{
@@ -66,7 +66,10 @@ use super::{
     TextDelta, ThinkingBlock, ThinkingConfig, ThinkingDelta, Tool, ToolChoice, ToolResultBlock,
     ToolUseBlock, UrlSource, Usage,
 };
-use crate::{ErrorKind, GatewayError, conversation as conv, dialect, sse};
+use crate::{
+    ErrorKind, GatewayError, conversation as conv, dialect, sse,
+    wire::{WireUsage, has_calls, invalid, take_typed, unfinished, upstream_unfinished},
+};
 
 const ANTHROPIC: conv::Protocol = conv::Protocol::Anthropic;
 
@@ -139,7 +142,7 @@ pub fn request_to_conversation(request: MessagesRequest) -> Result<conv::Request
         None => (None, None),
     };
     let again = tool_choice_from_conversation(choice.as_ref(), parallel_tool_calls);
-    keep_if_lossy(&mut hints, "tool_choice", &tool_choice, &again);
+    conv::Extras::keep_if_lossy(&mut hints, "tool_choice", &tool_choice, &again);
 
     let (mode, budget_tokens) = thinking
         .as_ref()
@@ -158,9 +161,9 @@ pub fn request_to_conversation(request: MessagesRequest) -> Result<conv::Request
         },
     );
     let again = thinking_from_conversation(reasoning.as_ref());
-    keep_if_lossy(&mut hints, "thinking", &thinking, &again);
+    conv::Extras::keep_if_lossy(&mut hints, "thinking", &thinking, &again);
     let again = output_config_from_conversation(effort, response_format.as_ref());
-    keep_if_lossy(&mut hints, "output_config", &output_config, &again);
+    conv::Extras::keep_if_lossy(&mut hints, "output_config", &output_config, &again);
 
     if let Some(value) = context_management {
         fields.insert("context_management".into(), value);
@@ -207,7 +210,7 @@ pub fn request_to_conversation(request: MessagesRequest) -> Result<conv::Request
         stream_usage: stream,
         user,
         metadata: None,
-        extra: extras(fields, hints),
+        extra: conv::Extras::new(ANTHROPIC, fields, hints),
     })
 }
 
@@ -215,7 +218,7 @@ pub fn request_to_conversation(request: MessagesRequest) -> Result<conv::Request
 /// as it was sent; see the module docs for how other protocols' conversations are spelled.
 pub fn request_from_conversation(request: &conv::Request) -> MessagesRequest {
     let extra = &request.extra;
-    let mut fields = fields_of(extra);
+    let mut fields = extra.fields_of(ANTHROPIC);
     let context_management = fields.remove("context_management");
     let service_tier = take_typed::<String>(&mut fields, "service_tier");
 
@@ -234,8 +237,8 @@ pub fn request_from_conversation(request: &conv::Request) -> MessagesRequest {
     system_parts.retain(|p| matches!(p, conv::Part::Text { .. }));
     let system = content_from_parts(
         &system_parts,
-        hint(extra, "system_blocks"),
-        hint_str(extra, "system") == Some("blocks"),
+        extra.hint(ANTHROPIC, "system_blocks"),
+        extra.hint_str(ANTHROPIC, "system") == Some("blocks"),
         true,
         Place::Request,
     );
@@ -250,7 +253,7 @@ pub fn request_from_conversation(request: &conv::Request) -> MessagesRequest {
         .filter(|tool| allowed.is_none_or(|names| names.contains(&tool.name)))
         .map(tool_from_conversation)
         .collect();
-    if let Some(Value::Array(kept)) = hint(extra, "server_tools") {
+    if let Some(Value::Array(kept)) = extra.hint(ANTHROPIC, "server_tools") {
         for (position, raw) in positioned(kept) {
             if let Value::Object(map) = raw {
                 let at = position.min(tools.len());
@@ -259,75 +262,80 @@ pub fn request_from_conversation(request: &conv::Request) -> MessagesRequest {
         }
     }
     let tools = if tools.is_empty() {
-        (hint_str(extra, "tools") == Some("empty")).then(Vec::new)
+        (extra.hint_str(ANTHROPIC, "tools") == Some("empty")).then(Vec::new)
     } else {
         Some(tools)
     };
 
     let current = (request.tool_choice.clone(), request.parallel_tool_calls);
-    let tool_choice = kept(
-        extra,
-        "tool_choice",
-        &current,
-        |raw: &Option<ToolChoice>| {
-            Some(
-                raw.as_ref()
-                    .map(tool_choice_to_conversation)
-                    .transpose()
-                    .ok()?
-                    .unwrap_or_default(),
-            )
-        },
-    )
-    .unwrap_or_else(|| {
-        tool_choice_from_conversation(request.tool_choice.as_ref(), request.parallel_tool_calls)
-    });
+    let tool_choice = extra
+        .kept(
+            ANTHROPIC,
+            "tool_choice",
+            &current,
+            |raw: &Option<ToolChoice>| {
+                Some(
+                    raw.as_ref()
+                        .map(tool_choice_to_conversation)
+                        .transpose()
+                        .ok()?
+                        .unwrap_or_default(),
+                )
+            },
+        )
+        .unwrap_or_else(|| {
+            tool_choice_from_conversation(request.tool_choice.as_ref(), request.parallel_tool_calls)
+        });
 
     let reasoning = request.reasoning.as_ref();
     let current = (
         reasoning.and_then(|r| r.mode),
         reasoning.and_then(|r| r.budget_tokens),
     );
-    let thinking = kept(
-        extra,
-        "thinking",
-        &current,
-        |raw: &Option<ThinkingConfig>| {
-            Some(
-                raw.as_ref()
-                    .map(thinking_to_conversation)
-                    .unwrap_or_default(),
-            )
-        },
-    )
-    .unwrap_or_else(|| thinking_from_conversation(reasoning));
+    let thinking = extra
+        .kept(
+            ANTHROPIC,
+            "thinking",
+            &current,
+            |raw: &Option<ThinkingConfig>| {
+                Some(
+                    raw.as_ref()
+                        .map(thinking_to_conversation)
+                        .unwrap_or_default(),
+                )
+            },
+        )
+        .unwrap_or_else(|| thinking_from_conversation(reasoning));
 
     let effort = reasoning.and_then(|r| r.effort);
     let current = (effort, request.response_format.clone());
-    let output_config = kept(
-        extra,
-        "output_config",
-        &current,
-        |raw: &Option<OutputConfig>| {
-            Some(
-                raw.as_ref()
-                    .map(output_config_to_conversation)
-                    .unwrap_or_default(),
-            )
-        },
-    )
-    .unwrap_or_else(|| output_config_from_conversation(effort, request.response_format.as_ref()));
+    let output_config = extra
+        .kept(
+            ANTHROPIC,
+            "output_config",
+            &current,
+            |raw: &Option<OutputConfig>| {
+                Some(
+                    raw.as_ref()
+                        .map(output_config_to_conversation)
+                        .unwrap_or_default(),
+                )
+            },
+        )
+        .unwrap_or_else(|| {
+            output_config_from_conversation(effort, request.response_format.as_ref())
+        });
 
     let generation = &request.generation;
     let stop_sequences = if generation.stop.is_empty() {
-        (hint_str(extra, "stop_sequences") == Some("empty")).then(Vec::new)
+        (extra.hint_str(ANTHROPIC, "stop_sequences") == Some("empty")).then(Vec::new)
     } else {
         Some(generation.stop.clone())
     };
-    let metadata_fields = match hint(extra, "metadata") {
-        Some(Value::Object(map)) => Some(map.clone()),
-        _ => None,
-    };
+    let metadata_fields = extra
+        .hint(ANTHROPIC, "metadata")
+        .and_then(Value::as_object)
+        .cloned();
     let metadata = (request.user.is_some() || metadata_fields.is_some()).then(|| Metadata {
         user_id: request.user.clone(),
         extra: metadata_fields.unwrap_or_default(),
@@ -335,7 +343,7 @@ pub fn request_from_conversation(request: &conv::Request) -> MessagesRequest {
     let stream = if request.stream {
         Some(true)
     } else {
-        hint(extra, "stream").and_then(Value::as_bool)
+        extra.hint(ANTHROPIC, "stream").and_then(Value::as_bool)
     };
 
     MessagesRequest {
@@ -377,7 +385,7 @@ fn message_to_conversation(
         },
         parts,
         name: None,
-        extra: extras(extra, hints),
+        extra: conv::Extras::new(ANTHROPIC, extra, hints),
     }
 }
 
@@ -394,8 +402,8 @@ fn push_message(message: &conv::Message, out: &mut Vec<(InputMessage, bool)>) {
     let parts: Vec<&conv::Part> = message.parts.iter().collect();
     let content = content_from_parts(
         &parts,
-        hint(&message.extra, "blocks"),
-        hint_str(&message.extra, "content") == Some("blocks"),
+        message.extra.hint(ANTHROPIC, "blocks"),
+        message.extra.hint_str(ANTHROPIC, "content") == Some("blocks"),
         false,
         Place::Request,
     )
@@ -432,7 +440,7 @@ fn push_message(message: &conv::Message, out: &mut Vec<(InputMessage, bool)>) {
         InputMessage {
             role,
             content,
-            extra: fields_of(&message.extra),
+            extra: message.extra.fields_of(ANTHROPIC),
         },
         from_tool,
     ));
@@ -590,7 +598,7 @@ fn block_to_part(
                 text,
                 signature: None,
                 cache,
-                extra: extras(fields, hints),
+                extra: conv::Extras::new(ANTHROPIC, fields, hints),
             }
         }
         ContentBlock::Image(ImageBlock {
@@ -613,7 +621,7 @@ fn block_to_part(
             conv::Part::Image {
                 source,
                 detail: None,
-                extra: extras(fields, hints),
+                extra: conv::Extras::new(ANTHROPIC, fields, hints),
             }
         }
         ContentBlock::Document(DocumentBlock {
@@ -644,7 +652,7 @@ fn block_to_part(
             conv::Part::Document {
                 source,
                 name: title,
-                extra: extras(fields, hints),
+                extra: conv::Extras::new(ANTHROPIC, fields, hints),
             }
         }
         ContentBlock::Thinking(ThinkingBlock {
@@ -658,13 +666,13 @@ fn block_to_part(
             conv::Part::Thinking {
                 text: thinking,
                 signature,
-                extra: extras(extra, hints),
+                extra: conv::Extras::new(ANTHROPIC, extra, hints),
             }
         }
         ContentBlock::RedactedThinking(RedactedThinkingBlock { data, extra }) => {
             conv::Part::RedactedThinking {
                 data,
-                extra: extras(extra, hints),
+                extra: conv::Extras::new(ANTHROPIC, extra, hints),
             }
         }
         ContentBlock::ToolUse(ToolUseBlock {
@@ -682,7 +690,7 @@ fn block_to_part(
                 name,
                 arguments: input.to_string(),
                 signature: None,
-                extra: extras(fields, hints),
+                extra: conv::Extras::new(ANTHROPIC, fields, hints),
             }
         }
         ContentBlock::ToolResult(ToolResultBlock {
@@ -712,7 +720,7 @@ fn block_to_part(
                 name,
                 parts,
                 is_error: is_error.unwrap_or(false),
-                extra: extras(fields, hints),
+                extra: conv::Extras::new(ANTHROPIC, fields, hints),
             }
         }
         other @ ContentBlock::Other(_) => return Err(Box::new(other)),
@@ -725,7 +733,7 @@ fn part_to_block(part: &conv::Part, place: Place) -> Option<ContentBlock> {
         conv::Part::Text {
             text, cache, extra, ..
         } => {
-            let mut fields = fields_of(extra);
+            let mut fields = extra.fields_of(ANTHROPIC);
             let citations = take_typed(&mut fields, "citations");
             let cache_control = match cache {
                 Some(cache) => {
@@ -742,7 +750,7 @@ fn part_to_block(part: &conv::Part, place: Place) -> Option<ContentBlock> {
             })
         }
         conv::Part::Image { source, extra, .. } => {
-            let mut fields = fields_of(extra);
+            let mut fields = extra.fields_of(ANTHROPIC);
             ContentBlock::Image(ImageBlock {
                 source: media_to_source(source, false, extra),
                 cache_control: take_typed(&mut fields, "cache_control"),
@@ -754,7 +762,7 @@ fn part_to_block(part: &conv::Part, place: Place) -> Option<ContentBlock> {
             name,
             extra,
         } => {
-            let mut fields = fields_of(extra);
+            let mut fields = extra.fields_of(ANTHROPIC);
             ContentBlock::Document(DocumentBlock {
                 source: media_to_source(source, true, extra),
                 title: name.clone(),
@@ -772,7 +780,7 @@ fn part_to_block(part: &conv::Part, place: Place) -> Option<ContentBlock> {
         } => {
             let signature = match (signature, place) {
                 (Some(signature), _) => Some(signature.clone()),
-                (None, _) if flag(extra, "unsigned") => None,
+                (None, _) if extra.flag(ANTHROPIC, "unsigned") => None,
                 // Anthropic rejects unsigned thinking on input; clients expect a signature.
                 (None, Place::Request) => return None,
                 (None, Place::Response) => Some(String::new()),
@@ -780,13 +788,13 @@ fn part_to_block(part: &conv::Part, place: Place) -> Option<ContentBlock> {
             ContentBlock::Thinking(ThinkingBlock {
                 thinking: text.clone(),
                 signature,
-                extra: fields_of(extra),
+                extra: extra.fields_of(ANTHROPIC),
             })
         }
         conv::Part::RedactedThinking { data, extra } => {
             ContentBlock::RedactedThinking(RedactedThinkingBlock {
                 data: data.clone(),
-                extra: fields_of(extra),
+                extra: extra.fields_of(ANTHROPIC),
             })
         }
         conv::Part::ToolCall {
@@ -796,7 +804,7 @@ fn part_to_block(part: &conv::Part, place: Place) -> Option<ContentBlock> {
             extra,
             ..
         } => {
-            let mut fields = fields_of(extra);
+            let mut fields = extra.fields_of(ANTHROPIC);
             ContentBlock::ToolUse(ToolUseBlock {
                 id: id.clone(),
                 name: name.clone(),
@@ -812,19 +820,19 @@ fn part_to_block(part: &conv::Part, place: Place) -> Option<ContentBlock> {
             extra,
             ..
         } => {
-            let mut fields = fields_of(extra);
+            let mut fields = extra.fields_of(ANTHROPIC);
             let inner: Vec<&conv::Part> = parts.iter().collect();
             let content = content_from_parts(
                 &inner,
-                hint(extra, "blocks"),
-                hint_str(extra, "content") == Some("blocks"),
+                extra.hint(ANTHROPIC, "blocks"),
+                extra.hint_str(ANTHROPIC, "content") == Some("blocks"),
                 true,
                 place,
             );
             let is_error = if *is_error {
                 Some(true)
             } else {
-                hint(extra, "is_error").and_then(Value::as_bool)
+                extra.hint(ANTHROPIC, "is_error").and_then(Value::as_bool)
             };
             ContentBlock::ToolResult(ToolResultBlock {
                 tool_use_id: id.clone(),
@@ -838,7 +846,7 @@ fn part_to_block(part: &conv::Part, place: Place) -> Option<ContentBlock> {
             text: text.clone(),
             citations: None,
             cache_control: None,
-            extra: fields_of(extra),
+            extra: extra.fields_of(ANTHROPIC),
         }),
     })
 }
@@ -871,7 +879,7 @@ fn source_to_media(
             data,
             extra,
         }) => {
-            hint_object_into(hints, "source", extra);
+            conv::Extras::insert_object_hint(hints, "source", extra);
             if document && media_type.starts_with("text/") {
                 hints.insert("source_type".into(), "base64".into());
             }
@@ -885,7 +893,7 @@ fn source_to_media(
             data,
             extra,
         }) if document => {
-            hint_object_into(hints, "source", extra);
+            conv::Extras::insert_object_hint(hints, "source", extra);
             hints.insert("source_type".into(), "text".into());
             conv::Media::Base64 {
                 mime: media_type,
@@ -893,11 +901,11 @@ fn source_to_media(
             }
         }
         Source::Url(UrlSource { url, extra }) => {
-            hint_object_into(hints, "source", extra);
+            conv::Extras::insert_object_hint(hints, "source", extra);
             conv::Media::Url { url }
         }
         Source::File(FileSource { file_id, extra }) => {
-            hint_object_into(hints, "source", extra);
+            conv::Extras::insert_object_hint(hints, "source", extra);
             conv::Media::FileId { id: file_id }
         }
         other => return Err(other),
@@ -905,10 +913,10 @@ fn source_to_media(
 }
 
 fn media_to_source(media: &conv::Media, document: bool, extra: &conv::Extras) -> Source {
-    let source_extra = hint_object(extra, "source");
+    let source_extra = extra.hint_object(ANTHROPIC, "source");
     match media {
         conv::Media::Base64 { mime, data } => {
-            let spelled = hint_str(extra, "source_type");
+            let spelled = extra.hint_str(ANTHROPIC, "source_type");
             let as_text = document
                 && match spelled {
                     Some(kind) => kind == "text",
@@ -975,23 +983,23 @@ fn tool_to_conversation(tool: CustomTool) -> conv::Tool {
         parameters: input_schema.unwrap_or(Value::Null),
         strict,
         kind: conv::ToolKind::Function,
-        extra: extras(fields, hints),
+        extra: conv::Extras::new(ANTHROPIC, fields, hints),
     }
 }
 
 /// A custom tool; a tool without a schema (or an OpenAI custom tool) takes any object.
 fn tool_from_conversation(tool: &conv::Tool) -> Tool {
     let extra = &tool.extra;
-    let mut fields = fields_of(extra);
+    let mut fields = extra.fields_of(ANTHROPIC);
     let input_schema = if !tool.parameters.is_null() {
         Some(tool.parameters.clone())
-    } else if hint_str(extra, "input_schema") == Some("absent") {
+    } else if extra.hint_str(ANTHROPIC, "input_schema") == Some("absent") {
         None
     } else {
         Some(json!({"type": "object", "properties": {}}))
     };
     Tool::Custom(CustomTool {
-        kind: hint_str(extra, "type").map(str::to_owned),
+        kind: extra.hint_str(ANTHROPIC, "type").map(str::to_owned),
         name: tool.name.clone(),
         description: tool.description.clone(),
         input_schema,
@@ -1162,15 +1170,15 @@ pub fn response_to_conversation(message: MessagesResponse) -> conv::Response {
         .as_ref()
         .map(|reason| finish_to_conversation(reason, stop_sequence.clone()));
     let again = stop_of(finish.as_ref(), has_calls(&parts));
-    keep_if_lossy(&mut hints, "stop", &(stop_reason, stop_sequence), &again);
+    conv::Extras::keep_if_lossy(&mut hints, "stop", &(stop_reason, stop_sequence), &again);
     conv::Response {
         id,
         model,
         created: 0,
         parts,
         finish,
-        usage: Some(usage_to_conversation(usage)),
-        extra: extras(extra, hints),
+        usage: Some(usage.to_conversation()),
+        extra: conv::Extras::new(ANTHROPIC, extra, hints),
     }
 }
 
@@ -1179,7 +1187,7 @@ pub fn response_to_conversation(message: MessagesResponse) -> conv::Response {
 pub fn response_from_conversation(response: &conv::Response, model: &str) -> MessagesResponse {
     let extra = &response.extra;
     let parts: Vec<&conv::Part> = response.parts.iter().collect();
-    let mut content = parts_to_blocks(&parts, hint(extra, "blocks"), Place::Response);
+    let mut content = parts_to_blocks(&parts, extra.hint(ANTHROPIC, "blocks"), Place::Response);
     let mut number = 0;
     for block in &mut content {
         if let ContentBlock::ToolUse(call) = block {
@@ -1190,17 +1198,21 @@ pub fn response_from_conversation(response: &conv::Response, model: &str) -> Mes
         }
     }
     type Stop = (Option<StopReason>, Option<String>);
-    let (stop_reason, stop_sequence) = kept(extra, "stop", &response.finish, |raw: &Stop| {
-        Some(
-            raw.0
-                .as_ref()
-                .map(|reason| finish_to_conversation(reason, raw.1.clone())),
-        )
-    })
-    .unwrap_or_else(|| stop_of(response.finish.as_ref(), has_calls(&response.parts)));
+    let (stop_reason, stop_sequence) = extra
+        .kept(ANTHROPIC, "stop", &response.finish, |raw: &Stop| {
+            Some(
+                raw.0
+                    .as_ref()
+                    .map(|reason| finish_to_conversation(reason, raw.1.clone())),
+            )
+        })
+        .unwrap_or_else(|| stop_of(response.finish.as_ref(), has_calls(&response.parts)));
     MessagesResponse {
         id: response.id.clone(),
-        kind: hint_str(extra, "type").unwrap_or("message").to_owned(),
+        kind: extra
+            .hint_str(ANTHROPIC, "type")
+            .unwrap_or("message")
+            .to_owned(),
         role: Role::Assistant,
         content,
         model: model.to_owned(),
@@ -1209,21 +1221,15 @@ pub fn response_from_conversation(response: &conv::Response, model: &str) -> Mes
         usage: response
             .usage
             .as_ref()
-            .map(usage_from_conversation)
+            .map(Usage::from_conversation)
             .unwrap_or_default(),
-        extra: fields_of(extra),
+        extra: extra.fields_of(ANTHROPIC),
     }
 }
 
 fn call_id(response_id: &str, number: usize) -> String {
     let suffix = response_id.strip_prefix("msg_").unwrap_or(response_id);
     format!("toolu_{suffix}_{number}")
-}
-
-fn has_calls(parts: &[conv::Part]) -> bool {
-    parts
-        .iter()
-        .any(|p| matches!(p, conv::Part::ToolCall { .. }))
 }
 
 fn finish_to_conversation(reason: &StopReason, sequence: Option<String>) -> conv::FinishReason {
@@ -1271,62 +1277,44 @@ fn stop_of(
     (Some(stop), None)
 }
 
-/// Neutral usage from Anthropic's; the original object is kept when Anthropic's plain form of
-/// the counts would differ from it.
-fn usage_to_conversation(usage: Usage) -> conv::Usage {
-    let mut neutral = usage_counts(&usage);
-    let mut hints = Map::new();
-    keep_if_lossy(&mut hints, "usage", &usage, &usage_from_counts(&neutral));
-    neutral.extra = extras(Map::new(), hints);
-    neutral
-}
+/// Anthropic usage: the original object is kept when Anthropic's plain form of the counts would
+/// differ from it.
+impl WireUsage for Usage {
+    const PROTOCOL: conv::Protocol = ANTHROPIC;
 
-fn usage_counts(usage: &Usage) -> conv::Usage {
-    let read = usage.cache_read_input_tokens.unwrap_or(0);
-    let write = usage.cache_creation_input_tokens.unwrap_or(0);
-    conv::Usage {
-        input_tokens: usage
-            .input_tokens
-            .saturating_add(read)
-            .saturating_add(write),
-        output_tokens: usage.output_tokens,
-        reasoning_tokens: usage
-            .output_tokens_details
-            .as_ref()
-            .and_then(|d| d.thinking_tokens)
-            .unwrap_or(0),
-        cache_read_tokens: read,
-        cache_write_tokens: write,
-        extra: conv::Extras::default(),
+    fn counts(&self) -> conv::Usage {
+        let read = self.cache_read_input_tokens.unwrap_or(0);
+        let write = self.cache_creation_input_tokens.unwrap_or(0);
+        conv::Usage {
+            input_tokens: self.input_tokens.saturating_add(read).saturating_add(write),
+            output_tokens: self.output_tokens,
+            reasoning_tokens: self
+                .output_tokens_details
+                .as_ref()
+                .and_then(|d| d.thinking_tokens)
+                .unwrap_or(0),
+            cache_read_tokens: read,
+            cache_write_tokens: write,
+            extra: conv::Extras::default(),
+        }
     }
-}
 
-fn usage_from_conversation(usage: &conv::Usage) -> Usage {
-    let counts = conv::Usage {
-        extra: conv::Extras::default(),
-        ..usage.clone()
-    };
-    kept(&usage.extra, "usage", &counts, |raw: &Usage| {
-        Some(usage_counts(raw))
-    })
-    .unwrap_or_else(|| usage_from_counts(usage))
-}
-
-/// Anthropic usage from neutral counts: both cache counts present, thinking tokens when known.
-fn usage_from_counts(usage: &conv::Usage) -> Usage {
-    Usage {
-        input_tokens: usage
-            .input_tokens
-            .saturating_sub(usage.cache_read_tokens)
-            .saturating_sub(usage.cache_write_tokens),
-        output_tokens: usage.output_tokens,
-        cache_creation_input_tokens: Some(usage.cache_write_tokens),
-        cache_read_input_tokens: Some(usage.cache_read_tokens),
-        output_tokens_details: (usage.reasoning_tokens > 0).then(|| OutputTokensDetails {
-            thinking_tokens: Some(usage.reasoning_tokens),
+    /// Anthropic usage from neutral counts: both cache counts present, thinking tokens when known.
+    fn from_counts(usage: &conv::Usage) -> Self {
+        Usage {
+            input_tokens: usage
+                .input_tokens
+                .saturating_sub(usage.cache_read_tokens)
+                .saturating_sub(usage.cache_write_tokens),
+            output_tokens: usage.output_tokens,
+            cache_creation_input_tokens: Some(usage.cache_write_tokens),
+            cache_read_input_tokens: Some(usage.cache_read_tokens),
+            output_tokens_details: (usage.reasoning_tokens > 0).then(|| OutputTokensDetails {
+                thinking_tokens: Some(usage.reasoning_tokens),
+                extra: Extra::new(),
+            }),
             extra: Extra::new(),
-        }),
-        extra: Extra::new(),
+        }
     }
 }
 
@@ -1511,10 +1499,7 @@ impl StreamEncoder {
             return Ok(out);
         }
         let Some(reason) = self.finish.clone() else {
-            return Err(GatewayError::new(
-                ErrorKind::Truncated,
-                "the stream ended without a finish reason",
-            ));
+            return Err(unfinished());
         };
         self.close(&mut out)?;
         self.start(&mut out)?;
@@ -1523,8 +1508,8 @@ impl StreamEncoder {
         let usage = self
             .usage
             .as_ref()
-            .map(usage_from_conversation)
-            .unwrap_or_else(|| usage_from_counts(&conv::Usage::default()));
+            .map(Usage::from_conversation)
+            .unwrap_or_else(|| Usage::from_counts(&conv::Usage::default()));
         let event = StreamEvent::MessageDelta(MessageDeltaEvent {
             delta: MessageDelta {
                 stop_reason,
@@ -1566,9 +1551,7 @@ impl StreamEncoder {
         {
             Some(at) => {
                 if self.blocks.get(at).map(|(_, k)| *k) != Some(kind) {
-                    return Err(protocol(format!(
-                        "stream event does not fit content block {index}"
-                    )));
+                    return Err(conv::mismatch(index));
                 }
                 if self.open != Some(at) {
                     return Err(protocol(format!(
@@ -1600,9 +1583,7 @@ impl StreamEncoder {
         out: &mut Vec<sse::Event>,
     ) -> Result<u32, GatewayError> {
         if self.knows(index) {
-            return Err(protocol(format!(
-                "stream event does not fit content block {index}"
-            )));
+            return Err(conv::mismatch(index));
         }
         self.start(out)?;
         self.close(out)?;
@@ -1655,7 +1636,7 @@ impl StreamEncoder {
         let mut usage = self
             .usage
             .as_ref()
-            .map(usage_from_conversation)
+            .map(Usage::from_conversation)
             .unwrap_or_default();
         // Output is counted at the end.
         usage.output_tokens = 0;
@@ -1781,7 +1762,7 @@ impl StreamDecoder {
                 if let Some(delta_usage) = usage {
                     let mut merged = self.usage.take().unwrap_or_default();
                     delta_usage.apply_to(&mut merged);
-                    out.push(conv::Event::Usage(usage_to_conversation(merged.clone())));
+                    out.push(conv::Event::Usage(merged.to_conversation()));
                     self.usage = Some(merged);
                 }
                 if let Some(reason) = delta.stop_reason
@@ -1802,10 +1783,7 @@ impl StreamDecoder {
     /// The upstream stream ended. A stream without a stop reason is a `Truncated` error.
     pub fn finish(&mut self) -> Result<Vec<conv::Event>, GatewayError> {
         if !self.finished {
-            return Err(GatewayError::new(
-                ErrorKind::Truncated,
-                "the upstream stream ended without a finish reason",
-            ));
+            return Err(upstream_unfinished());
         }
         Ok(Vec::new())
     }
@@ -1947,42 +1925,8 @@ pub(super) fn base64_decode(text: &str) -> Option<Vec<u8>> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Extras helpers
+// Unknown fields
 // ---------------------------------------------------------------------------------------------
-
-fn extras(fields: Extra, hints: Map<String, Value>) -> conv::Extras {
-    conv::Extras::new(ANTHROPIC, fields, hints)
-}
-
-/// The Anthropic fields of `extra` (none when they came from another protocol).
-fn fields_of(extra: &conv::Extras) -> Extra {
-    extra.fields_for(ANTHROPIC).cloned().unwrap_or_default()
-}
-
-fn hint<'a>(extra: &'a conv::Extras, key: &str) -> Option<&'a Value> {
-    extra.hint(ANTHROPIC, key)
-}
-
-fn hint_str<'a>(extra: &'a conv::Extras, key: &str) -> Option<&'a str> {
-    hint(extra, key).and_then(Value::as_str)
-}
-
-fn flag(extra: &conv::Extras, key: &str) -> bool {
-    hint(extra, key) == Some(&Value::Bool(true))
-}
-
-fn hint_object(extra: &conv::Extras, key: &str) -> Extra {
-    match hint(extra, key) {
-        Some(Value::Object(map)) => map.clone(),
-        _ => Extra::new(),
-    }
-}
-
-fn hint_object_into(hints: &mut Map<String, Value>, key: &str, map: Extra) {
-    if !map.is_empty() {
-        hints.insert(key.to_owned(), Value::Object(map));
-    }
-}
 
 fn insert_typed<T: Serialize>(fields: &mut Extra, key: &str, value: &T) {
     if let Ok(value) = serde_json::to_value(value) {
@@ -1994,40 +1938,4 @@ fn insert_option<T: Serialize>(fields: &mut Extra, key: &str, value: Option<&T>)
     if let Some(value) = value {
         insert_typed(fields, key, value);
     }
-}
-
-/// Field `key` taken out of `fields` when it has the type `T` (left in place otherwise).
-fn take_typed<T: DeserializeOwned>(fields: &mut Extra, key: &str) -> Option<T> {
-    let typed = serde_json::from_value(fields.get(key)?.clone()).ok()?;
-    fields.remove(key);
-    Some(typed)
-}
-
-/// Keep `original` as hint `key` when encoding its decoded form (`again`) would not give it back.
-fn keep_if_lossy<T: Serialize + PartialEq>(
-    hints: &mut Map<String, Value>,
-    key: &str,
-    original: &T,
-    again: &T,
-) {
-    if original != again
-        && let Ok(value) = serde_json::to_value(original)
-    {
-        hints.insert(key.to_owned(), value);
-    }
-}
-
-/// The original kept as hint `key`, while it still decodes to `current`.
-fn kept<T: DeserializeOwned, N: PartialEq>(
-    extra: &conv::Extras,
-    key: &str,
-    current: &N,
-    decode: impl FnOnce(&T) -> Option<N>,
-) -> Option<T> {
-    let original: T = serde_json::from_value(hint(extra, key)?.clone()).ok()?;
-    (decode(&original).as_ref() == Some(current)).then_some(original)
-}
-
-fn invalid(message: impl Into<String>, param: impl Into<String>) -> GatewayError {
-    GatewayError::invalid_request(message).with_param(param)
 }

@@ -4,13 +4,10 @@
 //! known tag strictly, so a malformed `tool_use` is a 400 naming the field, and keep any other
 //! tag verbatim in an `Other` variant, so a beta block never makes a request fail.
 
-use std::fmt;
-
-use serde::{
-    Deserialize, Deserializer, Serialize,
-    de::{self, SeqAccess, Visitor},
-};
+use serde::{Deserialize, Deserializer, Serialize, de};
 use serde_json::{Map, Value};
+
+use crate::wire::string_or_list;
 
 /// Fields this crate does not model, kept so they reach the upstream unchanged.
 pub type Extra = Map<String, Value>;
@@ -118,23 +115,12 @@ pub enum Content {
 
 impl<'de> Deserialize<'de> for Content {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ContentVisitor;
-        impl<'de> Visitor<'de> for ContentVisitor {
-            type Value = Content;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or an array of content blocks")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Content, E> {
-                Ok(Content::Text(v.to_owned()))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Content, E> {
-                Ok(Content::Text(v))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Content, A::Error> {
-                Vec::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Content::Blocks)
-            }
-        }
-        deserializer.deserialize_any(ContentVisitor)
+        string_or_list(
+            deserializer,
+            "a string or an array of content blocks",
+            Self::Text,
+            Self::Blocks,
+        )
     }
 }
 

@@ -2,49 +2,27 @@
 //! snapshot of the neutral form), streams decoded whole and split at every byte, the stream
 //! encoder against the decoder, and conversations no Anthropic client wrote.
 
-use std::path::Path;
-
 use serde_json::{Value, json};
 
 use super::*;
 use crate::{
     ErrorKind, GatewayError,
-    conversation::{self as conv, Collector, Event, Part},
+    conversation::{self as conv, Event, Part},
     sse,
+    test_support::{
+        args, call, collect, error_json, run, run_ok, same_at_every_split, same_json_as,
+        sse_events, strip_nulls_and_whole_floats, survives_serde, text,
+    },
 };
 
-/// `null` and absent mean the same on this API, and so do `1` and `1.0` (a float field sent as
-/// an integer): compare without nulls, with whole floats as integers.
-fn strip_nulls(value: Value) -> Value {
-    match value {
-        Value::Number(n) if n.is_f64() => match n.as_f64() {
-            Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => Value::from(f as i64),
-            _ => Value::Number(n),
-        },
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, strip_nulls(v)))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().map(strip_nulls).collect()),
-        other => other,
-    }
-}
-
+/// The JSON of `original` again, where `1` and `1.0` mean the same (Anthropic's SDKs send
+/// whole floats as integers).
 fn same_json(again: &impl serde::Serialize, original: &[u8]) {
-    let original: Value = serde_json::from_slice(original).unwrap();
-    assert_eq!(
-        strip_nulls(serde_json::to_value(again).unwrap()),
-        strip_nulls(original)
-    );
+    same_json_as(again, original, strip_nulls_and_whole_floats);
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("test_data/anthropic")
-        .join(name);
-    std::fs::read(path).unwrap()
+    crate::test_support::fixture("anthropic", name)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -64,11 +42,7 @@ fn requests_round_trip() {
             let conversation = request_to_conversation(request.clone()).unwrap();
             insta::assert_json_snapshot!(conversation);
             // The neutral form survives its own serde round trip.
-            let value = serde_json::to_value(&conversation).unwrap();
-            assert_eq!(
-                serde_json::from_value::<conv::Request>(value).unwrap(),
-                conversation
-            );
+            survives_serde(&conversation);
             let again = request_from_conversation(&conversation);
             same_json(&again, &bytes);
             assert_eq!(again, request);
@@ -590,11 +564,7 @@ fn responses_round_trip() {
         same_json(&message, &bytes);
         let response = response_to_conversation(message.clone());
         insta::assert_json_snapshot!(response);
-        let value = serde_json::to_value(&response).unwrap();
-        assert_eq!(
-            serde_json::from_value::<conv::Response>(value).unwrap(),
-            response
-        );
+        survives_serde(&response);
         let again = response_from_conversation(&response, &message.model);
         same_json(&again, &bytes);
         assert_eq!(again, message);
@@ -702,45 +672,14 @@ fn encoding_a_foreign_response() {
 // Streams
 // ---------------------------------------------------------------------------------------------
 
-/// The SSE events of `bytes`, fed in two pieces split at `at`.
-fn sse_events(bytes: &[u8], at: usize) -> Vec<sse::Event> {
-    let mut decoder = sse::Decoder::default();
-    let mut events = Vec::new();
-    decoder.feed(&bytes[..at]);
-    while let Some(event) = decoder.next_event().unwrap() {
-        events.push(event);
-    }
-    decoder.feed(&bytes[at..]);
-    while let Some(event) = decoder.next_event().unwrap() {
-        events.push(event);
-    }
-    events.extend(decoder.finish().unwrap());
-    events
-}
-
 /// Decode SSE events: the conversation events, and the error that ended the stream, if any.
 fn decode(events: &[sse::Event]) -> (Vec<Event>, Option<GatewayError>) {
-    let mut decoder = StreamDecoder::new();
-    let mut out = Vec::new();
-    for event in events {
-        match decoder.push(event) {
-            Ok(more) => out.extend(more),
-            Err(error) => return (out, Some(error)),
-        }
-    }
-    match decoder.finish() {
-        Ok(more) => {
-            out.extend(more);
-            (out, None)
-        }
-        Err(error) => (out, Some(error)),
-    }
-}
-
-fn error_json(error: Option<&GatewayError>) -> Value {
-    error.map_or(Value::Null, |e| {
-        json!({"kind": format!("{:?}", e.kind()), "status": e.status().as_u16(), "message": e.message()})
-    })
+    run(
+        &mut StreamDecoder::new(),
+        events,
+        StreamDecoder::push,
+        StreamDecoder::finish,
+    )
 }
 
 fn encode_events(
@@ -749,12 +688,12 @@ fn encode_events(
     events: Vec<Event>,
 ) -> Result<Vec<sse::Event>, GatewayError> {
     let mut encoder = StreamEncoder::new(id, model);
-    let mut out = Vec::new();
-    for event in events {
-        out.extend(encoder.push(event)?);
-    }
-    out.extend(encoder.finish()?);
-    Ok(out)
+    run_ok(
+        &mut encoder,
+        events,
+        StreamEncoder::push,
+        StreamEncoder::finish,
+    )
 }
 
 fn wire(events: &[sse::Event]) -> Vec<u8> {
@@ -769,20 +708,13 @@ fn wire(events: &[sse::Event]) -> Vec<u8> {
 fn streams_decode_split_anywhere_and_encode_again() {
     insta::glob!("../../test_data/anthropic", "streams/*.sse", |path| {
         let bytes = std::fs::read(path).unwrap();
-        let whole = sse_events(&bytes, bytes.len());
-        let (events, error) = decode(&whole);
-        insta::assert_json_snapshot!(
-            json!({"events": events, "error": error_json(error.as_ref())})
-        );
-
         // Split at every byte: the same SSE events, so the same conversation events.
-        for at in 0..=bytes.len() {
-            let split = sse_events(&bytes, at);
-            assert_eq!(split, whole, "split at {at}");
-            let (again, again_error) = decode(&split);
-            assert_eq!(again, events, "split at {at}");
-            assert_eq!(error_json(again_error.as_ref()), error_json(error.as_ref()));
-        }
+        let (whole, events, error) = same_at_every_split(&bytes, |pieces| {
+            let sse = sse_events(pieces);
+            let (events, error) = decode(&sse);
+            (sse, events, error_json(error.as_ref()))
+        });
+        insta::assert_json_snapshot!(json!({"events": events, "error": error}));
 
         // The typed events serialize back to what was sent.
         for event in whole.iter().filter(|e| e.event.as_deref() != Some("ping")) {
@@ -792,7 +724,7 @@ fn streams_decode_split_anywhere_and_encode_again() {
             same_json(&typed, event.data.as_bytes());
         }
 
-        if error.is_some() {
+        if !error.is_null() {
             return;
         }
         // Events -> SSE -> decoder -> the same events.
@@ -801,7 +733,7 @@ fn streams_decode_split_anywhere_and_encode_again() {
         };
         let encoded = encode_events(&id, &model, events.clone()).unwrap();
         let bytes = wire(&encoded);
-        let reread = sse_events(&bytes, bytes.len());
+        let reread = sse_events(&[&bytes]);
         assert_eq!(reread, encoded);
         assert_eq!(decode(&reread).0, events);
         let names: Vec<&str> = encoded.iter().filter_map(|e| e.event.as_deref()).collect();
@@ -813,13 +745,9 @@ fn streams_decode_split_anywhere_and_encode_again() {
 #[test]
 fn collected_stream_is_the_whole_message() {
     let bytes = fixture("streams/redacted_tool_use_crlf.sse");
-    let (events, error) = decode(&sse_events(&bytes, bytes.len()));
+    let (events, error) = decode(&sse_events(&[&bytes]));
     assert!(error.is_none());
-    let mut collector = Collector::new(0);
-    for event in events {
-        collector.push(event).unwrap();
-    }
-    let response = collector.finish();
+    let response = collect(0, events).unwrap();
     let message = response_from_conversation(&response, "claude-opus-4-1-20250805");
     assert_eq!(
         serde_json::to_value(&message).unwrap(),
@@ -846,7 +774,7 @@ fn collected_stream_is_the_whole_message() {
 #[test]
 fn stream_usage_merges_start_and_delta() {
     let bytes = fixture("streams/thinking_text.sse");
-    let (events, _) = decode(&sse_events(&bytes, bytes.len()));
+    let (events, _) = decode(&sse_events(&[&bytes]));
     let usages: Vec<&conv::Usage> = events
         .iter()
         .filter_map(|e| match e {
@@ -877,7 +805,7 @@ fn stream_usage_merges_start_and_delta() {
 #[test]
 fn stream_errors() {
     let bytes = fixture("streams/error_overloaded.sse");
-    let (events, error) = decode(&sse_events(&bytes, bytes.len()));
+    let (events, error) = decode(&sse_events(&[&bytes]));
     let error = error.unwrap();
     assert_eq!(error.status().as_u16(), 529);
     assert_eq!(error.message(), "Overloaded");
@@ -886,7 +814,7 @@ fn stream_errors() {
 
     // No stop reason: truncated.
     let bytes = fixture("streams/stop_sequence.sse");
-    let cut: Vec<sse::Event> = sse_events(&bytes, bytes.len())
+    let cut: Vec<sse::Event> = sse_events(&[&bytes])
         .into_iter()
         .filter(|e| e.event.as_deref() != Some("message_delta"))
         .collect();
@@ -910,28 +838,6 @@ fn stream_errors() {
         ..sse::Event::data(r#"{"error": {"type": "rate_limit_error", "message": "slow down"}}"#)
     };
     assert_eq!(decoder.push(&named).unwrap_err().status().as_u16(), 429);
-}
-
-fn text(index: u32, text: &str) -> Event {
-    Event::TextDelta {
-        index,
-        text: text.to_owned(),
-    }
-}
-
-fn call(index: u32, id: &str, name: &str) -> Event {
-    Event::ToolCallStart {
-        index,
-        id: id.to_owned(),
-        name: name.to_owned(),
-    }
-}
-
-fn args(index: u32, arguments: &str) -> Event {
-    Event::ToolCallDelta {
-        index,
-        arguments: arguments.to_owned(),
-    }
 }
 
 /// What a client reads: one line per SSE event, `name data`.

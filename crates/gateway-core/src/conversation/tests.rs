@@ -1,14 +1,9 @@
 use serde_json::{Map, json};
 
 use super::*;
+use crate::test_support::collect;
 
-fn collect(events: Vec<Event>) -> Result<Response, GatewayError> {
-    let mut collector = Collector::new(1_700_000_000);
-    for event in events {
-        collector.push(event)?;
-    }
-    Ok(collector.finish())
-}
+const CREATED: u64 = 1_700_000_000;
 
 #[test]
 fn collector_keeps_part_order_and_signatures() {
@@ -18,71 +13,74 @@ fn collector_keeps_part_order_and_signatures() {
         reasoning_tokens: 3,
         ..Usage::default()
     };
-    let response = collect(vec![
-        Event::Start {
-            id: "msg_1".to_owned(),
-            model: "claude".to_owned(),
-        },
-        Event::ThinkingDelta {
-            index: 0,
-            text: "Let me ".to_owned(),
-        },
-        Event::ThinkingDelta {
-            index: 0,
-            text: "think.".to_owned(),
-        },
-        Event::Signature {
-            index: 0,
-            signature: "sig-0".to_owned(),
-        },
-        Event::BlockEnd { index: 0 },
-        Event::RedactedThinking {
-            index: 1,
-            data: "opaque".to_owned(),
-        },
-        Event::TextDelta {
-            index: 2,
-            text: String::new(),
-        },
-        Event::TextDelta {
-            index: 2,
-            text: "Calling.".to_owned(),
-        },
-        Event::Signature {
-            index: 2,
-            signature: "text-sig".to_owned(),
-        },
-        Event::ToolCallStart {
-            index: 3,
-            id: "call_1".to_owned(),
-            name: "weather".to_owned(),
-        },
-        Event::ToolCallDelta {
-            index: 3,
-            arguments: r#"{"city":"#.to_owned(),
-        },
-        Event::ToolCallStart {
-            index: 4,
-            id: "call_2".to_owned(),
-            name: "time".to_owned(),
-        },
-        // Late arguments still reach their own call.
-        Event::ToolCallDelta {
-            index: 3,
-            arguments: r#""Paris"}"#.to_owned(),
-        },
-        Event::Signature {
-            index: 4,
-            signature: "call-sig".to_owned(),
-        },
-        Event::Usage(usage.clone()),
-        Event::Finish {
-            reason: FinishReason::ToolUse,
-        },
-        Event::Finish {
-            reason: FinishReason::Stop,
-        },
-    ])
+    let response = collect(
+        CREATED,
+        vec![
+            Event::Start {
+                id: "msg_1".to_owned(),
+                model: "claude".to_owned(),
+            },
+            Event::ThinkingDelta {
+                index: 0,
+                text: "Let me ".to_owned(),
+            },
+            Event::ThinkingDelta {
+                index: 0,
+                text: "think.".to_owned(),
+            },
+            Event::Signature {
+                index: 0,
+                signature: "sig-0".to_owned(),
+            },
+            Event::BlockEnd { index: 0 },
+            Event::RedactedThinking {
+                index: 1,
+                data: "opaque".to_owned(),
+            },
+            Event::TextDelta {
+                index: 2,
+                text: String::new(),
+            },
+            Event::TextDelta {
+                index: 2,
+                text: "Calling.".to_owned(),
+            },
+            Event::Signature {
+                index: 2,
+                signature: "text-sig".to_owned(),
+            },
+            Event::ToolCallStart {
+                index: 3,
+                id: "call_1".to_owned(),
+                name: "weather".to_owned(),
+            },
+            Event::ToolCallDelta {
+                index: 3,
+                arguments: r#"{"city":"#.to_owned(),
+            },
+            Event::ToolCallStart {
+                index: 4,
+                id: "call_2".to_owned(),
+                name: "time".to_owned(),
+            },
+            // Late arguments still reach their own call.
+            Event::ToolCallDelta {
+                index: 3,
+                arguments: r#""Paris"}"#.to_owned(),
+            },
+            Event::Signature {
+                index: 4,
+                signature: "call-sig".to_owned(),
+            },
+            Event::Usage(usage.clone()),
+            Event::Finish {
+                reason: FinishReason::ToolUse,
+            },
+            Event::Finish {
+                reason: FinishReason::Stop,
+            },
+        ],
+    )
     .unwrap();
     let mut text = Part::text("Calling.");
     if let Part::Text { signature, .. } = &mut text {
@@ -97,7 +95,7 @@ fn collector_keeps_part_order_and_signatures() {
         Response {
             id: "msg_1".to_owned(),
             model: "claude".to_owned(),
-            created: 1_700_000_000,
+            created: CREATED,
             parts: vec![
                 Part::thinking("Let me think.", Some("sig-0".to_owned())),
                 Part::RedactedThinking {
@@ -117,19 +115,22 @@ fn collector_keeps_part_order_and_signatures() {
 
 #[test]
 fn collector_signature_alone_makes_an_empty_thinking_part() {
-    let response = collect(vec![
-        Event::ThinkingDelta {
-            index: 0,
-            text: String::new(),
-        },
-        Event::Signature {
-            index: 0,
-            signature: "sig".to_owned(),
-        },
-        Event::Finish {
-            reason: FinishReason::Stop,
-        },
-    ])
+    let response = collect(
+        CREATED,
+        vec![
+            Event::ThinkingDelta {
+                index: 0,
+                text: String::new(),
+            },
+            Event::Signature {
+                index: 0,
+                signature: "sig".to_owned(),
+            },
+            Event::Finish {
+                reason: FinishReason::Stop,
+            },
+        ],
+    )
     .unwrap();
     assert_eq!(
         response.parts,
@@ -182,7 +183,7 @@ fn collector_rejects_events_that_do_not_fit_their_block() {
         ],
     ];
     for events in cases {
-        let error = collect(events.clone()).unwrap_err();
+        let error = collect(CREATED, events.clone()).unwrap_err();
         assert_eq!(error.kind(), ErrorKind::UpstreamProtocol, "{events:?}");
     }
 }

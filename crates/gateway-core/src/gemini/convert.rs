@@ -53,7 +53,6 @@
 
 use std::collections::HashMap;
 
-use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Map, Number, Value, json};
 
 use super::{
@@ -62,7 +61,10 @@ use super::{
     GenerationConfig, Part, PromptFeedback, SafetySetting, ThinkingConfig, Tool, ToolConfig,
     UsageMetadata,
 };
-use crate::{GatewayError, conversation as conv};
+use crate::{
+    GatewayError, conversation as conv,
+    wire::{WireUsage, has_calls, invalid, json_of, take_typed},
+};
 
 const GEMINI: conv::Protocol = conv::Protocol::Gemini;
 
@@ -136,7 +138,7 @@ pub fn request_to_conversation(
     let tools = tools_to_conversation(tools, &mut hints);
     let tool_choice = tool_config.as_ref().and_then(tool_choice_to_conversation);
     let again = tool_choice.as_ref().map(tool_config_from_conversation);
-    keep_if_lossy(&mut hints, "tool_config", &tool_config, &again);
+    conv::Extras::keep_if_lossy(&mut hints, "tool_config", &tool_config, &again);
 
     let (generation, reasoning, response_format) =
         generation_to_conversation(generation_config, &mut hints)?;
@@ -155,14 +157,14 @@ pub fn request_to_conversation(
         stream_usage: stream,
         user: None,
         metadata: labels,
-        extra: extras(fields, hints),
+        extra: conv::Extras::new(GEMINI, fields, hints),
     })
 }
 
 /// Encode a neutral request as Gemini. A request decoded from Gemini comes back as it was sent.
 pub fn request_from_conversation(request: &conv::Request) -> GenerateContentRequest {
     let extra = &request.extra;
-    let mut fields = fields_of(extra);
+    let mut fields = extra.fields_of(GEMINI);
     let safety_settings = take_typed::<Vec<SafetySetting>>(&mut fields, "safetySettings");
     let names = call_names(request);
 
@@ -197,18 +199,19 @@ pub fn request_from_conversation(request: &conv::Request) -> GenerateContentRequ
         contents.push(content);
     }
 
-    let tool_config = kept(
-        extra,
-        "tool_config",
-        &request.tool_choice,
-        |raw: &Option<ToolConfig>| Some(raw.as_ref().and_then(tool_choice_to_conversation)),
-    )
-    .unwrap_or_else(|| {
-        request
-            .tool_choice
-            .as_ref()
-            .map(tool_config_from_conversation)
-    });
+    let tool_config = extra
+        .kept(
+            GEMINI,
+            "tool_config",
+            &request.tool_choice,
+            |raw: &Option<ToolConfig>| Some(raw.as_ref().and_then(tool_choice_to_conversation)),
+        )
+        .unwrap_or_else(|| {
+            request
+                .tool_choice
+                .as_ref()
+                .map(tool_config_from_conversation)
+        });
 
     GenerateContentRequest {
         contents,
@@ -262,14 +265,14 @@ fn message_to_conversation(index: usize, content: Content) -> Result<conv::Messa
         role,
         parts,
         name: None,
-        extra: extras(fields, hints),
+        extra: conv::Extras::new(GEMINI, fields, hints),
     })
 }
 
 /// The role a message is written with: as the source spelled it, else `model` for the
 /// assistant and `user` for everyone else.
 fn role_out(message: &conv::Message) -> Option<String> {
-    match hint(&message.extra, "role") {
+    match message.extra.hint(GEMINI, "role") {
         Some(Value::String(role)) => Some(role.clone()),
         Some(Value::Null) => None,
         _ => Some(
@@ -287,7 +290,7 @@ fn system_from_conversation(
     extra: &conv::Extras,
     names: &HashMap<&str, &str>,
 ) -> Option<Content> {
-    let kept = hint(extra, "system_instruction");
+    let kept = extra.hint(GEMINI, "system_instruction");
     if parts.is_empty() && kept.is_none() {
         return None;
     }
@@ -295,11 +298,8 @@ fn system_from_conversation(
         Some(Value::Object(map)) => map.clone(),
         _ => Map::new(),
     };
-    let content_extra = extras(map("fields"), map("hints"));
-    let role = match hint(&content_extra, "role") {
-        Some(Value::String(role)) => Some(role.clone()),
-        _ => None,
-    };
+    let content_extra = conv::Extras::new(GEMINI, map("fields"), map("hints"));
+    let role = content_extra.hint_str(GEMINI, "role").map(str::to_owned);
     Some(content_from_parts(role, parts, &content_extra, names))
 }
 
@@ -454,16 +454,16 @@ fn content_from_parts(
         .filter_map(|p| part_from_conversation(p, names))
         .collect();
     put_back_opaque(&mut out, extra);
-    let absent = hint(extra, "parts") == Some(&Value::Bool(false));
+    let absent = extra.hint(GEMINI, "parts") == Some(&Value::Bool(false));
     Content {
         role,
         parts: (!(out.is_empty() && absent)).then_some(out),
-        extra: fields_of(extra),
+        extra: extra.fields_of(GEMINI),
     }
 }
 
 fn put_back_opaque(parts: &mut Vec<Part>, extra: &conv::Extras) {
-    let Some(Value::Array(opaque)) = hint(extra, "opaque_parts") else {
+    let Some(Value::Array(opaque)) = extra.hint(GEMINI, "opaque_parts") else {
         return;
     };
     for item in opaque {
@@ -603,14 +603,14 @@ fn part_to_conversation(part: Part) -> Piece {
         hints.insert("thought".into(), thought.map_or(Value::Null, Value::Bool));
     }
     let mut part = part;
-    *extra_mut(&mut part) = extras(extra, hints);
+    *part.extra_mut() = conv::Extras::new(GEMINI, extra, hints);
     Piece::Part(part)
 }
 
 fn part_from_conversation(part: &conv::Part, names: &HashMap<&str, &str>) -> Option<Part> {
     let extra = part.extra();
     let mut out = Part {
-        extra: fields_of(extra),
+        extra: extra.fields_of(GEMINI),
         ..Part::default()
     };
     let mut default_thought = None;
@@ -626,7 +626,7 @@ fn part_from_conversation(part: &conv::Part, names: &HashMap<&str, &str>) -> Opt
             text, signature, ..
         } => {
             default_thought = Some(true);
-            if hint(extra, "text") != Some(&Value::Bool(false)) || !text.is_empty() {
+            if extra.hint(GEMINI, "text") != Some(&Value::Bool(false)) || !text.is_empty() {
                 out.text = Some(text.clone());
             }
             out.thought_signature = signature.clone();
@@ -639,7 +639,7 @@ fn part_from_conversation(part: &conv::Part, names: &HashMap<&str, &str>) -> Opt
             out.inline_data = Some(Blob {
                 mime_type: format!("audio/{format}"),
                 data: data.clone(),
-                extra: hint_object(extra, "inline_data"),
+                extra: extra.hint_object(GEMINI, "inline_data"),
             });
         }
         conv::Part::ToolCall {
@@ -653,7 +653,7 @@ fn part_from_conversation(part: &conv::Part, names: &HashMap<&str, &str>) -> Opt
                 id: id_out(id, extra),
                 name: name.clone(),
                 args: args_out(arguments, extra),
-                extra: hint_object(extra, "function_call"),
+                extra: extra.hint_object(GEMINI, "function_call"),
             });
             out.thought_signature = signature.clone();
         }
@@ -674,28 +674,16 @@ fn part_from_conversation(part: &conv::Part, names: &HashMap<&str, &str>) -> Opt
         }
     }
     if out.thought_signature.is_none() {
-        out.thought_signature = hint_str(extra, "thought_signature").map(str::to_owned);
+        out.thought_signature = extra
+            .hint_str(GEMINI, "thought_signature")
+            .map(str::to_owned);
     }
-    out.thought = match hint(extra, "thought") {
+    out.thought = match extra.hint(GEMINI, "thought") {
         Some(Value::Null) => None,
         Some(Value::Bool(thought)) => Some(*thought),
         _ => default_thought,
     };
     Some(out)
-}
-
-fn extra_mut(part: &mut conv::Part) -> &mut conv::Extras {
-    match part {
-        conv::Part::Text { extra, .. }
-        | conv::Part::Image { extra, .. }
-        | conv::Part::Document { extra, .. }
-        | conv::Part::Audio { extra, .. }
-        | conv::Part::Thinking { extra, .. }
-        | conv::Part::RedactedThinking { extra, .. }
-        | conv::Part::ToolCall { extra, .. }
-        | conv::Part::ToolResult { extra, .. }
-        | conv::Part::Refusal { extra, .. } => extra,
-    }
 }
 
 fn blob_to_conversation(blob: Blob, hints: &mut Map<String, Value>) -> conv::Part {
@@ -768,7 +756,7 @@ fn file_to_conversation(file: FileData, hints: &mut Map<String, Value>) -> conv:
 
 fn media_from_conversation(source: &conv::Media, extra: &conv::Extras, out: &mut Part) {
     let file = |uri: &str| {
-        let mime_type = match hint(extra, "mime_type") {
+        let mime_type = match extra.hint(GEMINI, "mime_type") {
             Some(Value::String(mime)) => Some(mime.clone()),
             Some(Value::Null) => None,
             _ => guess_mime(uri).map(str::to_owned),
@@ -776,7 +764,7 @@ fn media_from_conversation(source: &conv::Media, extra: &conv::Extras, out: &mut
         FileData {
             mime_type,
             file_uri: uri.to_owned(),
-            extra: hint_object(extra, "file_data"),
+            extra: extra.hint_object(GEMINI, "file_data"),
         }
     };
     match source {
@@ -784,7 +772,7 @@ fn media_from_conversation(source: &conv::Media, extra: &conv::Extras, out: &mut
             out.inline_data = Some(Blob {
                 mime_type: mime.clone(),
                 data: data.clone(),
-                extra: hint_object(extra, "inline_data"),
+                extra: extra.hint_object(GEMINI, "inline_data"),
             });
         }
         conv::Media::Url { url } => out.file_data = Some(file(url)),
@@ -851,13 +839,13 @@ fn call_to_conversation(
 
 /// A call or response id as Gemini gets it: none when it was not sent or is empty.
 fn id_out(id: &str, extra: &conv::Extras) -> Option<String> {
-    (!id.is_empty() && hint(extra, "id") != Some(&Value::Bool(false))).then(|| id.to_owned())
+    (!id.is_empty() && extra.hint(GEMINI, "id") != Some(&Value::Bool(false))).then(|| id.to_owned())
 }
 
 /// Arguments as a JSON value: `{}` when empty, the raw text as a string when it is no JSON
 /// (the upstream then judges it), absent when the source sent none.
 fn args_out(arguments: &str, extra: &conv::Extras) -> Option<Value> {
-    if hint(extra, "args") == Some(&Value::Bool(false)) && arguments == "{}" {
+    if extra.hint(GEMINI, "args") == Some(&Value::Bool(false)) && arguments == "{}" {
         return None;
     }
     if arguments.trim().is_empty() {
@@ -930,7 +918,7 @@ fn result_from_conversation(
 ) -> FunctionResponse {
     let texts: Vec<&str> = parts.iter().filter_map(conv::Part::as_text).collect();
     let text = (!texts.is_empty()).then(|| texts.concat());
-    let response = match hint(extra, "response") {
+    let response = match extra.hint(GEMINI, "response") {
         Some(kept) => {
             let kept = (!kept.is_null()).then(|| kept.clone());
             if response_text(kept.as_ref()) == (text.clone(), is_error) {
@@ -947,7 +935,9 @@ fn result_from_conversation(
         .filter_map(|p| part_from_conversation(p, names))
         .collect();
     let media = if media.is_empty() {
-        hint(extra, "parts").and_then(|p| serde_json::from_value(p.clone()).ok())
+        extra
+            .hint(GEMINI, "parts")
+            .and_then(|p| serde_json::from_value(p.clone()).ok())
     } else {
         Some(media)
     };
@@ -956,7 +946,7 @@ fn result_from_conversation(
         name,
         response,
         parts: media,
-        extra: hint_object(extra, "function_response"),
+        extra: extra.hint_object(GEMINI, "function_response"),
     }
 }
 
@@ -1024,8 +1014,9 @@ fn tools_to_conversation(
 fn tools_from_conversation(tools: &[conv::Tool], extra: &conv::Extras) -> Option<Vec<Tool>> {
     let declarations: Vec<FunctionDeclaration> =
         tools.iter().map(declaration_from_conversation).collect();
-    let layout: Option<ToolLayout> =
-        hint(extra, "tools").and_then(|l| serde_json::from_value(l.clone()).ok());
+    let layout: Option<ToolLayout> = extra
+        .hint(GEMINI, "tools")
+        .and_then(|l| serde_json::from_value(l.clone()).ok());
     let Some(layout) = layout else {
         return (!declarations.is_empty()).then(|| {
             vec![Tool {
@@ -1094,7 +1085,7 @@ fn declaration_to_conversation(declaration: FunctionDeclaration) -> conv::Tool {
         parameters,
         strict: None,
         kind: conv::ToolKind::Function,
-        extra: extras(extra, hints),
+        extra: conv::Extras::new(GEMINI, extra, hints),
     }
 }
 
@@ -1102,18 +1093,20 @@ fn declaration_to_conversation(declaration: FunctionDeclaration) -> conv::Tool {
 fn declaration_from_conversation(tool: &conv::Tool) -> FunctionDeclaration {
     let extra = &tool.extra;
     let schema = (!tool.parameters.is_null()).then(|| tool.parameters.clone());
-    let (parameters, parameters_json_schema) =
-        match (hint_str(extra, "schema"), hint(extra, "parameters")) {
-            (Some("parameters"), _) => (schema, None),
-            (_, Some(parameters)) => (Some(parameters.clone()), schema),
-            _ => (None, schema),
-        };
+    let (parameters, parameters_json_schema) = match (
+        extra.hint_str(GEMINI, "schema"),
+        extra.hint(GEMINI, "parameters"),
+    ) {
+        (Some("parameters"), _) => (schema, None),
+        (_, Some(parameters)) => (Some(parameters.clone()), schema),
+        _ => (None, schema),
+    };
     FunctionDeclaration {
         name: tool.name.clone(),
         description: tool.description.clone(),
         parameters,
         parameters_json_schema,
-        extra: fields_of(extra),
+        extra: extra.fields_of(GEMINI),
     }
 }
 
@@ -1243,14 +1236,14 @@ fn generation_to_conversation(
         .as_ref()
         .map(format_from_conversation)
         .unwrap_or_default();
-    keep_if_lossy(hints, "response_format", &format_fields, &again);
+    conv::Extras::keep_if_lossy(hints, "response_format", &format_fields, &again);
 
     let reasoning = thinking_config
         .as_ref()
         .map(reasoning_to_conversation)
         .transpose()?;
     let again = reasoning.as_ref().map(thinking_from_conversation);
-    keep_if_lossy(hints, "thinking_config", &thinking_config, &again);
+    conv::Extras::keep_if_lossy(hints, "thinking_config", &thinking_config, &again);
 
     if bare || !extra.is_empty() {
         hints.insert("generation_config".into(), Value::Object(extra));
@@ -1274,32 +1267,36 @@ fn generation_to_conversation(
 fn generation_from_conversation(request: &conv::Request) -> Option<GenerationConfig> {
     let extra = &request.extra;
     let generation = &request.generation;
-    let (response_mime_type, response_schema, response_json_schema) = kept(
-        extra,
-        "response_format",
-        &request.response_format,
-        |raw: &FormatFields| Some(format_to_conversation(raw)),
-    )
-    .unwrap_or_else(|| {
-        request
-            .response_format
-            .as_ref()
-            .map(format_from_conversation)
-            .unwrap_or_default()
-    });
-    let thinking_config = kept(
-        extra,
-        "thinking_config",
-        &request.reasoning,
-        |raw: &Option<ThinkingConfig>| raw.as_ref().map(reasoning_to_conversation).transpose().ok(),
-    )
-    .unwrap_or_else(|| request.reasoning.as_ref().map(thinking_from_conversation));
+    let (response_mime_type, response_schema, response_json_schema) = extra
+        .kept(
+            GEMINI,
+            "response_format",
+            &request.response_format,
+            |raw: &FormatFields| Some(format_to_conversation(raw)),
+        )
+        .unwrap_or_else(|| {
+            request
+                .response_format
+                .as_ref()
+                .map(format_from_conversation)
+                .unwrap_or_default()
+        });
+    let thinking_config = extra
+        .kept(
+            GEMINI,
+            "thinking_config",
+            &request.reasoning,
+            |raw: &Option<ThinkingConfig>| {
+                raw.as_ref().map(reasoning_to_conversation).transpose().ok()
+            },
+        )
+        .unwrap_or_else(|| request.reasoning.as_ref().map(thinking_from_conversation));
     let top_k = generation.top_k.map(|k| match number_hint(extra, "topK") {
         Some(n) if whole(n) == Some(k) => n.clone(),
         _ => Number::from(k),
     });
     let stop_sequences = if generation.stop.is_empty() {
-        (hint_str(extra, "stop") == Some("empty")).then(Vec::new)
+        (extra.hint_str(GEMINI, "stop") == Some("empty")).then(Vec::new)
     } else {
         Some(generation.stop.clone())
     };
@@ -1319,9 +1316,10 @@ fn generation_from_conversation(request: &conv::Request) -> Option<GenerationCon
         response_schema,
         response_json_schema,
         thinking_config,
-        extra: hint_object(extra, "generation_config"),
+        extra: extra.hint_object(GEMINI, "generation_config"),
     };
-    let keep = config != GenerationConfig::default() || hint(extra, "generation_config").is_some();
+    let keep =
+        config != GenerationConfig::default() || extra.hint(GEMINI, "generation_config").is_some();
     keep.then_some(config)
 }
 
@@ -1345,7 +1343,7 @@ fn float_out(extra: &conv::Extras, key: &str, value: Option<f64>) -> Option<Numb
 }
 
 fn number_hint<'a>(extra: &'a conv::Extras, key: &str) -> Option<&'a Number> {
-    match hint(extra, "numbers")?.get(key)? {
+    match extra.hint(GEMINI, "numbers")?.get(key)? {
         Value::Number(number) => Some(number),
         _ => None,
     }
@@ -1525,8 +1523,8 @@ pub fn response_to_conversation(response: GenerateContentResponse) -> conv::Resp
         created: 0,
         parts,
         finish,
-        usage: usage_metadata.map(usage_to_conversation),
-        extra: extras(extra, hints),
+        usage: usage_metadata.as_ref().map(WireUsage::to_conversation),
+        extra: conv::Extras::new(GEMINI, extra, hints),
     }
 }
 
@@ -1598,49 +1596,49 @@ pub fn response_from_conversation(
     let names = HashMap::new();
     let parts: Vec<&conv::Part> = response.parts.iter().collect();
     let empty = response.parts.is_empty();
-    let candidates = match hint_str(extra, "candidates") {
+    let candidates = match extra.hint_str(GEMINI, "candidates") {
         Some("absent") if empty => None,
         Some("empty") if empty => Some(Vec::new()),
         _ => {
-            let mut candidate = hint(extra, "candidate")
+            let mut candidate = extra
+                .hint(GEMINI, "candidate")
                 .and_then(|c| serde_json::from_value::<Candidate>(c.clone()).ok())
                 .unwrap_or_else(|| Candidate {
                     index: Some(0),
                     ..Candidate::default()
                 });
-            let no_content = hint(extra, "content") == Some(&Value::Null);
+            let no_content = extra.hint(GEMINI, "content") == Some(&Value::Null);
             if !(no_content && empty) {
-                let role = match hint(extra, "role") {
+                let role = match extra.hint(GEMINI, "role") {
                     Some(Value::String(role)) => Some(role.clone()),
                     Some(Value::Null) => None,
                     _ => Some("model".to_owned()),
                 };
-                let content_extra = extras(hint_object(extra, "content_fields"), {
-                    let mut hints = Map::new();
-                    for key in ["parts", "opaque_parts"] {
-                        if let Some(value) = hint(extra, key) {
-                            hints.insert(key.to_owned(), value.clone());
+                let content_extra =
+                    conv::Extras::new(GEMINI, extra.hint_object(GEMINI, "content_fields"), {
+                        let mut hints = Map::new();
+                        for key in ["parts", "opaque_parts"] {
+                            if let Some(value) = extra.hint(GEMINI, key) {
+                                hints.insert(key.to_owned(), value.clone());
+                            }
                         }
-                    }
-                    hints
-                });
+                        hints
+                    });
                 candidate.content = Some(content_from_parts(role, &parts, &content_extra, &names));
             }
-            candidate.finish_reason =
-                response
-                    .finish
-                    .as_ref()
-                    .map(|finish| match hint_str(extra, "finish_reason") {
-                        Some(kept)
-                            if finish_to_conversation(kept, has_calls(&response.parts))
-                                == *finish =>
-                        {
-                            kept.to_owned()
-                        }
-                        _ => finish_from_conversation(finish),
-                    });
+            candidate.finish_reason = response.finish.as_ref().map(|finish| {
+                match extra.hint_str(GEMINI, "finish_reason") {
+                    Some(kept)
+                        if finish_to_conversation(kept, has_calls(&response.parts)) == *finish =>
+                    {
+                        kept.to_owned()
+                    }
+                    _ => finish_from_conversation(finish),
+                }
+            });
             let mut list = vec![candidate];
-            if let Some(more) = hint(extra, "more_candidates")
+            if let Some(more) = extra
+                .hint(GEMINI, "more_candidates")
                 .and_then(|m| serde_json::from_value::<Vec<Candidate>>(m.clone()).ok())
             {
                 list.extend(more);
@@ -1650,20 +1648,18 @@ pub fn response_from_conversation(
     };
     GenerateContentResponse {
         candidates,
-        prompt_feedback: hint(extra, "prompt_feedback")
+        prompt_feedback: extra
+            .hint(GEMINI, "prompt_feedback")
             .and_then(|f| serde_json::from_value::<PromptFeedback>(f.clone()).ok()),
-        usage_metadata: response.usage.as_ref().map(usage_from_conversation),
-        model_version: (hint(extra, "model_version") != Some(&Value::Bool(false)))
+        usage_metadata: response
+            .usage
+            .as_ref()
+            .map(UsageMetadata::from_conversation),
+        model_version: (extra.hint(GEMINI, "model_version") != Some(&Value::Bool(false)))
             .then(|| model.to_owned()),
         response_id: (!response.id.is_empty()).then(|| response.id.clone()),
-        extra: fields_of(extra),
+        extra: extra.fields_of(GEMINI),
     }
-}
-
-fn has_calls(parts: &[conv::Part]) -> bool {
-    parts
-        .iter()
-        .any(|p| matches!(p, conv::Part::ToolCall { .. }))
 }
 
 /// `STOP` is a natural end (a tool use when the turn made calls), `MAX_TOKENS` the length
@@ -1706,121 +1702,39 @@ pub(super) fn finish_from_conversation(reason: &conv::FinishReason) -> String {
     }
 }
 
-/// Neutral usage: input is the prompt plus the tool-use prompt, output the candidates plus the
+/// Gemini usage: input is the prompt plus the tool-use prompt, output the candidates plus the
 /// thoughts. The original is kept when its plain form would differ.
-pub(super) fn usage_to_conversation(usage: UsageMetadata) -> conv::Usage {
-    let mut neutral = usage_counts(&usage);
-    let mut hints = Map::new();
-    keep_if_lossy(&mut hints, "usage", &usage, &usage_from_counts(&neutral));
-    neutral.extra = extras(Map::new(), hints);
-    neutral
-}
+impl WireUsage for UsageMetadata {
+    const PROTOCOL: conv::Protocol = GEMINI;
 
-fn usage_counts(usage: &UsageMetadata) -> conv::Usage {
-    let count = |n: Option<u64>| n.unwrap_or(0);
-    let thoughts = count(usage.thoughts_token_count);
-    conv::Usage {
-        input_tokens: count(usage.prompt_token_count)
-            .saturating_add(count(usage.tool_use_prompt_token_count)),
-        output_tokens: count(usage.candidates_token_count).saturating_add(thoughts),
-        reasoning_tokens: thoughts,
-        cache_read_tokens: count(usage.cached_content_token_count),
-        cache_write_tokens: 0,
-        extra: conv::Extras::default(),
+    fn counts(&self) -> conv::Usage {
+        let count = |n: Option<u64>| n.unwrap_or(0);
+        let thoughts = count(self.thoughts_token_count);
+        conv::Usage {
+            input_tokens: count(self.prompt_token_count)
+                .saturating_add(count(self.tool_use_prompt_token_count)),
+            output_tokens: count(self.candidates_token_count).saturating_add(thoughts),
+            reasoning_tokens: thoughts,
+            cache_read_tokens: count(self.cached_content_token_count),
+            cache_write_tokens: 0,
+            extra: conv::Extras::default(),
+        }
     }
-}
 
-pub(super) fn usage_from_conversation(usage: &conv::Usage) -> UsageMetadata {
-    let counts = conv::Usage {
-        extra: conv::Extras::default(),
-        ..usage.clone()
-    };
-    kept(&usage.extra, "usage", &counts, |raw: &UsageMetadata| {
-        Some(usage_counts(raw))
-    })
-    .unwrap_or_else(|| usage_from_counts(usage))
-}
-
-/// Usage as Gemini writes it: prompt, candidates (thinking excluded) and total; thoughts and
-/// cached tokens when there are any.
-fn usage_from_counts(usage: &conv::Usage) -> UsageMetadata {
-    UsageMetadata {
-        prompt_token_count: Some(usage.input_tokens),
-        candidates_token_count: Some(usage.output_tokens.saturating_sub(usage.reasoning_tokens)),
-        thoughts_token_count: (usage.reasoning_tokens > 0).then_some(usage.reasoning_tokens),
-        cached_content_token_count: (usage.cache_read_tokens > 0)
-            .then_some(usage.cache_read_tokens),
-        tool_use_prompt_token_count: None,
-        total_token_count: Some(usage.total_tokens()),
-        extra: Extra::new(),
+    /// Usage as Gemini writes it: prompt, candidates (thinking excluded) and total; thoughts and
+    /// cached tokens when there are any.
+    fn from_counts(usage: &conv::Usage) -> Self {
+        UsageMetadata {
+            prompt_token_count: Some(usage.input_tokens),
+            candidates_token_count: Some(
+                usage.output_tokens.saturating_sub(usage.reasoning_tokens),
+            ),
+            thoughts_token_count: (usage.reasoning_tokens > 0).then_some(usage.reasoning_tokens),
+            cached_content_token_count: (usage.cache_read_tokens > 0)
+                .then_some(usage.cache_read_tokens),
+            tool_use_prompt_token_count: None,
+            total_token_count: Some(usage.total_tokens()),
+            extra: Extra::new(),
+        }
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Extras helpers
-// ---------------------------------------------------------------------------------------------
-
-fn extras(fields: Extra, hints: Map<String, Value>) -> conv::Extras {
-    conv::Extras::new(GEMINI, fields, hints)
-}
-
-/// The Gemini fields of `extra` (none when they came from another protocol).
-fn fields_of(extra: &conv::Extras) -> Extra {
-    extra.fields_for(GEMINI).cloned().unwrap_or_default()
-}
-
-fn hint<'a>(extra: &'a conv::Extras, key: &str) -> Option<&'a Value> {
-    extra.hint(GEMINI, key)
-}
-
-fn hint_str<'a>(extra: &'a conv::Extras, key: &str) -> Option<&'a str> {
-    hint(extra, key).and_then(Value::as_str)
-}
-
-fn hint_object(extra: &conv::Extras, key: &str) -> Extra {
-    match hint(extra, key) {
-        Some(Value::Object(map)) => map.clone(),
-        _ => Extra::new(),
-    }
-}
-
-/// A field of `fields` parsed as `T` and taken out; left in place when it does not parse.
-fn take_typed<T: DeserializeOwned>(fields: &mut Extra, key: &str) -> Option<T> {
-    let parsed = serde_json::from_value(fields.get(key)?.clone()).ok()?;
-    fields.remove(key);
-    Some(parsed)
-}
-
-/// Keep `original` as hint `key` when encoding its decoded form (`again`) would not give it back.
-fn keep_if_lossy<T: Serialize + PartialEq>(
-    hints: &mut Map<String, Value>,
-    key: &str,
-    original: &T,
-    again: &T,
-) {
-    if original != again
-        && let Ok(value) = serde_json::to_value(original)
-    {
-        hints.insert(key.to_owned(), value);
-    }
-}
-
-/// The original kept as hint `key`, while it still decodes to `current`.
-fn kept<T: DeserializeOwned, N: PartialEq>(
-    extra: &conv::Extras,
-    key: &str,
-    current: &N,
-    decode: impl FnOnce(&T) -> Option<N>,
-) -> Option<T> {
-    let original: T = serde_json::from_value(hint(extra, key)?.clone()).ok()?;
-    (decode(&original).as_ref() == Some(current)).then_some(original)
-}
-
-/// The JSON of a wire value (serializing these types cannot fail; `null` if it ever did).
-pub(super) fn json_of<T: Serialize>(value: &T) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
-}
-
-fn invalid(message: impl Into<String>, param: impl Into<String>) -> GatewayError {
-    GatewayError::invalid_request(message).with_param(param)
 }

@@ -11,13 +11,13 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::{
-    Candidate, Content, FunctionCall, GenerateContentResponse, Part,
-    convert::{
-        finish_from_conversation, finish_to_conversation, json_of, usage_from_conversation,
-        usage_to_conversation,
-    },
+    Candidate, Content, FunctionCall, GenerateContentResponse, Part, UsageMetadata,
+    convert::{finish_from_conversation, finish_to_conversation},
 };
-use crate::{ErrorKind, GatewayError, conversation as conv, dialect, sse};
+use crate::{
+    ErrorKind, GatewayError, conversation as conv, dialect, sse,
+    wire::{Blocks, WireUsage, json_of, unfinished},
+};
 
 // ---------------------------------------------------------------------------------------------
 // Encoder
@@ -163,16 +163,17 @@ impl StreamEncoder {
             chunks.push(self.call_chunk(call)?);
         }
         let Some(reason) = self.finish.take() else {
-            return Err(GatewayError::new(
-                ErrorKind::Truncated,
-                "the stream ended without a finish reason",
-            ));
+            return Err(unfinished());
         };
         let mut last = self.chunk(
             vec![Part::text("")],
             Some(finish_from_conversation(&reason)),
         );
-        last.usage_metadata = self.usage.take().as_ref().map(usage_from_conversation);
+        last.usage_metadata = self
+            .usage
+            .take()
+            .as_ref()
+            .map(UsageMetadata::from_conversation);
         chunks.push(last);
         Ok(chunks)
     }
@@ -262,8 +263,7 @@ fn thought(text: String, signature: Option<String>) -> Part {
 pub struct StreamDecoder {
     started: bool,
     finished: bool,
-    next_block: u32,
-    open: Option<(Block, u32)>,
+    blocks: Blocks<Block>,
     made_calls: bool,
     /// The last usage reported, and a newer one not reported yet.
     usage: Option<conv::Usage>,
@@ -307,7 +307,7 @@ impl StreamDecoder {
             }
         }
         if let Some(usage) = &chunk.usage_metadata {
-            self.pending_usage = Some(usage_to_conversation(usage.clone()));
+            self.pending_usage = Some(usage.to_conversation());
             // The first counts (the prompt's) go out at once; later ones before the finish.
             if self.usage.is_none() || self.finished {
                 self.report_usage(&mut events);
@@ -325,7 +325,7 @@ impl StreamDecoder {
             let reason = reason.or(blocked.then_some(conv::FinishReason::ContentFilter));
             if let Some(reason) = reason {
                 self.finished = true;
-                self.close(&mut events);
+                self.blocks.close(&mut events);
                 self.report_usage(&mut events);
                 events.push(conv::Event::Finish { reason });
             }
@@ -336,15 +336,7 @@ impl StreamDecoder {
     /// The upstream stream ended: the open block ends. A stream without a finish reason is a
     /// `Truncated` error.
     pub fn finish(&mut self) -> Result<Vec<conv::Event>, GatewayError> {
-        let mut events = Vec::new();
-        self.close(&mut events);
-        if !self.finished {
-            return Err(GatewayError::new(
-                ErrorKind::Truncated,
-                "the upstream stream ended without a finish reason",
-            ));
-        }
-        Ok(events)
+        self.blocks.end_stream(self.finished)
     }
 
     fn report_usage(&mut self, events: &mut Vec<conv::Event>) {
@@ -358,8 +350,8 @@ impl StreamDecoder {
 
     fn part(&mut self, part: &Part, events: &mut Vec<conv::Event>) {
         if let Some(call) = &part.function_call {
-            let index = self.start(Block::Call, events);
-            self.open = None;
+            let index = self.blocks.start(Block::Call, events);
+            self.blocks.open = None;
             self.made_calls = true;
             events.push(conv::Event::ToolCallStart {
                 index,
@@ -387,7 +379,7 @@ impl StreamDecoder {
         };
         match &part.text {
             Some(text) if !text.is_empty() => {
-                let index = self.enter(kind, events);
+                let index = self.blocks.enter(kind, events);
                 events.push(match kind {
                     Block::Thinking => conv::Event::ThinkingDelta {
                         index,
@@ -406,38 +398,16 @@ impl StreamDecoder {
             None => {}
         }
         if let Some(signature) = &part.thought_signature {
-            let index = match (self.open, &part.text) {
+            let index = match (self.blocks.open, &part.text) {
                 (Some((_, index)), None) => index,
                 (Some((open, index)), Some(_)) if open == kind => index,
-                _ => self.start(Block::Thinking, events),
+                _ => self.blocks.start(Block::Thinking, events),
             };
             events.push(conv::Event::Signature {
                 index,
                 signature: signature.clone(),
             });
-            self.close(events);
-        }
-    }
-
-    /// The open block of `kind`, or a new one.
-    fn enter(&mut self, kind: Block, events: &mut Vec<conv::Event>) -> u32 {
-        match self.open {
-            Some((open, index)) if open == kind => index,
-            _ => self.start(kind, events),
-        }
-    }
-
-    fn start(&mut self, kind: Block, events: &mut Vec<conv::Event>) -> u32 {
-        self.close(events);
-        let index = self.next_block;
-        self.next_block = self.next_block.saturating_add(1);
-        self.open = Some((kind, index));
-        index
-    }
-
-    fn close(&mut self, events: &mut Vec<conv::Event>) {
-        if let Some((_, index)) = self.open.take() {
-            events.push(conv::Event::BlockEnd { index });
+            self.blocks.close(events);
         }
     }
 }

@@ -3,25 +3,25 @@
 //! decode the same at every split point in both framings, and the stream encoder's chunks decode
 //! back to the events it was given.
 
-use std::path::{Path, PathBuf};
-
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value, json};
 
 use super::*;
 use crate::{
     ErrorKind, GatewayError,
-    conversation::{self as conv, Collector, Event, Part as Neutral, Role},
+    conversation::{self as conv, Event, Part as Neutral, Role},
     sse,
+    test_support::{
+        args, collect, end, error_json, finish, run, run_ok, same_at_every_split, signature,
+        sse_events, survives_serde, text, thinking, usage,
+    },
 };
 
-fn fixture(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("test_data/gemini")
-        .join(relative)
+fn fixture(relative: &str) -> Vec<u8> {
+    crate::test_support::fixture("gemini", relative)
 }
 
-fn read(path: &Path) -> Vec<u8> {
+fn read(path: &std::path::Path) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
 
@@ -34,7 +34,7 @@ fn wire_round_trip<T: Serialize + DeserializeOwned>(bytes: &[u8]) -> T {
 }
 
 fn request(relative: &str) -> conv::Request {
-    let bytes = read(&fixture(relative));
+    let bytes = fixture(relative);
     request_to_conversation(parse_json(&bytes).unwrap(), "gemini-2.5-pro", true).unwrap()
 }
 
@@ -51,11 +51,7 @@ fn requests_round_trip() {
             request_to_conversation(request.clone(), "models/gemini-2.5-pro", true).unwrap();
         insta::assert_json_snapshot!(conversation);
         // The neutral form survives its own serde round trip.
-        let value = serde_json::to_value(&conversation).unwrap();
-        assert_eq!(
-            serde_json::from_value::<conv::Request>(value).unwrap(),
-            conversation
-        );
+        survives_serde(&conversation);
         let again = request_from_conversation(&conversation);
         assert_eq!(
             serde_json::to_value(&again).unwrap(),
@@ -68,9 +64,9 @@ fn requests_round_trip() {
 #[test]
 fn snake_case_spellings_are_accepted() {
     let snake: GenerateContentRequest =
-        parse_json(&read(&fixture("aliases/genai_python_two_turns_snake.json"))).unwrap();
+        parse_json(&fixture("aliases/genai_python_two_turns_snake.json")).unwrap();
     let camel: GenerateContentRequest =
-        parse_json(&read(&fixture("requests/genai_python_two_turns.json"))).unwrap();
+        parse_json(&fixture("requests/genai_python_two_turns.json")).unwrap();
     assert_eq!(snake, camel);
 }
 
@@ -128,7 +124,7 @@ fn refused_requests_are_400s_naming_the_field() {
         ("contents_not_array", "contents", "invalid type"),
     ];
     for (name, param, needle) in cases {
-        let bytes = read(&fixture(&format!("rejected/{name}.json")));
+        let bytes = fixture(&format!("rejected/{name}.json"));
         let error = parse_json::<GenerateContentRequest>(&bytes)
             .and_then(|r| request_to_conversation(r, "gemini-2.5-pro", false))
             .unwrap_err();
@@ -648,11 +644,7 @@ fn responses_round_trip() {
         let response: GenerateContentResponse = wire_round_trip(&bytes);
         let neutral = response_to_conversation(response.clone());
         insta::assert_json_snapshot!(neutral);
-        let value = serde_json::to_value(&neutral).unwrap();
-        assert_eq!(
-            serde_json::from_value::<conv::Response>(value).unwrap(),
-            neutral
-        );
+        survives_serde(&neutral);
         let model = response.model_version.as_deref().unwrap_or("gemini-test");
         let again = response_from_conversation(&neutral, model);
         assert_eq!(
@@ -664,7 +656,7 @@ fn responses_round_trip() {
 }
 
 fn response(relative: &str) -> conv::Response {
-    response_to_conversation(parse_json(&read(&fixture(relative))).unwrap())
+    response_to_conversation(parse_json(&fixture(relative)).unwrap())
 }
 
 #[test]
@@ -848,7 +840,7 @@ fn foreign_response_is_one_model_candidate() {
 
 #[test]
 fn models_and_count_tokens_round_trip() {
-    let list: ModelList = wire_round_trip(&read(&fixture("models/list.json")));
+    let list: ModelList = wire_round_trip(&fixture("models/list.json"));
     assert_eq!(list.models[0].id(), "gemini-2.5-pro");
     assert_eq!(list.models[0].extra["maxTemperature"], 2);
     let own = Model::new("models/gemini-gateway");
@@ -861,12 +853,11 @@ fn models_and_count_tokens_round_trip() {
         })
     );
 
-    let bare: CountTokensRequest = wire_round_trip(&read(&fixture("count_tokens/contents.json")));
+    let bare: CountTokensRequest = wire_round_trip(&fixture("count_tokens/contents.json"));
     let bare = bare.into_generate_content_request();
     assert_eq!(bare.contents.len(), 1);
-    let whole: CountTokensRequest = wire_round_trip(&read(&fixture(
-        "count_tokens/generate_content_request.json",
-    )));
+    let whole: CountTokensRequest =
+        wire_round_trip(&fixture("count_tokens/generate_content_request.json"));
     let whole = whole.into_generate_content_request();
     assert!(
         whole.extra.is_empty(),
@@ -875,8 +866,7 @@ fn models_and_count_tokens_round_trip() {
     let conversation = request_to_conversation(whole, "gemini-2.5-flash", false).unwrap();
     assert_eq!(conversation.system_text(), "Be brief.");
     assert_eq!(conversation.tools[0].name, "noop");
-    let counted: CountTokensResponse =
-        wire_round_trip(&read(&fixture("count_tokens/response.json")));
+    let counted: CountTokensResponse = wire_round_trip(&fixture("count_tokens/response.json"));
     assert_eq!(counted.total_tokens, 31);
 }
 
@@ -886,18 +876,10 @@ fn models_and_count_tokens_round_trip() {
 
 /// The chunks of an SSE stream fed in `pieces`.
 fn sse_chunks(pieces: &[&[u8]]) -> Vec<Value> {
-    let mut decoder = sse::Decoder::default();
-    let mut chunks = Vec::new();
-    for piece in pieces {
-        decoder.feed(piece);
-        while let Some(event) = decoder.next_event().unwrap() {
-            chunks.push(serde_json::from_str(&event.data).unwrap());
-        }
-    }
-    if let Some(event) = decoder.finish().unwrap() {
-        chunks.push(serde_json::from_str(&event.data).unwrap());
-    }
-    chunks
+    sse_events(pieces)
+        .iter()
+        .map(|event| serde_json::from_str(&event.data).unwrap())
+        .collect()
 }
 
 /// The elements of a streamed JSON array fed in `pieces`.
@@ -916,54 +898,42 @@ fn array_chunks(pieces: &[&[u8]]) -> Result<Vec<Value>, GatewayError> {
 
 /// Decode chunks into events; an error stops the stream.
 fn decode(chunks: &[Value]) -> (Vec<Event>, Option<GatewayError>) {
-    let mut decoder = StreamDecoder::new();
-    let mut events = Vec::new();
-    for chunk in chunks {
+    let typed = chunks.iter().map(|chunk| {
         let typed: GenerateContentResponse = serde_json::from_value(chunk.clone()).unwrap();
         assert_eq!(&serde_json::to_value(&typed).unwrap(), chunk);
-        match decoder.push(&typed) {
-            Ok(more) => events.extend(more),
-            Err(err) => return (events, Some(err)),
-        }
-    }
-    match decoder.finish() {
-        Ok(more) => {
-            events.extend(more);
-            (events, None)
-        }
-        Err(err) => (events, Some(err)),
-    }
+        typed
+    });
+    let push = |decoder: &mut StreamDecoder, chunk| decoder.push(&chunk);
+    run(
+        &mut StreamDecoder::new(),
+        typed,
+        push,
+        StreamDecoder::finish,
+    )
 }
 
-fn describe(error: &GatewayError) -> Value {
-    json!({
-        "kind": format!("{:?}", error.kind()),
-        "status": error.status().as_u16(),
-        "message": error.message(),
-    })
-}
-
-fn collect(events: &[Event]) -> conv::Response {
-    let mut collector = Collector::new(0);
-    for event in events {
-        collector.push(event.clone()).unwrap();
-    }
-    collector.finish()
+/// The chunks the stream encoder writes for `events`, answering `model` as `id`.
+fn encode(
+    events: impl IntoIterator<Item = Event>,
+    model: &str,
+    id: &str,
+) -> Vec<GenerateContentResponse> {
+    let mut encoder = StreamEncoder::new(model, id);
+    run_ok(
+        &mut encoder,
+        events,
+        StreamEncoder::push,
+        StreamEncoder::finish,
+    )
+    .unwrap()
 }
 
 /// Encode events as a client would receive them over SSE, then decode them again.
 fn re_encode(events: &[Event], model: &str, id: &str) -> Vec<Event> {
-    let mut encoder = StreamEncoder::new(model, id);
     let mut wire = Vec::new();
-    let mut frame = |chunks: Vec<GenerateContentResponse>| {
-        for chunk in chunks {
-            sse::encode(&StreamEncoder::to_sse(&chunk).unwrap(), &mut wire);
-        }
-    };
-    for event in events {
-        frame(encoder.push(event.clone()).unwrap());
+    for chunk in encode(events.iter().cloned(), model, id) {
+        sse::encode(&StreamEncoder::to_sse(&chunk).unwrap(), &mut wire);
     }
-    frame(encoder.finish().unwrap());
     let (events, error) = decode(&sse_chunks(&[&wire]));
     assert!(error.is_none(), "{error:?}");
     events
@@ -972,19 +942,11 @@ fn re_encode(events: &[Event], model: &str, id: &str) -> Vec<Event> {
 #[test]
 fn sse_streams_decode_at_every_split() {
     insta::glob!("../../test_data/gemini", "streams/*.sse", |path| {
-        let bytes = read(path);
-        let chunks = sse_chunks(&[&bytes]);
-        for at in 0..=bytes.len() {
-            assert_eq!(
-                sse_chunks(&[&bytes[..at], &bytes[at..]]),
-                chunks,
-                "split at {at}"
-            );
-        }
+        let chunks = same_at_every_split(&read(path), sse_chunks);
         let (events, error) = decode(&chunks);
         insta::assert_json_snapshot!(json!({
             "events": events,
-            "error": error.as_ref().map(describe),
+            "error": error_json(error.as_ref()),
         }));
         if error.is_none() {
             // Served again to a Gemini client, the stream says the same.
@@ -992,7 +954,10 @@ fn sse_streams_decode_at_every_split() {
                 panic!("a stream starts with Start");
             };
             let again = re_encode(&events, model, id);
-            assert_eq!(collect(&again), collect(&events));
+            assert_eq!(
+                collect(0, again).unwrap(),
+                collect(0, events.clone()).unwrap()
+            );
         }
     });
 }
@@ -1001,14 +966,7 @@ fn sse_streams_decode_at_every_split() {
 fn json_array_streams_decode_at_every_split() {
     insta::glob!("../../test_data/gemini", "streams/*.json", |path| {
         let bytes = read(path);
-        let chunks = array_chunks(&[&bytes]).unwrap();
-        for at in 0..=bytes.len() {
-            assert_eq!(
-                array_chunks(&[&bytes[..at], &bytes[at..]]).unwrap(),
-                chunks,
-                "split at {at}"
-            );
-        }
+        let chunks = same_at_every_split(&bytes, |pieces| array_chunks(pieces).unwrap());
         let singles: Vec<&[u8]> = bytes.chunks(1).collect();
         assert_eq!(array_chunks(&singles).unwrap(), chunks);
         // The same chunks as the SSE form of the fixture.
@@ -1017,70 +975,21 @@ fn json_array_streams_decode_at_every_split() {
         let (events, error) = decode(&chunks);
         insta::assert_json_snapshot!(json!({
             "events": events,
-            "error": error.as_ref().map(describe),
+            "error": error_json(error.as_ref()),
         }));
     });
 }
 
 fn start() -> Event {
-    Event::Start {
-        id: "resp-1".to_owned(),
-        model: "gemini-test".to_owned(),
-    }
+    crate::test_support::start("resp-1", "gemini-test")
 }
 
-fn text(index: u32, text: &str) -> Event {
-    Event::TextDelta {
-        index,
-        text: text.to_owned(),
-    }
-}
-
-fn thinking(index: u32, text: &str) -> Event {
-    Event::ThinkingDelta {
-        index,
-        text: text.to_owned(),
-    }
-}
-
-fn signature(index: u32, signature: &str) -> Event {
-    Event::Signature {
-        index,
-        signature: signature.to_owned(),
-    }
-}
-
+/// A whole tool call: its start and its arguments.
 fn call(index: u32, id: &str, name: &str, arguments: &str) -> [Event; 2] {
     [
-        Event::ToolCallStart {
-            index,
-            id: id.to_owned(),
-            name: name.to_owned(),
-        },
-        Event::ToolCallDelta {
-            index,
-            arguments: arguments.to_owned(),
-        },
+        crate::test_support::call(index, id, name),
+        args(index, arguments),
     ]
-}
-
-fn end(index: u32) -> Event {
-    Event::BlockEnd { index }
-}
-
-fn usage(input: u64, output: u64, reasoning: u64, cached: u64) -> Event {
-    Event::Usage(conv::Usage {
-        input_tokens: input,
-        output_tokens: output,
-        reasoning_tokens: reasoning,
-        cache_read_tokens: cached,
-        cache_write_tokens: 0,
-        extra: conv::Extras::default(),
-    })
-}
-
-fn finish(reason: conv::FinishReason) -> Event {
-    Event::Finish { reason }
 }
 
 /// Event sequences in the decoder's own shape: each must come back exactly.
@@ -1136,12 +1045,7 @@ fn encoder_chunks_decode_to_the_same_events() {
 
 #[test]
 fn encoder_chunks() {
-    let mut encoder = StreamEncoder::new("gemini-test", "resp-1");
-    let mut chunks = Vec::new();
-    for event in canonical_streams().swap_remove(0) {
-        chunks.extend(encoder.push(event).unwrap());
-    }
-    chunks.extend(encoder.finish().unwrap());
+    let chunks = encode(canonical_streams().swap_remove(0), "gemini-test", "resp-1");
     insta::assert_json_snapshot!(chunks);
 }
 
@@ -1261,12 +1165,7 @@ fn json_array_decoder_edge_cases() {
             json!({"c": "]"})
         ]
     );
-    for at in 0..=tricky.len() {
-        assert_eq!(
-            array_chunks(&[&tricky[..at], &tricky[at..]]).unwrap(),
-            values
-        );
-    }
+    same_at_every_split(tricky, |pieces| array_chunks(pieces).unwrap());
     // An empty array, a byte-order mark, and a bare error envelope.
     assert!(array_chunks(&[b"[]"]).unwrap().is_empty());
     assert_eq!(
@@ -1325,14 +1224,9 @@ fn json_array_decoder_edge_cases() {
 
 #[test]
 fn json_array_encoder_writes_what_the_decoder_reads() {
-    let mut encoder = StreamEncoder::new("gemini-test", "resp-1");
     let mut array = JsonArrayEncoder::new();
     let mut wire = Vec::new();
-    let mut chunks = Vec::new();
-    for event in canonical_streams().swap_remove(1) {
-        chunks.extend(encoder.push(event).unwrap());
-    }
-    chunks.extend(encoder.finish().unwrap());
+    let chunks = encode(canonical_streams().swap_remove(1), "gemini-test", "resp-1");
     for chunk in &chunks {
         array.push(chunk, &mut wire).unwrap();
     }
@@ -1342,9 +1236,10 @@ fn json_array_encoder_writes_what_the_decoder_reads() {
         .iter()
         .map(|c| serde_json::to_value(c).unwrap())
         .collect();
-    for at in 0..=wire.len() {
-        assert_eq!(array_chunks(&[&wire[..at], &wire[at..]]).unwrap(), values);
-    }
+    assert_eq!(
+        same_at_every_split(&wire, |pieces| array_chunks(pieces).unwrap()),
+        values
+    );
     let mut empty = Vec::new();
     JsonArrayEncoder::new().finish(&mut empty);
     assert_eq!(empty, b"[]");

@@ -33,7 +33,6 @@
 //! message. What Chat cannot carry (signatures, redacted thinking, cache hints, `is_error`,
 //! thinking budgets) is left out rather than squeezed into text.
 
-use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
 
 use super::{
@@ -44,7 +43,10 @@ use super::{
     Stop, StreamOptions, Tool, ToolCall, ToolCallDelta, ToolChoice, ToolChoiceMode, ToolName,
     Usage,
 };
-use crate::{ErrorKind, GatewayError, conversation as conv};
+use crate::{
+    ErrorKind, GatewayError, conversation as conv,
+    wire::{Blocks, WireUsage, guess_file_mime, has_calls, invalid, unfinished},
+};
 
 const CHAT: conv::Protocol = conv::Protocol::OpenAiChat;
 
@@ -151,13 +153,13 @@ pub fn request_to_conversation(request: ChatRequest) -> Result<conv::Request, Ga
     let again = choice
         .as_ref()
         .map(|c| tool_choice_from_conversation(c, &tools));
-    keep_if_lossy(&mut hints, "tool_choice", &tool_choice, &again);
+    conv::Extras::keep_if_lossy(&mut hints, "tool_choice", &tool_choice, &again);
 
     let format = response_format
         .as_ref()
         .map(response_format_to_conversation);
     let again = format.as_ref().map(response_format_from_conversation);
-    keep_if_lossy(&mut hints, "response_format", &response_format, &again);
+    conv::Extras::keep_if_lossy(&mut hints, "response_format", &response_format, &again);
 
     if let Some(bias) = logit_bias {
         fields.insert("logit_bias".into(), Value::Object(bias));
@@ -192,14 +194,14 @@ pub fn request_to_conversation(request: ChatRequest) -> Result<conv::Request, Ga
         stream_usage,
         user,
         metadata,
-        extra: extras(fields, hints),
+        extra: conv::Extras::new(CHAT, fields, hints),
     })
 }
 
 /// Encode a neutral request as Chat. A request decoded from Chat comes back as it was sent.
 pub fn request_from_conversation(request: &conv::Request) -> ChatRequest {
     let extra = &request.extra;
-    let mut fields = fields_of(extra);
+    let mut fields = extra.fields_of(CHAT);
     let logit_bias = match fields.remove("logit_bias") {
         Some(Value::Object(bias)) => Some(bias),
         Some(other) => {
@@ -223,17 +225,17 @@ pub fn request_from_conversation(request: &conv::Request) -> ChatRequest {
     let stream = if request.stream {
         Some(true)
     } else {
-        hint(extra, "stream").and_then(Value::as_bool)
+        extra.hint(CHAT, "stream").and_then(Value::as_bool)
     };
     let include_usage = if request.stream_usage {
         Some(true)
     } else {
-        hint(extra, "include_usage").and_then(Value::as_bool)
+        extra.hint(CHAT, "include_usage").and_then(Value::as_bool)
     };
-    let options_extra = match hint(extra, "stream_options") {
-        Some(Value::Object(map)) => Some(map.clone()),
-        _ => None,
-    };
+    let options_extra = extra
+        .hint(CHAT, "stream_options")
+        .and_then(Value::as_object)
+        .cloned();
     let stream_options =
         (include_usage.is_some() || options_extra.is_some()).then(|| StreamOptions {
             include_usage,
@@ -242,7 +244,7 @@ pub fn request_from_conversation(request: &conv::Request) -> ChatRequest {
 
     let generation = &request.generation;
     let limit = generation.max_tokens;
-    let (max_tokens, max_completion_tokens) = match hint(extra, "max_tokens") {
+    let (max_tokens, max_completion_tokens) = match extra.hint(CHAT, "max_tokens") {
         Some(Value::String(s)) if s == "legacy" => (limit, None),
         Some(Value::String(s)) if s == "both" => (limit, limit),
         Some(Value::Number(legacy)) => (
@@ -252,7 +254,7 @@ pub fn request_from_conversation(request: &conv::Request) -> ChatRequest {
         _ => (None, limit),
     };
 
-    let stop = match (generation.stop.as_slice(), hint_str(extra, "stop")) {
+    let stop = match (generation.stop.as_slice(), extra.hint_str(CHAT, "stop")) {
         ([one], Some("string")) => Some(Stop::One(one.clone())),
         ([], Some("array")) => Some(Stop::Many(Vec::new())),
         ([], _) => None,
@@ -260,41 +262,43 @@ pub fn request_from_conversation(request: &conv::Request) -> ChatRequest {
     };
 
     let tools = if request.tools.is_empty() {
-        (hint_str(extra, "tools") == Some("empty")).then(Vec::new)
+        (extra.hint_str(CHAT, "tools") == Some("empty")).then(Vec::new)
     } else {
         Some(request.tools.iter().map(tool_from_conversation).collect())
     };
 
-    let tool_choice = kept(
-        extra,
-        "tool_choice",
-        &request.tool_choice,
-        |raw: &Option<ToolChoice>| {
-            raw.as_ref()
-                .map(tool_choice_to_conversation)
-                .transpose()
-                .ok()
-        },
-    )
-    .unwrap_or_else(|| {
-        request
-            .tool_choice
-            .as_ref()
-            .map(|c| tool_choice_from_conversation(c, &request.tools))
-    });
+    let tool_choice = extra
+        .kept(
+            CHAT,
+            "tool_choice",
+            &request.tool_choice,
+            |raw: &Option<ToolChoice>| {
+                raw.as_ref()
+                    .map(tool_choice_to_conversation)
+                    .transpose()
+                    .ok()
+            },
+        )
+        .unwrap_or_else(|| {
+            request
+                .tool_choice
+                .as_ref()
+                .map(|c| tool_choice_from_conversation(c, &request.tools))
+        });
 
-    let response_format = kept(
-        extra,
-        "response_format",
-        &request.response_format,
-        |raw: &Option<ResponseFormat>| Some(raw.as_ref().map(response_format_to_conversation)),
-    )
-    .unwrap_or_else(|| {
-        request
-            .response_format
-            .as_ref()
-            .map(response_format_from_conversation)
-    });
+    let response_format = extra
+        .kept(
+            CHAT,
+            "response_format",
+            &request.response_format,
+            |raw: &Option<ResponseFormat>| Some(raw.as_ref().map(response_format_to_conversation)),
+        )
+        .unwrap_or_else(|| {
+            request
+                .response_format
+                .as_ref()
+                .map(response_format_from_conversation)
+        });
 
     ChatRequest {
         model: request.model.clone(),
@@ -417,7 +421,7 @@ fn message_to_conversation(
         role: role_to_conversation(role),
         parts,
         name,
-        extra: extras(fields, hints),
+        extra: conv::Extras::new(CHAT, fields, hints),
     })
 }
 
@@ -472,8 +476,8 @@ fn assemble(
     parts: &[&conv::Part],
 ) -> Message {
     let extra = &message.extra;
-    let mut fields = fields_of(extra);
-    let legacy_result = hint_str(extra, "role") == Some("function");
+    let mut fields = extra.fields_of(CHAT);
+    let legacy_result = extra.hint_str(CHAT, "role") == Some("function");
     let (role, name, tool_call_id, content_parts): (Role, _, _, Vec<&conv::Part>) =
         match (role, result) {
             (conv::Role::Tool, Some(conv::Part::ToolResult { name, parts, .. }))
@@ -490,7 +494,7 @@ fn assemble(
             (role, _) => (
                 role_from_conversation(role),
                 message.name.clone(),
-                hint_str(extra, "tool_call_id").map(str::to_owned),
+                extra.hint_str(CHAT, "tool_call_id").map(str::to_owned),
                 parts
                     .iter()
                     .copied()
@@ -498,12 +502,15 @@ fn assemble(
                     .collect(),
             ),
         };
-    let content = content_from_parts(&content_parts, hint_str(extra, "content") == Some("parts"));
+    let content = content_from_parts(
+        &content_parts,
+        extra.hint_str(CHAT, "content") == Some("parts"),
+    );
     let reasoning_content = reasoning_from_parts(parts, extra, &mut fields);
     let refusal = refusal_from_parts(parts);
     let (calls, legacy) = calls_from_parts(parts);
     let tool_calls = if calls.is_empty() {
-        (hint_str(extra, "tool_calls") == Some("empty")).then(Vec::new)
+        (extra.hint_str(CHAT, "tool_calls") == Some("empty")).then(Vec::new)
     } else {
         Some(calls)
     };
@@ -533,7 +540,7 @@ fn result_message(
     let legacy = id.is_empty() && name.is_some();
     Message {
         role: if legacy { Role::Function } else { Role::Tool },
-        content: content_from_parts(&parts, hint_str(extra, "content") == Some("parts")),
+        content: content_from_parts(&parts, extra.hint_str(CHAT, "content") == Some("parts")),
         name: if legacy {
             name.map(str::to_owned)
         } else {
@@ -543,7 +550,7 @@ fn result_message(
         tool_call_id: (!legacy).then(|| id.to_owned()),
         reasoning_content: None,
         refusal: None,
-        extra: fields_of(extra),
+        extra: extra.fields_of(CHAT),
     }
 }
 
@@ -564,7 +571,7 @@ fn is_content_part(part: &conv::Part) -> bool {
         | conv::Part::Image { .. }
         | conv::Part::Document { .. }
         | conv::Part::Audio { .. } => true,
-        conv::Part::Refusal { extra, .. } => flag(extra, "in_content"),
+        conv::Part::Refusal { extra, .. } => extra.flag(CHAT, "in_content"),
         conv::Part::Thinking { .. }
         | conv::Part::RedactedThinking { .. }
         | conv::Part::ToolCall { .. }
@@ -630,7 +637,7 @@ fn content_part_to_conversation(item: ContentPart, at: &str) -> Result<conv::Par
                 text,
                 signature: None,
                 cache,
-                extra: extras(extra, hints),
+                extra: conv::Extras::new(CHAT, extra, hints),
             }
         }
         ContentPart::ImageUrl {
@@ -642,11 +649,11 @@ fn content_part_to_conversation(item: ContentPart, at: &str) -> Result<conv::Par
                 },
             extra,
         } => {
-            hint_object_into(&mut hints, "image_url", inner);
+            conv::Extras::insert_object_hint(&mut hints, "image_url", inner);
             conv::Part::Image {
                 source: conv::Media::from_url(&url),
                 detail,
-                extra: extras(extra, hints),
+                extra: conv::Extras::new(CHAT, extra, hints),
             }
         }
         ContentPart::InputAudio {
@@ -658,11 +665,11 @@ fn content_part_to_conversation(item: ContentPart, at: &str) -> Result<conv::Par
                 },
             extra,
         } => {
-            hint_object_into(&mut hints, "input_audio", inner);
+            conv::Extras::insert_object_hint(&mut hints, "input_audio", inner);
             conv::Part::Audio {
                 data,
                 format,
-                extra: extras(extra, hints),
+                extra: conv::Extras::new(CHAT, extra, hints),
             }
         }
         ContentPart::File {
@@ -675,7 +682,7 @@ fn content_part_to_conversation(item: ContentPart, at: &str) -> Result<conv::Par
                 },
             extra,
         } => {
-            hint_object_into(&mut hints, "file", inner);
+            conv::Extras::insert_object_hint(&mut hints, "file", inner);
             let source = match (file_data, file_id) {
                 (Some(data), id) => {
                     if let Some(id) = id {
@@ -686,7 +693,7 @@ fn content_part_to_conversation(item: ContentPart, at: &str) -> Result<conv::Par
                         _ => {
                             hints.insert("file_data".into(), "bare".into());
                             conv::Media::Base64 {
-                                mime: guess_mime(filename.as_deref()).to_owned(),
+                                mime: guess_file_mime(filename.as_deref()).to_owned(),
                                 data,
                             }
                         }
@@ -703,14 +710,14 @@ fn content_part_to_conversation(item: ContentPart, at: &str) -> Result<conv::Par
             conv::Part::Document {
                 source,
                 name: filename,
-                extra: extras(extra, hints),
+                extra: conv::Extras::new(CHAT, extra, hints),
             }
         }
         ContentPart::Refusal { refusal, extra } => {
             hints.insert("in_content".into(), Value::Bool(true));
             conv::Part::Refusal {
                 text: refusal,
-                extra: extras(extra, hints),
+                extra: conv::Extras::new(CHAT, extra, hints),
             }
         }
     })
@@ -721,9 +728,9 @@ fn content_part_from_conversation(part: &conv::Part) -> Option<ContentPart> {
         conv::Part::Text {
             text, cache, extra, ..
         } => {
-            let mut fields = fields_of(extra);
+            let mut fields = extra.fields_of(CHAT);
             if let Some(cache) = cache
-                && flag(extra, "cache_control")
+                && extra.flag(CHAT, "cache_control")
             {
                 fields.insert("cache_control".into(), cache_control(cache));
             }
@@ -740,9 +747,9 @@ fn content_part_from_conversation(part: &conv::Part) -> Option<ContentPart> {
             image_url: ImageUrl {
                 url: media_url(source),
                 detail: detail.clone(),
-                extra: hint_object(extra, "image_url"),
+                extra: extra.hint_object(CHAT, "image_url"),
             },
-            extra: fields_of(extra),
+            extra: extra.fields_of(CHAT),
         },
         conv::Part::Audio {
             data,
@@ -752,19 +759,19 @@ fn content_part_from_conversation(part: &conv::Part) -> Option<ContentPart> {
             input_audio: InputAudio {
                 data: data.clone(),
                 format: format.clone(),
-                extra: hint_object(extra, "input_audio"),
+                extra: extra.hint_object(CHAT, "input_audio"),
             },
-            extra: fields_of(extra),
+            extra: extra.fields_of(CHAT),
         },
         conv::Part::Document {
             source,
             name,
             extra,
         } => {
-            let file_id = hint_str(extra, "file_id").map(str::to_owned);
+            let file_id = extra.hint_str(CHAT, "file_id").map(str::to_owned);
             let (file_data, file_id) = match source {
                 conv::Media::Base64 { data, .. }
-                    if hint_str(extra, "file_data") == Some("bare") =>
+                    if extra.hint_str(CHAT, "file_data") == Some("bare") =>
                 {
                     (Some(data.clone()), file_id)
                 }
@@ -777,14 +784,14 @@ fn content_part_from_conversation(part: &conv::Part) -> Option<ContentPart> {
                     file_data,
                     file_id,
                     filename: name.clone(),
-                    extra: hint_object(extra, "file"),
+                    extra: extra.hint_object(CHAT, "file"),
                 },
-                extra: fields_of(extra),
+                extra: extra.fields_of(CHAT),
             }
         }
         conv::Part::Refusal { text, extra } => ContentPart::Refusal {
             refusal: text.clone(),
-            extra: fields_of(extra),
+            extra: extra.fields_of(CHAT),
         },
         conv::Part::Thinking { .. }
         | conv::Part::RedactedThinking { .. }
@@ -825,22 +832,6 @@ fn media_url(media: &conv::Media) -> String {
     match media {
         conv::Media::FileId { id } => id.clone(),
         other => other.to_url().unwrap_or_default(),
-    }
-}
-
-/// A media type for bare base64 file data, from the file name.
-fn guess_mime(filename: Option<&str>) -> &'static str {
-    let extension = filename
-        .and_then(|f| f.rsplit_once('.'))
-        .map(|(_, ext)| ext.to_ascii_lowercase());
-    match extension.as_deref() {
-        Some("pdf") => "application/pdf",
-        Some("txt") => "text/plain",
-        Some("md") => "text/markdown",
-        Some("csv") => "text/csv",
-        Some("json") => "application/json",
-        Some("html" | "htm") => "text/html",
-        _ => "application/octet-stream",
     }
 }
 
@@ -922,7 +913,7 @@ fn reasoning_from_parts(
             _ => None,
         })
         .collect();
-    if flag(extra, "thinking_blocks") {
+    if extra.flag(CHAT, "thinking_blocks") {
         let blocks = parts
             .iter()
             .filter_map(|p| match p {
@@ -947,7 +938,7 @@ fn reasoning_from_parts(
             })
             .collect();
         fields.insert("thinking_blocks".into(), Value::Array(blocks));
-        if hint(extra, "reasoning_content") == Some(&Value::Bool(false)) {
+        if extra.hint(CHAT, "reasoning_content") == Some(&Value::Bool(false)) {
             return None;
         }
         return Some(thinking.concat());
@@ -960,7 +951,7 @@ fn refusal_from_parts(parts: &[&conv::Part]) -> Option<String> {
     let texts: Vec<&str> = parts
         .iter()
         .filter_map(|p| match p {
-            conv::Part::Refusal { text, extra } if !flag(extra, "in_content") => {
+            conv::Part::Refusal { text, extra } if !extra.flag(CHAT, "in_content") => {
                 Some(text.as_str())
             }
             _ => None,
@@ -975,7 +966,7 @@ fn calls_from_parts(parts: &[&conv::Part]) -> (Vec<ToolCall>, Option<Value>) {
     let mut legacy = None;
     for part in parts {
         if let conv::Part::ToolCall { extra, .. } = part {
-            if hint(extra, "function_call").is_some() {
+            if extra.hint(CHAT, "function_call").is_some() {
                 legacy = legacy_call_from_conversation(part);
             } else if let Some(call) = tool_call_from_conversation(part) {
                 calls.push(call);
@@ -1006,7 +997,7 @@ fn tool_call_to_conversation(call: ToolCall) -> conv::Part {
         name,
         arguments,
         signature,
-        extra: extras(fields, hints),
+        extra: conv::Extras::new(CHAT, fields, hints),
     }
 }
 
@@ -1021,15 +1012,18 @@ fn tool_call_from_conversation(part: &conv::Part) -> Option<ToolCall> {
     else {
         return None;
     };
-    let mut fields = fields_of(extra);
+    let mut fields = extra.fields_of(CHAT);
     if let Some(signature) = signature
-        && flag(extra, "thought_signature")
+        && extra.flag(CHAT, "thought_signature")
     {
         put_thought_signature(&mut fields, signature);
     }
     Some(ToolCall {
         id: id.clone(),
-        kind: hint_str(extra, "type").unwrap_or("function").to_owned(),
+        kind: extra
+            .hint_str(CHAT, "type")
+            .unwrap_or("function")
+            .to_owned(),
         function: FunctionCall {
             name: name.clone(),
             arguments: arguments.clone(),
@@ -1096,7 +1090,7 @@ fn legacy_call_to_conversation(legacy: Value, param: &str) -> Result<conv::Part,
         name,
         arguments,
         signature: None,
-        extra: extras(Map::new(), hints),
+        extra: conv::Extras::new(CHAT, Map::new(), hints),
     })
 }
 
@@ -1127,7 +1121,7 @@ fn legacy_call_from_conversation(part: &conv::Part) -> Option<Value> {
     else {
         return None;
     };
-    match hint(extra, "function_call") {
+    match extra.hint(CHAT, "function_call") {
         Some(raw @ Value::Object(_))
             if legacy_call_fields(raw).as_ref() == Some(&(name.clone(), arguments.clone())) =>
         {
@@ -1155,14 +1149,14 @@ fn tool_to_conversation(tool: Tool) -> conv::Tool {
                 },
             extra,
         } => {
-            hint_object_into(&mut hints, "function", inner);
+            conv::Extras::insert_object_hint(&mut hints, "function", inner);
             conv::Tool {
                 name,
                 description,
                 parameters: parameters.unwrap_or(Value::Null),
                 strict,
                 kind: conv::ToolKind::Function,
-                extra: extras(extra, hints),
+                extra: conv::Extras::new(CHAT, extra, hints),
             }
         }
         Tool::Custom {
@@ -1175,14 +1169,14 @@ fn tool_to_conversation(tool: Tool) -> conv::Tool {
                 },
             extra,
         } => {
-            hint_object_into(&mut hints, "custom", inner);
+            conv::Extras::insert_object_hint(&mut hints, "custom", inner);
             conv::Tool {
                 name,
                 description,
                 parameters: Value::Null,
                 strict: None,
                 kind: conv::ToolKind::Custom { format },
-                extra: extras(extra, hints),
+                extra: conv::Extras::new(CHAT, extra, hints),
             }
         }
     }
@@ -1197,18 +1191,18 @@ fn tool_from_conversation(tool: &conv::Tool) -> Tool {
                 description: tool.description.clone(),
                 parameters: (!tool.parameters.is_null()).then(|| tool.parameters.clone()),
                 strict: tool.strict,
-                extra: hint_object(extra, "function"),
+                extra: extra.hint_object(CHAT, "function"),
             },
-            extra: fields_of(extra),
+            extra: extra.fields_of(CHAT),
         },
         conv::ToolKind::Custom { format } => Tool::Custom {
             custom: CustomTool {
                 name: tool.name.clone(),
                 description: tool.description.clone(),
                 format: format.clone(),
-                extra: hint_object(extra, "custom"),
+                extra: extra.hint_object(CHAT, "custom"),
             },
-            extra: fields_of(extra),
+            extra: extra.fields_of(CHAT),
         },
     }
 }
@@ -1347,7 +1341,7 @@ fn response_format_from_conversation(format: &conv::ResponseFormat) -> ResponseF
     }
 }
 
-fn effort_to_conversation(effort: ReasoningEffort) -> conv::Effort {
+pub(crate) fn effort_to_conversation(effort: ReasoningEffort) -> conv::Effort {
     match effort {
         ReasoningEffort::None => conv::Effort::None,
         ReasoningEffort::Minimal => conv::Effort::Minimal,
@@ -1358,7 +1352,7 @@ fn effort_to_conversation(effort: ReasoningEffort) -> conv::Effort {
     }
 }
 
-fn effort_from_conversation(effort: conv::Effort) -> ReasoningEffort {
+pub(crate) fn effort_from_conversation(effort: conv::Effort) -> ReasoningEffort {
     match effort {
         conv::Effort::None => ReasoningEffort::None,
         conv::Effort::Minimal => ReasoningEffort::Minimal,
@@ -1413,8 +1407,8 @@ pub fn response_to_conversation(completion: ChatCompletion) -> conv::Response {
         created,
         parts,
         finish,
-        usage: usage.map(usage_to_conversation),
-        extra: extras(extra, hints),
+        usage: usage.as_ref().map(WireUsage::to_conversation),
+        extra: conv::Extras::new(CHAT, extra, hints),
     }
 }
 
@@ -1435,7 +1429,7 @@ fn choice_to_conversation(
     if let Some(logprobs) = logprobs {
         hints.insert("logprobs".into(), logprobs);
     }
-    hint_object_into(hints, "choice", extra);
+    conv::Extras::insert_object_hint(hints, "choice", extra);
     let ResponseMessage {
         role,
         content,
@@ -1470,12 +1464,12 @@ fn choice_to_conversation(
     if !had_content && response_content(&parts).is_some() {
         hints.insert("content".into(), "null".into());
     }
-    hint_object_into(hints, "message_fields", fields);
+    conv::Extras::insert_object_hint(hints, "message_fields", fields);
     let finish = finish_reason.map(finish_to_conversation);
     let again = finish
         .as_ref()
         .map(|f| finish_from_conversation(f, has_calls(&parts)));
-    keep_if_lossy(hints, "finish_reason", &finish_reason, &again);
+    conv::Extras::keep_if_lossy(hints, "finish_reason", &finish_reason, &again);
     (parts, finish)
 }
 
@@ -1483,25 +1477,26 @@ fn choice_to_conversation(
 pub fn response_from_conversation(response: &conv::Response, model: &str) -> ChatCompletion {
     let extra = &response.extra;
     let parts: Vec<&conv::Part> = response.parts.iter().collect();
-    let mut fields = hint_object(extra, "message_fields");
+    let mut fields = extra.hint_object(CHAT, "message_fields");
     let reasoning_content = reasoning_from_parts(&parts, extra, &mut fields);
     let (calls, legacy) = calls_from_parts(&parts);
     if let Some(legacy) = legacy {
         fields.insert("function_call".into(), legacy);
     }
     let tool_calls = if calls.is_empty() {
-        (hint_str(extra, "tool_calls") == Some("empty")).then(Vec::new)
+        (extra.hint_str(CHAT, "tool_calls") == Some("empty")).then(Vec::new)
     } else {
         Some(calls)
     };
-    let content = if hint_str(extra, "content") == Some("null")
+    let content = if extra.hint_str(CHAT, "content") == Some("null")
         && !response.parts.iter().any(|p| p.as_text().is_some())
     {
         None
     } else {
         response_content(&response.parts)
     };
-    let role = hint(extra, "role")
+    let role = extra
+        .hint(CHAT, "role")
         .and_then(|r| serde_json::from_value(r.clone()).ok())
         .unwrap_or(Role::Assistant);
     let message = ResponseMessage {
@@ -1512,48 +1507,54 @@ pub fn response_from_conversation(response: &conv::Response, model: &str) -> Cha
         refusal: refusal_from_parts(&parts),
         extra: fields,
     };
-    let finish_reason = kept(
-        extra,
-        "finish_reason",
-        &response.finish,
-        |raw: &Option<FinishReason>| Some(raw.map(finish_to_conversation)),
-    )
-    .unwrap_or_else(|| {
-        response
-            .finish
-            .as_ref()
-            .map(|f| finish_from_conversation(f, has_calls(&response.parts)))
-    });
+    let finish_reason = extra
+        .kept(
+            CHAT,
+            "finish_reason",
+            &response.finish,
+            |raw: &Option<FinishReason>| Some(raw.map(finish_to_conversation)),
+        )
+        .unwrap_or_else(|| {
+            response
+                .finish
+                .as_ref()
+                .map(|f| finish_from_conversation(f, has_calls(&response.parts)))
+        });
     let mut choices = Vec::new();
     let empty = response.parts.is_empty() && response.finish.is_none();
-    if !(empty && hint_str(extra, "choices") == Some("none")) {
+    if !(empty && extra.hint_str(CHAT, "choices") == Some("none")) {
         choices.push(Choice {
-            index: hint(extra, "index")
+            index: extra
+                .hint(CHAT, "index")
                 .and_then(Value::as_u64)
                 .and_then(|i| u32::try_from(i).ok())
                 .unwrap_or(0),
             message,
             finish_reason,
-            logprobs: hint(extra, "logprobs").cloned(),
-            extra: hint_object(extra, "choice"),
+            logprobs: extra.hint(CHAT, "logprobs").cloned(),
+            extra: extra.hint_object(CHAT, "choice"),
         });
     }
-    if let Some(more) = hint(extra, "more_choices")
+    if let Some(more) = extra
+        .hint(CHAT, "more_choices")
         .and_then(|m| serde_json::from_value::<Vec<Choice>>(m.clone()).ok())
     {
         choices.extend(more);
     }
     ChatCompletion {
         id: response.id.clone(),
-        object: hint_str(extra, "object")
+        object: extra
+            .hint_str(CHAT, "object")
             .unwrap_or("chat.completion")
             .to_owned(),
         created: response.created,
         model: model.to_owned(),
         choices,
-        usage: response.usage.as_ref().map(usage_from_conversation),
-        system_fingerprint: hint_str(extra, "system_fingerprint").map(str::to_owned),
-        extra: fields_of(extra),
+        usage: response.usage.as_ref().map(Usage::from_conversation),
+        system_fingerprint: extra
+            .hint_str(CHAT, "system_fingerprint")
+            .map(str::to_owned),
+        extra: extra.fields_of(CHAT),
     }
 }
 
@@ -1567,12 +1568,6 @@ fn response_content(parts: &[conv::Part]) -> Option<String> {
         .iter()
         .any(|p| matches!(p, conv::Part::ToolCall { .. } | conv::Part::Refusal { .. }));
     (!only_calls_or_refusal).then(String::new)
-}
-
-fn has_calls(parts: &[conv::Part]) -> bool {
-    parts
-        .iter()
-        .any(|p| matches!(p, conv::Part::ToolCall { .. }))
 }
 
 fn finish_to_conversation(reason: FinishReason) -> conv::FinishReason {
@@ -1605,64 +1600,49 @@ fn finish_from_conversation(reason: &conv::FinishReason, tool_calls: bool) -> Fi
     }
 }
 
-/// Neutral usage from Chat's; the original object is kept when Chat's plain form of the counts
-/// would differ from it (details absent, unknown fields).
-fn usage_to_conversation(usage: Usage) -> conv::Usage {
-    let mut neutral = usage_counts(&usage);
-    let mut hints = Map::new();
-    keep_if_lossy(&mut hints, "usage", &usage, &usage_from_counts(&neutral));
-    neutral.extra = extras(Map::new(), hints);
-    neutral
-}
+/// Chat usage: the original object is kept when Chat's plain form of the counts would differ
+/// from it (details absent, unknown fields).
+impl WireUsage for Usage {
+    const PROTOCOL: conv::Protocol = CHAT;
 
-fn usage_counts(usage: &Usage) -> conv::Usage {
-    let prompt = usage.prompt_tokens_details.as_ref();
-    let cache_write = prompt
-        .and_then(|d| d.extra.get("cache_write_tokens"))
-        .or_else(|| usage.extra.get("cache_creation_input_tokens"))
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
-    conv::Usage {
-        input_tokens: usage.prompt_tokens,
-        output_tokens: usage.completion_tokens,
-        reasoning_tokens: usage
-            .completion_tokens_details
-            .as_ref()
-            .and_then(|d| d.reasoning_tokens)
-            .unwrap_or(0),
-        cache_read_tokens: prompt.and_then(|d| d.cached_tokens).unwrap_or(0),
-        cache_write_tokens: cache_write,
-        extra: conv::Extras::default(),
+    fn counts(&self) -> conv::Usage {
+        let prompt = self.prompt_tokens_details.as_ref();
+        let cache_write = prompt
+            .and_then(|d| d.extra.get("cache_write_tokens"))
+            .or_else(|| self.extra.get("cache_creation_input_tokens"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        conv::Usage {
+            input_tokens: self.prompt_tokens,
+            output_tokens: self.completion_tokens,
+            reasoning_tokens: self
+                .completion_tokens_details
+                .as_ref()
+                .and_then(|d| d.reasoning_tokens)
+                .unwrap_or(0),
+            cache_read_tokens: prompt.and_then(|d| d.cached_tokens).unwrap_or(0),
+            cache_write_tokens: cache_write,
+            extra: conv::Extras::default(),
+        }
     }
-}
 
-fn usage_from_conversation(usage: &conv::Usage) -> Usage {
-    let counts = conv::Usage {
-        extra: conv::Extras::default(),
-        ..usage.clone()
-    };
-    kept(&usage.extra, "usage", &counts, |raw: &Usage| {
-        Some(usage_counts(raw))
-    })
-    .unwrap_or_else(|| usage_from_counts(usage))
-}
-
-/// Chat usage as the gateway has always sent it: completion includes reasoning, total is the
-/// sum, both detail objects present.
-fn usage_from_counts(usage: &conv::Usage) -> Usage {
-    Usage {
-        prompt_tokens: usage.input_tokens,
-        completion_tokens: usage.output_tokens,
-        total_tokens: usage.total_tokens(),
-        prompt_tokens_details: Some(PromptTokensDetails {
-            cached_tokens: Some(usage.cache_read_tokens),
-            ..PromptTokensDetails::default()
-        }),
-        completion_tokens_details: Some(CompletionTokensDetails {
-            reasoning_tokens: Some(usage.reasoning_tokens),
-            ..CompletionTokensDetails::default()
-        }),
-        extra: Extra::new(),
+    /// Chat usage as the gateway has always sent it: completion includes reasoning, total is the
+    /// sum, both detail objects present.
+    fn from_counts(usage: &conv::Usage) -> Self {
+        Usage {
+            prompt_tokens: usage.input_tokens,
+            completion_tokens: usage.output_tokens,
+            total_tokens: usage.total_tokens(),
+            prompt_tokens_details: Some(PromptTokensDetails {
+                cached_tokens: Some(usage.cache_read_tokens),
+                ..PromptTokensDetails::default()
+            }),
+            completion_tokens_details: Some(CompletionTokensDetails {
+                reasoning_tokens: Some(usage.reasoning_tokens),
+                ..CompletionTokensDetails::default()
+            }),
+            extra: Extra::new(),
+        }
     }
 }
 
@@ -1841,16 +1821,13 @@ impl ChunkEncoder {
         let mut chunks = Vec::new();
         self.flush(&mut chunks);
         if !self.finished {
-            return Err(GatewayError::new(
-                ErrorKind::Truncated,
-                "the stream ended without a finish reason",
-            ));
+            return Err(unfinished());
         }
         if self.include_usage {
             let usage = self.usage.take().unwrap_or_default();
             let mut chunk = self.chunk(Delta::default());
             chunk.choices.clear();
-            chunk.usage = Some(usage_from_conversation(&usage));
+            chunk.usage = Some(Usage::from_conversation(&usage));
             chunks.push(chunk);
         }
         Ok(chunks)
@@ -1895,8 +1872,7 @@ impl ChunkEncoder {
 pub struct ChunkDecoder {
     started: bool,
     finished: bool,
-    next_block: u32,
-    open: Option<(Block, u32)>,
+    blocks: Blocks<Block>,
     /// (Chat tool-call index, block index).
     calls: Vec<(u32, u32)>,
 }
@@ -1938,15 +1914,15 @@ impl ChunkDecoder {
                 ..
             } = choice.delta;
             if let Some(text) = reasoning_content.filter(|t| !t.is_empty()) {
-                let index = self.enter(Block::Thinking, &mut events);
+                let index = self.blocks.enter(Block::Thinking, &mut events);
                 events.push(conv::Event::ThinkingDelta { index, text });
             }
             if let Some(text) = content.filter(|t| !t.is_empty()) {
-                let index = self.enter(Block::Text, &mut events);
+                let index = self.blocks.enter(Block::Text, &mut events);
                 events.push(conv::Event::TextDelta { index, text });
             }
             if let Some(text) = refusal.filter(|t| !t.is_empty()) {
-                let index = self.enter(Block::Refusal, &mut events);
+                let index = self.blocks.enter(Block::Refusal, &mut events);
                 events.push(conv::Event::RefusalDelta { index, text });
             }
             for call in tool_calls.into_iter().flatten() {
@@ -1958,7 +1934,7 @@ impl ChunkDecoder {
                 let index = match known {
                     Some(&(_, block)) => block,
                     None => {
-                        let block = self.start(Block::Call, &mut events);
+                        let block = self.blocks.start(Block::Call, &mut events);
                         self.calls.push((call.index, block));
                         events.push(conv::Event::ToolCallStart {
                             index: block,
@@ -1976,14 +1952,14 @@ impl ChunkDecoder {
                 && !self.finished
             {
                 self.finished = true;
-                self.close(&mut events);
+                self.blocks.close(&mut events);
                 events.push(conv::Event::Finish {
                     reason: finish_to_conversation(reason),
                 });
             }
         }
         if let Some(usage) = usage {
-            events.push(conv::Event::Usage(usage_to_conversation(usage)));
+            events.push(conv::Event::Usage(usage.to_conversation()));
         }
         events
     }
@@ -1991,37 +1967,7 @@ impl ChunkDecoder {
     /// The upstream stream ended: the open block ends. A stream without a finish reason is a
     /// `Truncated` error.
     pub fn finish(&mut self) -> Result<Vec<conv::Event>, GatewayError> {
-        let mut events = Vec::new();
-        self.close(&mut events);
-        if !self.finished {
-            return Err(GatewayError::new(
-                ErrorKind::Truncated,
-                "the upstream stream ended without a finish reason",
-            ));
-        }
-        Ok(events)
-    }
-
-    /// The open block of `kind`, or a new one.
-    fn enter(&mut self, kind: Block, events: &mut Vec<conv::Event>) -> u32 {
-        match self.open {
-            Some((open, index)) if open == kind => index,
-            _ => self.start(kind, events),
-        }
-    }
-
-    fn start(&mut self, kind: Block, events: &mut Vec<conv::Event>) -> u32 {
-        self.close(events);
-        let index = self.next_block;
-        self.next_block = self.next_block.saturating_add(1);
-        self.open = Some((kind, index));
-        index
-    }
-
-    fn close(&mut self, events: &mut Vec<conv::Event>) {
-        if let Some((_, index)) = self.open.take() {
-            events.push(conv::Event::BlockEnd { index });
-        }
+        self.blocks.end_stream(self.finished)
     }
 }
 
@@ -2042,73 +1988,6 @@ pub fn chunk_is_content(chunk: &ChatCompletionChunk) -> bool {
                 .any(|t| t.as_deref().is_some_and(|s| !s.is_empty()))
             || tool_calls.as_ref().is_some_and(|c| !c.is_empty())
     }) || chunk.usage.is_some()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Extras helpers
-// ---------------------------------------------------------------------------------------------
-
-fn extras(fields: Extra, hints: Map<String, Value>) -> conv::Extras {
-    conv::Extras::new(CHAT, fields, hints)
-}
-
-/// The Chat fields of `extra` (none when they came from another protocol).
-fn fields_of(extra: &conv::Extras) -> Extra {
-    extra.fields_for(CHAT).cloned().unwrap_or_default()
-}
-
-fn hint<'a>(extra: &'a conv::Extras, key: &str) -> Option<&'a Value> {
-    extra.hint(CHAT, key)
-}
-
-fn hint_str<'a>(extra: &'a conv::Extras, key: &str) -> Option<&'a str> {
-    hint(extra, key).and_then(Value::as_str)
-}
-
-fn flag(extra: &conv::Extras, key: &str) -> bool {
-    hint(extra, key) == Some(&Value::Bool(true))
-}
-
-fn hint_object(extra: &conv::Extras, key: &str) -> Extra {
-    match hint(extra, key) {
-        Some(Value::Object(map)) => map.clone(),
-        _ => Extra::new(),
-    }
-}
-
-fn hint_object_into(hints: &mut Map<String, Value>, key: &str, map: Extra) {
-    if !map.is_empty() {
-        hints.insert(key.to_owned(), Value::Object(map));
-    }
-}
-
-/// Keep `original` as hint `key` when encoding its decoded form (`again`) would not give it back.
-fn keep_if_lossy<T: Serialize + PartialEq>(
-    hints: &mut Map<String, Value>,
-    key: &str,
-    original: &T,
-    again: &T,
-) {
-    if original != again
-        && let Ok(value) = serde_json::to_value(original)
-    {
-        hints.insert(key.to_owned(), value);
-    }
-}
-
-/// The original kept as hint `key`, while it still decodes to `current`.
-fn kept<T: DeserializeOwned, N: PartialEq>(
-    extra: &conv::Extras,
-    key: &str,
-    current: &N,
-    decode: impl FnOnce(&T) -> Option<N>,
-) -> Option<T> {
-    let original: T = serde_json::from_value(hint(extra, key)?.clone()).ok()?;
-    (decode(&original).as_ref() == Some(current)).then_some(original)
-}
-
-fn invalid(message: impl Into<String>, param: impl Into<String>) -> GatewayError {
-    GatewayError::invalid_request(message).with_param(param)
 }
 
 #[cfg(test)]

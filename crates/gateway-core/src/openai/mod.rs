@@ -18,6 +18,7 @@ pub use convert::{
     ChunkDecoder, ChunkEncoder, chunk_is_content, request_from_conversation,
     request_to_conversation, response_from_conversation, response_to_conversation,
 };
+pub(crate) use convert::{effort_from_conversation, effort_to_conversation};
 
 pub use request::{
     ChatRequest, Content, ContentPart, CustomTool, Extra, FileRef, FunctionCall,

@@ -1,12 +1,9 @@
 //! `POST /v1/chat/completions` request body.
 
-use std::fmt;
-
-use serde::{
-    Deserialize, Deserializer, Serialize,
-    de::{self, MapAccess, SeqAccess, Visitor},
-};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
+
+use crate::wire::{mode_or_named, string_or_list};
 
 /// Fields this crate does not model, kept so they reach the upstream unchanged.
 pub type Extra = Map<String, Value>;
@@ -196,23 +193,12 @@ pub enum Content {
 
 impl<'de> Deserialize<'de> for Content {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ContentVisitor;
-        impl<'de> Visitor<'de> for ContentVisitor {
-            type Value = Content;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or an array of content parts")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Content, E> {
-                Ok(Content::Text(v.to_owned()))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Content, E> {
-                Ok(Content::Text(v))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Content, A::Error> {
-                Vec::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Content::Parts)
-            }
-        }
-        deserializer.deserialize_any(ContentVisitor)
+        string_or_list(
+            deserializer,
+            "a string or an array of content parts",
+            Self::Text,
+            Self::Parts,
+        )
     }
 }
 
@@ -355,7 +341,9 @@ pub enum Tool {
     },
 }
 
-/// A function declaration.
+/// A function declaration: Chat's `function` object, and (as
+/// [`responses::FunctionTool`](crate::responses::FunctionTool)) the fields Responses writes flat
+/// beside `"type": "function"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FunctionDefinition {
     /// The name the model calls it by.
@@ -374,7 +362,9 @@ pub struct FunctionDefinition {
     pub extra: Extra,
 }
 
-/// A custom tool declaration.
+/// A custom tool declaration: Chat's `custom` object, and (as
+/// [`responses::CustomTool`](crate::responses::CustomTool)) the fields Responses writes flat
+/// beside `"type": "custom"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CustomTool {
     /// The name the model calls it by.
@@ -382,7 +372,7 @@ pub struct CustomTool {
     /// What it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// Input format (text or grammar).
+    /// The input format: `{"type": "text"}` or `{"type": "grammar", "syntax", "definition"}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<Value>,
     /// Everything else.
@@ -438,22 +428,7 @@ pub struct ToolName {
 
 impl<'de> Deserialize<'de> for ToolChoice {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ChoiceVisitor;
-        impl<'de> Visitor<'de> for ChoiceVisitor {
-            type Value = ToolChoice;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("\"none\", \"auto\", \"required\" or a tool choice object")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<ToolChoice, E> {
-                ToolChoiceMode::deserialize(de::value::StrDeserializer::new(v))
-                    .map(ToolChoice::Mode)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ToolChoice, A::Error> {
-                NamedToolChoice::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(ToolChoice::Named)
-            }
-        }
-        deserializer.deserialize_any(ChoiceVisitor)
+        mode_or_named(deserializer, Self::Mode, Self::Named)
     }
 }
 
@@ -479,20 +454,12 @@ impl Stop {
 
 impl<'de> Deserialize<'de> for Stop {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct StopVisitor;
-        impl<'de> Visitor<'de> for StopVisitor {
-            type Value = Stop;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or an array of strings")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Stop, E> {
-                Ok(Stop::One(v.to_owned()))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Stop, A::Error> {
-                Vec::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Stop::Many)
-            }
-        }
-        deserializer.deserialize_any(StopVisitor)
+        string_or_list(
+            deserializer,
+            "a string or an array of strings",
+            Self::One,
+            Self::Many,
+        )
     }
 }
 

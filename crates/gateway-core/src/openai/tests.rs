@@ -2,21 +2,10 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
 use super::*;
-use crate::{ErrorKind, sse};
-
-/// `null` and absent mean the same on this API; compare without them.
-fn strip_nulls(value: Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, strip_nulls(v)))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().map(strip_nulls).collect()),
-        other => other,
-    }
-}
+use crate::{
+    ErrorKind,
+    test_support::{fixture, sse_events, strip_nulls},
+};
 
 /// Parse `bytes` as `T`, check that serializing gives the same JSON value back, return it.
 fn round_trip<T: Serialize + DeserializeOwned>(bytes: &[u8]) -> Value {
@@ -64,11 +53,9 @@ fn error_envelopes_parse() {
 fn chunk_streams_decode() {
     insta::glob!("../../test_data/openai", "streams/*.sse", |path| {
         let bytes = std::fs::read(path).unwrap();
-        let mut decoder = sse::Decoder::default();
-        decoder.feed(&bytes);
         let mut chunks = Vec::new();
         let mut done = false;
-        while let Some(event) = decoder.next_event().unwrap() {
+        for event in sse_events(&[&bytes]) {
             if event.is_done() {
                 done = true;
                 continue;
@@ -141,11 +128,7 @@ fn malformed_requests_are_typed_400s() {
         ("deep_nesting", None, "recursion limit"),
     ];
     for (name, param, needle) in cases {
-        let path = format!(
-            "{}/test_data/openai/malformed/{name}.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let bytes = std::fs::read(&path).unwrap();
+        let bytes = fixture("openai", &format!("malformed/{name}.json"));
         let error = parse_json::<ChatRequest>(&bytes).unwrap_err();
         assert_eq!(error.kind(), ErrorKind::InvalidRequest, "{name}");
         assert_eq!(error.status().as_u16(), 400, "{name}");

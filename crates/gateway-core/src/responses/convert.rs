@@ -52,18 +52,21 @@
 //! trailing reasoning item with an empty summary (the stream encoder can only know them once the
 //! calls are done, and both encoders agree).
 
-use serde::{Serialize, de::DeserializeOwned};
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use super::{
-    Content, ContentPart, CustomToolCallItem, CustomToolCallOutputItem, Extra, FunctionCallItem,
-    FunctionCallOutputItem, FunctionTool, IncompleteDetails, Input, InputTokensDetails, Item,
-    MessageItem, MessageRole, NamedToolChoice, OutputTokensDetails, ReasoningConfig,
-    ReasoningEffort, ReasoningItem, ReasoningSeal, ReasoningText, ResponseObject, ResponseSettings,
-    ResponseStatus, ResponseUsage, ResponsesRequest, TextConfig, TextFormat, Tool, ToolChoice,
-    ToolChoiceMode,
+    Content, ContentPart, CustomToolCallItem, Extra, FunctionCallItem, FunctionCallOutputItem,
+    FunctionTool, IncompleteDetails, Input, InputTokensDetails, Item, MessageItem, MessageRole,
+    NamedToolChoice, OutputTokensDetails, ReasoningConfig, ReasoningItem, ReasoningSeal,
+    ReasoningText, ResponseObject, ResponseSettings, ResponseStatus, ResponseUsage,
+    ResponsesRequest, TextConfig, TextFormat, Tool, ToolChoice, ToolChoiceMode,
 };
-use crate::{GatewayError, conversation as conv};
+use crate::{
+    GatewayError, conversation as conv,
+    openai::{effort_from_conversation, effort_to_conversation},
+    wire::{WireUsage, guess_file_mime, has_calls, invalid},
+};
 
 pub(super) const RESPONSES: conv::Protocol = conv::Protocol::Responses;
 
@@ -156,7 +159,7 @@ pub fn request_to_conversation(
     let again = choice
         .as_ref()
         .map(|c| tool_choice_from_conversation(c, &conv_tools));
-    keep_if_lossy(&mut hints, "tool_choice", &tool_choice, &again);
+    conv::Extras::keep_if_lossy(&mut hints, "tool_choice", &tool_choice, &again);
 
     let response_format = text.map(|text| {
         let TextConfig {
@@ -166,7 +169,7 @@ pub fn request_to_conversation(
         } = text;
         let neutral = format.as_ref().map(format_to_conversation);
         let again = neutral.as_ref().map(format_from_conversation);
-        keep_if_lossy(&mut hints, "format", &format, &again);
+        conv::Extras::keep_if_lossy(&mut hints, "format", &format, &again);
         let mut rest = extra;
         if let Some(verbosity) = verbosity {
             rest.insert("verbosity".into(), verbosity.into());
@@ -181,7 +184,7 @@ pub fn request_to_conversation(
             summary,
             extra,
         } = config;
-        hint_object_into(&mut hints, "reasoning", extra);
+        conv::Extras::insert_object_hint(&mut hints, "reasoning", extra);
         conv::Reasoning {
             effort: effort.map(effort_to_conversation),
             summary,
@@ -232,7 +235,7 @@ pub fn request_to_conversation(
         stream_usage: stream,
         user,
         metadata,
-        extra: extras(extra, hints),
+        extra: conv::Extras::new(RESPONSES, extra, hints),
     })
 }
 
@@ -255,8 +258,11 @@ pub fn request_from_conversation(request: &conv::Request) -> ResponsesRequest {
             message_from_conversation(message, &request.tools, &mut items);
         }
     }
-    insert_others(&mut items, hint(extra, "other_items"));
-    let input = match (hint_str(extra, "input"), request.messages.as_slice()) {
+    insert_others(&mut items, extra.hint(RESPONSES, "other_items"));
+    let input = match (
+        extra.hint_str(RESPONSES, "input"),
+        request.messages.as_slice(),
+    ) {
         (Some("absent"), []) => None,
         (Some("string"), [message]) if message.role == conv::Role::User => {
             match (message.parts.as_slice(), message.extra.is_empty()) {
@@ -279,35 +285,36 @@ pub fn request_from_conversation(request: &conv::Request) -> ResponsesRequest {
     });
 
     let mut tools: Vec<Tool> = request.tools.iter().map(tool_from_conversation).collect();
-    insert_others(&mut tools, hint(extra, "other_tools"));
+    insert_others(&mut tools, extra.hint(RESPONSES, "other_tools"));
     let tools = if tools.is_empty() {
-        (hint_str(extra, "tools") == Some("empty")).then(Vec::new)
+        (extra.hint_str(RESPONSES, "tools") == Some("empty")).then(Vec::new)
     } else {
         Some(tools)
     };
 
-    let tool_choice = kept(
-        extra,
-        "tool_choice",
-        &request.tool_choice,
-        |raw: &Option<ToolChoice>| {
-            raw.as_ref()
-                .map(tool_choice_to_conversation)
-                .transpose()
-                .ok()
-        },
-    )
-    .unwrap_or_else(|| {
-        request
-            .tool_choice
-            .as_ref()
-            .map(|c| tool_choice_from_conversation(c, &request.tools))
-    });
+    let tool_choice = extra
+        .kept(
+            RESPONSES,
+            "tool_choice",
+            &request.tool_choice,
+            |raw: &Option<ToolChoice>| {
+                raw.as_ref()
+                    .map(tool_choice_to_conversation)
+                    .transpose()
+                    .ok()
+            },
+        )
+        .unwrap_or_else(|| {
+            request
+                .tool_choice
+                .as_ref()
+                .map(|c| tool_choice_from_conversation(c, &request.tools))
+        });
 
-    let text_hint = match hint(extra, "text") {
-        Some(Value::Object(map)) => Some(map.clone()),
-        _ => None,
-    };
+    let text_hint = extra
+        .hint(RESPONSES, "text")
+        .and_then(Value::as_object)
+        .cloned();
     let text = (request.response_format.is_some() || text_hint.is_some()).then(|| {
         let mut rest = text_hint.unwrap_or_default();
         let verbosity = match rest.remove("verbosity") {
@@ -318,18 +325,19 @@ pub fn request_from_conversation(request: &conv::Request) -> ResponsesRequest {
             }
             None => None,
         };
-        let format = kept(
-            extra,
-            "format",
-            &request.response_format,
-            |raw: &Option<TextFormat>| Some(raw.as_ref().map(format_to_conversation)),
-        )
-        .unwrap_or_else(|| {
-            request
-                .response_format
-                .as_ref()
-                .map(format_from_conversation)
-        });
+        let format = extra
+            .kept(
+                RESPONSES,
+                "format",
+                &request.response_format,
+                |raw: &Option<TextFormat>| Some(raw.as_ref().map(format_to_conversation)),
+            )
+            .unwrap_or_else(|| {
+                request
+                    .response_format
+                    .as_ref()
+                    .map(format_from_conversation)
+            });
         TextConfig {
             format,
             verbosity,
@@ -340,10 +348,10 @@ pub fn request_from_conversation(request: &conv::Request) -> ResponsesRequest {
     let reasoning = request.reasoning.as_ref().map(|r| ReasoningConfig {
         effort: r.effort.map(effort_from_conversation),
         summary: r.summary.clone(),
-        extra: hint_object(extra, "reasoning"),
+        extra: extra.hint_object(RESPONSES, "reasoning"),
     });
 
-    let hinted = |key: &str| hint_str(extra, key).map(str::to_owned);
+    let hinted = |key: &str| extra.hint_str(RESPONSES, key).map(str::to_owned);
     ResponsesRequest {
         model: request.model.clone(),
         input,
@@ -354,12 +362,14 @@ pub fn request_from_conversation(request: &conv::Request) -> ResponsesRequest {
         text,
         max_output_tokens: request.generation.max_tokens,
         reasoning,
-        include: hint(extra, "include").and_then(|v| serde_json::from_value(v.clone()).ok()),
-        store: hint(extra, "store").and_then(Value::as_bool),
+        include: extra
+            .hint(RESPONSES, "include")
+            .and_then(|v| serde_json::from_value(v.clone()).ok()),
+        store: extra.hint(RESPONSES, "store").and_then(Value::as_bool),
         stream: if request.stream {
             Some(true)
         } else {
-            hint(extra, "stream").and_then(Value::as_bool)
+            extra.hint(RESPONSES, "stream").and_then(Value::as_bool)
         },
         previous_response_id: hinted("previous_response_id"),
         prompt_cache_key: hinted("prompt_cache_key"),
@@ -369,7 +379,7 @@ pub fn request_from_conversation(request: &conv::Request) -> ResponsesRequest {
         user: request.user.clone(),
         service_tier: hinted("service_tier"),
         truncation: hinted("truncation"),
-        extra: fields_of(extra),
+        extra: extra.fields_of(RESPONSES),
     }
 }
 
@@ -463,51 +473,28 @@ impl<'a> ItemDecoder<'a> {
                 run.parts.extend(parts);
                 run.signatures.extend(signatures);
             }
-            Item::FunctionCallOutput(output) => {
-                self.close();
-                let FunctionCallOutputItem {
-                    call_id,
-                    output,
-                    id,
-                    status,
-                    extra,
-                } = output;
-                let part = self.result(call_id, output, id, status, extra, false, &at)?;
-                self.messages
-                    .push(conv::Message::new(conv::Role::Tool, vec![part]));
-            }
-            Item::CustomToolCallOutput(output) => {
-                self.close();
-                let CustomToolCallOutputItem {
-                    call_id,
-                    output,
-                    id,
-                    status,
-                    extra,
-                } = output;
-                let part = self.result(call_id, output, id, status, extra, true, &at)?;
-                self.messages
-                    .push(conv::Message::new(conv::Role::Tool, vec![part]));
-            }
+            Item::FunctionCallOutput(output) => self.result(output, false, &at)?,
+            Item::CustomToolCallOutput(output) => self.result(output, true, &at)?,
             Item::Other(raw) => self.others.push(json!([index, raw])),
         }
         Ok(())
     }
 
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the fields of the two result item kinds, taken apart once"
-    )]
+    /// A function or custom tool call's result: a tool message of its own.
     fn result(
-        &self,
-        call_id: String,
-        output: Content,
-        id: Option<String>,
-        status: Option<String>,
-        extra: Extra,
+        &mut self,
+        item: FunctionCallOutputItem,
         custom: bool,
         at: &str,
-    ) -> Result<conv::Part, GatewayError> {
+    ) -> Result<(), GatewayError> {
+        self.close();
+        let FunctionCallOutputItem {
+            call_id,
+            output,
+            id,
+            status,
+            extra,
+        } = item;
         let mut hints = Map::new();
         meta_hint(&mut hints, "id", id, Ctx::INPUT);
         meta_hint(&mut hints, "status", status, Ctx::INPUT);
@@ -524,13 +511,16 @@ impl<'a> ItemDecoder<'a> {
             .rev()
             .find(|(call, _)| *call == call_id)
             .map(|(_, name)| name.clone());
-        Ok(conv::Part::ToolResult {
+        let part = conv::Part::ToolResult {
             id: call_id,
             name,
             parts,
             is_error: false,
-            extra: extras(extra, hints),
-        })
+            extra: conv::Extras::new(RESPONSES, extra, hints),
+        };
+        self.messages
+            .push(conv::Message::new(conv::Role::Tool, vec![part]));
+        Ok(())
     }
 
     /// End the open assistant message: restore the call signatures its reasoning carried.
@@ -592,7 +582,7 @@ fn message_to_conversation(message: MessageItem, at: &str) -> Result<conv::Messa
         role,
         parts,
         name: None,
-        extra: extras(extra, hints),
+        extra: conv::Extras::new(RESPONSES, extra, hints),
     })
 }
 
@@ -650,7 +640,7 @@ fn function_call_to_part(call: FunctionCallItem, ctx: Ctx) -> conv::Part {
         name,
         arguments,
         signature: None,
-        extra: extras(extra, hints),
+        extra: conv::Extras::new(RESPONSES, extra, hints),
     }
 }
 
@@ -672,7 +662,7 @@ fn custom_call_to_part(call: CustomToolCallItem, ctx: Ctx) -> conv::Part {
         name,
         arguments: input,
         signature: None,
-        extra: extras(extra, hints),
+        extra: conv::Extras::new(RESPONSES, extra, hints),
     }
 }
 
@@ -787,7 +777,7 @@ fn message_from_conversation(message: &conv::Message, tools: &[conv::Tool], out:
         conv::Role::User | conv::Role::Tool => MessageRole::User,
     };
     let content = match as_string(&content) {
-        Some(text) if hint_str(extra, "content") == Some("string") => Content::Text(text),
+        Some(text) if extra.hint_str(RESPONSES, "content") == Some("string") => Content::Text(text),
         _ => Content::Parts(content),
     };
     out.push(Item::Message(MessageItem {
@@ -795,8 +785,8 @@ fn message_from_conversation(message: &conv::Message, tools: &[conv::Tool], out:
         content,
         id: meta(extra, "id", || None),
         status: meta(extra, "status", || None),
-        bare: flag(extra, "bare"),
-        extra: fields_of(extra),
+        bare: extra.flag(RESPONSES, "bare"),
+        extra: extra.fields_of(RESPONSES),
     }));
 }
 
@@ -811,35 +801,30 @@ fn result_item(part: &conv::Part, tools: &[conv::Tool]) -> Option<Item> {
     else {
         return None;
     };
-    let custom = flag(extra, "custom")
+    let custom = extra.flag(RESPONSES, "custom")
         || (extra.hints_for(RESPONSES).is_none()
             && name.as_deref().is_some_and(|n| is_custom(n, tools)));
     let list = content_from_parts(parts, "input_text", Ctx::INPUT);
     let output = match as_string(&list) {
-        Some(text) if hint_str(extra, "output") != Some("parts") => Content::Text(text),
+        Some(text) if extra.hint_str(RESPONSES, "output") != Some("parts") => Content::Text(text),
         _ => Content::Parts(list),
     };
     let (item_id, status, fields) = (
         meta(extra, "id", || None),
         meta(extra, "status", || None),
-        fields_of(extra),
+        extra.fields_of(RESPONSES),
     );
+    let item = FunctionCallOutputItem {
+        call_id: id.clone(),
+        output,
+        id: item_id,
+        status,
+        extra: fields,
+    };
     Some(if custom {
-        Item::CustomToolCallOutput(CustomToolCallOutputItem {
-            call_id: id.clone(),
-            output,
-            id: item_id,
-            status,
-            extra: fields,
-        })
+        Item::CustomToolCallOutput(item)
     } else {
-        Item::FunctionCallOutput(FunctionCallOutputItem {
-            call_id: id.clone(),
-            output,
-            id: item_id,
-            status,
-            extra: fields,
-        })
+        Item::FunctionCallOutput(item)
     })
 }
 
@@ -871,7 +856,7 @@ pub(super) fn assistant_items(
         match part {
             conv::Part::Thinking { extra, .. } | conv::Part::RedactedThinking { extra, .. } => {
                 encoder.flush_message();
-                if hint(extra, "reasoning").is_some() {
+                if extra.hint(RESPONSES, "reasoning").is_some() {
                     encoder.flush_reasoning();
                 }
                 encoder.reasoning.push(part);
@@ -895,7 +880,7 @@ pub(super) fn assistant_items(
             | conv::Part::Document { extra, .. }
             | conv::Part::Audio { extra, .. } => {
                 encoder.flush_reasoning();
-                if hint(extra, "item").is_some() {
+                if extra.hint(RESPONSES, "item").is_some() {
                     encoder.flush_message();
                 }
                 encoder.message.push(part);
@@ -946,7 +931,7 @@ impl ItemEncoder<'_, '_> {
         let first = first.extra();
         let ctx = self.ctx;
         let n = self.items.len();
-        let mut item = hint_object(first, "item");
+        let mut item = first.hint_object(RESPONSES, "item");
         let id = meta_in(&mut item, "id", || {
             ctx.output.then(|| self.ids.make("msg", n))
         });
@@ -955,7 +940,7 @@ impl ItemEncoder<'_, '_> {
         });
         let parts: Vec<conv::Part> = group.into_iter().cloned().collect();
         let list = content_from_parts(&parts, "output_text", ctx);
-        let content = match (hint_str(first, "item_content"), as_string(&list)) {
+        let content = match (first.hint_str(RESPONSES, "item_content"), as_string(&list)) {
             (Some("empty"), _) => Content::Parts(Vec::new()),
             (Some("string"), Some(text)) => Content::Text(text),
             _ => Content::Parts(list),
@@ -965,7 +950,7 @@ impl ItemEncoder<'_, '_> {
             content,
             id,
             status,
-            bare: flag(first, "item_bare"),
+            bare: first.flag(RESPONSES, "item_bare"),
             extra: item,
         }));
     }
@@ -976,17 +961,17 @@ impl ItemEncoder<'_, '_> {
             return;
         };
         let first = first.extra();
-        let hinted = hint(first, "reasoning").is_some();
+        let hinted = first.hint(RESPONSES, "reasoning").is_some();
         if !hinted && !self.ctx.output {
             // Another provider's reasoning: a Responses upstream cannot use it.
             return;
         }
         let n = self.items.len();
-        let summary = match hint(first, "summary") {
+        let summary = match first.hint(RESPONSES, "summary") {
             Some(raw) => serde_json::from_value(raw.clone()).unwrap_or_default(),
             None => Some(summary_of(&group)),
         };
-        let mut raw = hint_object(first, "reasoning");
+        let mut raw = first.hint_object(RESPONSES, "reasoning");
         let ctx = self.ctx;
         let id = meta_in(&mut raw, "id", || {
             ctx.output.then(|| self.ids.make("rs", n))
@@ -1025,8 +1010,8 @@ fn call_item(part: &conv::Part, ctx: Ctx, ids: &Ids, n: usize, tools: &[conv::To
     else {
         return Item::Other(Extra::new());
     };
-    let custom =
-        flag(extra, "custom") || (extra.hints_for(RESPONSES).is_none() && is_custom(name, tools));
+    let custom = extra.flag(RESPONSES, "custom")
+        || (extra.hints_for(RESPONSES).is_none() && is_custom(name, tools));
     let call_id = if id.is_empty() && ctx.output {
         ids.make("call", n)
     } else {
@@ -1042,7 +1027,7 @@ fn call_item(part: &conv::Part, ctx: Ctx, ids: &Ids, n: usize, tools: &[conv::To
             input: arguments.clone(),
             id: meta(extra, "id", || ctx.output.then(|| ids.make("ctc", n))),
             status,
-            extra: fields_of(extra),
+            extra: extra.fields_of(RESPONSES),
         })
     } else {
         Item::FunctionCall(FunctionCallItem {
@@ -1051,7 +1036,7 @@ fn call_item(part: &conv::Part, ctx: Ctx, ids: &Ids, n: usize, tools: &[conv::To
             arguments: arguments.clone(),
             id: meta(extra, "id", || ctx.output.then(|| ids.make("fc", n))),
             status,
-            extra: fields_of(extra),
+            extra: extra.fields_of(RESPONSES),
         })
     }
 }
@@ -1109,7 +1094,7 @@ fn content_part_to_conversation(
             if default_type != "input_text" {
                 hints.insert("type".into(), "input_text".into());
             }
-            text_part(text, extras(extra, hints))
+            text_part(text, conv::Extras::new(RESPONSES, extra, hints))
         }
         ContentPart::OutputText {
             text,
@@ -1126,7 +1111,7 @@ fn content_part_to_conversation(
                     hints.insert(key.into(), list.map_or(Value::Null, Value::Array));
                 }
             }
-            text_part(text, extras(extra, hints))
+            text_part(text, conv::Extras::new(RESPONSES, extra, hints))
         }
         ContentPart::InputImage {
             image_url,
@@ -1149,7 +1134,7 @@ fn content_part_to_conversation(
             conv::Part::Image {
                 source,
                 detail,
-                extra: extras(extra, hints),
+                extra: conv::Extras::new(RESPONSES, extra, hints),
             }
         }
         ContentPart::InputFile {
@@ -1172,7 +1157,7 @@ fn content_part_to_conversation(
                         _ => {
                             hints.insert("file_data".into(), "bare".into());
                             conv::Media::Base64 {
-                                mime: guess_mime(filename.as_deref()).to_owned(),
+                                mime: guess_file_mime(filename.as_deref()).to_owned(),
                                 data,
                             }
                         }
@@ -1195,12 +1180,12 @@ fn content_part_to_conversation(
             conv::Part::Document {
                 source,
                 name: filename,
-                extra: extras(extra, hints),
+                extra: conv::Extras::new(RESPONSES, extra, hints),
             }
         }
         ContentPart::Refusal { refusal, extra } => conv::Part::Refusal {
             text: refusal,
-            extra: extras(extra, hints),
+            extra: conv::Extras::new(RESPONSES, extra, hints),
         },
     })
 }
@@ -1229,21 +1214,21 @@ fn content_part_from_conversation(
 ) -> Option<ContentPart> {
     Some(match part {
         conv::Part::Text { text, extra, .. } => {
-            if hint_str(extra, "item_content") == Some("empty") {
+            if extra.hint_str(RESPONSES, "item_content") == Some("empty") {
                 return None;
             }
-            let kind = hint_str(extra, "type").unwrap_or(default_type);
+            let kind = extra.hint_str(RESPONSES, "type").unwrap_or(default_type);
             if kind == "output_text" {
                 ContentPart::OutputText {
                     text: text.clone(),
                     annotations: listed(extra, "annotations", ctx),
                     logprobs: listed(extra, "logprobs", ctx),
-                    extra: fields_of(extra),
+                    extra: extra.fields_of(RESPONSES),
                 }
             } else {
                 ContentPart::InputText {
                     text: text.clone(),
-                    extra: fields_of(extra),
+                    extra: extra.fields_of(RESPONSES),
                 }
             }
         }
@@ -1256,14 +1241,14 @@ fn content_part_from_conversation(
                 conv::Media::FileId { id } => (None, Some(id.clone())),
                 other => (
                     other.to_url(),
-                    hint_str(extra, "file_id").map(str::to_owned),
+                    extra.hint_str(RESPONSES, "file_id").map(str::to_owned),
                 ),
             };
             ContentPart::InputImage {
                 image_url,
                 file_id,
                 detail: detail.clone(),
-                extra: fields_of(extra),
+                extra: extra.fields_of(RESPONSES),
             }
         }
         conv::Part::Document {
@@ -1271,10 +1256,10 @@ fn content_part_from_conversation(
             name,
             extra,
         } => {
-            let hinted = |key: &str| hint_str(extra, key).map(str::to_owned);
+            let hinted = |key: &str| extra.hint_str(RESPONSES, key).map(str::to_owned);
             let (file_data, file_url, file_id) = match source {
                 conv::Media::Base64 { data, .. }
-                    if hint_str(extra, "file_data") == Some("bare") =>
+                    if extra.hint_str(RESPONSES, "file_data") == Some("bare") =>
                 {
                     (Some(data.clone()), hinted("file_url"), hinted("file_id"))
                 }
@@ -1289,12 +1274,12 @@ fn content_part_from_conversation(
                 file_id,
                 file_url,
                 filename: name.clone(),
-                extra: fields_of(extra),
+                extra: extra.fields_of(RESPONSES),
             }
         }
         conv::Part::Refusal { text, extra } => ContentPart::Refusal {
             refusal: text.clone(),
-            extra: fields_of(extra),
+            extra: extra.fields_of(RESPONSES),
         },
         conv::Part::Audio { .. }
         | conv::Part::Thinking { .. }
@@ -1307,7 +1292,7 @@ fn content_part_from_conversation(
 /// `annotations` / `logprobs` of output text: the hinted list, absent for a `null` hint, else
 /// `[]` in responses and absent in requests.
 fn listed(extra: &conv::Extras, key: &str, ctx: Ctx) -> Option<Vec<Value>> {
-    match hint(extra, key) {
+    match extra.hint(RESPONSES, key) {
         Some(Value::Array(list)) => Some(list.clone()),
         Some(Value::Null) => None,
         _ => ctx.output.then(Vec::new),
@@ -1330,22 +1315,6 @@ fn as_string(parts: &[ContentPart]) -> Option<String> {
     }
 }
 
-/// A media type for bare base64 file data, from the file name.
-fn guess_mime(filename: Option<&str>) -> &'static str {
-    let extension = filename
-        .and_then(|f| f.rsplit_once('.'))
-        .map(|(_, ext)| ext.to_ascii_lowercase());
-    match extension.as_deref() {
-        Some("pdf") => "application/pdf",
-        Some("txt") => "text/plain",
-        Some("md") => "text/markdown",
-        Some("csv") => "text/csv",
-        Some("json") => "application/json",
-        Some("html" | "htm") => "text/html",
-        _ => "application/octet-stream",
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Tools, tool choice, text format, reasoning effort
 // ---------------------------------------------------------------------------------------------
@@ -1365,7 +1334,7 @@ fn tool_to_conversation(tool: Tool) -> Result<conv::Tool, Value> {
             parameters: parameters.unwrap_or(Value::Null),
             strict,
             kind: conv::ToolKind::Function,
-            extra: extras(extra, Map::new()),
+            extra: conv::Extras::new(RESPONSES, extra, Map::new()),
         }),
         Tool::Custom(super::CustomTool {
             name,
@@ -1378,7 +1347,7 @@ fn tool_to_conversation(tool: Tool) -> Result<conv::Tool, Value> {
             parameters: Value::Null,
             strict: None,
             kind: conv::ToolKind::Custom { format },
-            extra: extras(extra, Map::new()),
+            extra: conv::Extras::new(RESPONSES, extra, Map::new()),
         }),
         Tool::Other(raw) => Err(Value::Object(raw)),
     }
@@ -1391,13 +1360,13 @@ fn tool_from_conversation(tool: &conv::Tool) -> Tool {
             description: tool.description.clone(),
             parameters: (!tool.parameters.is_null()).then(|| tool.parameters.clone()),
             strict: tool.strict,
-            extra: fields_of(&tool.extra),
+            extra: tool.extra.fields_of(RESPONSES),
         }),
         conv::ToolKind::Custom { format } => Tool::Custom(super::CustomTool {
             name: tool.name.clone(),
             description: tool.description.clone(),
             format: format.clone(),
-            extra: fields_of(&tool.extra),
+            extra: tool.extra.fields_of(RESPONSES),
         }),
     }
 }
@@ -1518,28 +1487,6 @@ fn format_from_conversation(format: &conv::ResponseFormat) -> TextFormat {
             strict: *strict,
             extra: Extra::new(),
         },
-    }
-}
-
-fn effort_to_conversation(effort: ReasoningEffort) -> conv::Effort {
-    match effort {
-        ReasoningEffort::None => conv::Effort::None,
-        ReasoningEffort::Minimal => conv::Effort::Minimal,
-        ReasoningEffort::Low => conv::Effort::Low,
-        ReasoningEffort::Medium => conv::Effort::Medium,
-        ReasoningEffort::High => conv::Effort::High,
-        ReasoningEffort::Xhigh => conv::Effort::Xhigh,
-    }
-}
-
-fn effort_from_conversation(effort: conv::Effort) -> ReasoningEffort {
-    match effort {
-        conv::Effort::None => ReasoningEffort::None,
-        conv::Effort::Minimal => ReasoningEffort::Minimal,
-        conv::Effort::Low => ReasoningEffort::Low,
-        conv::Effort::Medium => ReasoningEffort::Medium,
-        conv::Effort::High => ReasoningEffort::High,
-        conv::Effort::Xhigh => ReasoningEffort::Xhigh,
     }
 }
 
@@ -1723,7 +1670,7 @@ pub fn response_to_conversation(response: ResponseObject) -> conv::Response {
         .map_or((Some(ResponseStatus::InProgress), None), |f| {
             finish_from_conversation(f)
         });
-    keep_if_lossy(&mut hints, "status", &(status, incomplete_details), &again);
+    conv::Extras::keep_if_lossy(&mut hints, "status", &(status, incomplete_details), &again);
 
     conv::Response {
         id,
@@ -1731,8 +1678,8 @@ pub fn response_to_conversation(response: ResponseObject) -> conv::Response {
         created: created_at,
         parts,
         finish,
-        usage: usage.map(usage_to_conversation),
-        extra: extras(extra, hints),
+        usage: usage.as_ref().map(WireUsage::to_conversation),
+        extra: conv::Extras::new(RESPONSES, extra, hints),
     }
 }
 
@@ -1752,41 +1699,51 @@ pub fn response_from_conversation(
     {
         output.push(item);
     }
-    insert_others(&mut output, hint(extra, "other_items"));
+    insert_others(&mut output, extra.hint(RESPONSES, "other_items"));
 
-    let (status, incomplete_details) = kept(
-        extra,
-        "status",
-        &response.finish,
-        |raw: &(Option<ResponseStatus>, Option<IncompleteDetails>)| {
-            Some(finish_to_conversation(
-                raw.0,
-                raw.1.as_ref(),
-                has_calls(&response.parts),
-            ))
-        },
-    )
-    .unwrap_or_else(|| {
-        response.finish.as_ref().map_or(
-            (Some(ResponseStatus::InProgress), None),
-            finish_from_conversation,
+    let (status, incomplete_details) = extra
+        .kept(
+            RESPONSES,
+            "status",
+            &response.finish,
+            |raw: &(Option<ResponseStatus>, Option<IncompleteDetails>)| {
+                Some(finish_to_conversation(
+                    raw.0,
+                    raw.1.as_ref(),
+                    has_calls(&response.parts),
+                ))
+            },
         )
-    });
+        .unwrap_or_else(|| {
+            response.finish.as_ref().map_or(
+                (Some(ResponseStatus::InProgress), None),
+                finish_from_conversation,
+            )
+        });
 
     ResponseObject {
         id: response.id.clone(),
-        object: hint_str(extra, "object").unwrap_or("response").to_owned(),
+        object: extra
+            .hint_str(RESPONSES, "object")
+            .unwrap_or("response")
+            .to_owned(),
         created_at: response.created,
         status,
         incomplete_details,
-        error: hint(extra, "error").and_then(|e| serde_json::from_value(e.clone()).ok()),
+        error: extra
+            .hint(RESPONSES, "error")
+            .and_then(|e| serde_json::from_value(e.clone()).ok()),
         model: model.to_owned(),
         output,
-        usage: response.usage.as_ref().map(usage_from_conversation),
-        settings: hint(extra, "settings")
+        usage: response
+            .usage
+            .as_ref()
+            .map(ResponseUsage::from_conversation),
+        settings: extra
+            .hint(RESPONSES, "settings")
             .and_then(|s| serde_json::from_value(s.clone()).ok())
             .unwrap_or_else(ResponseSettings::required),
-        extra: fields_of(extra),
+        extra: extra.fields_of(RESPONSES),
     }
 }
 
@@ -1817,12 +1774,6 @@ pub(super) fn call_signature_item(
             extra: Extra::new(),
         })
     })
-}
-
-fn has_calls(parts: &[conv::Part]) -> bool {
-    parts
-        .iter()
-        .any(|p| matches!(p, conv::Part::ToolCall { .. }))
 }
 
 /// The finish reason a response status says: `None` while it is not over.
@@ -1879,100 +1830,51 @@ pub(super) fn finish_from_conversation(
     }
 }
 
-/// Neutral usage; the original object is kept when the plain form of the counts differs.
-pub(super) fn usage_to_conversation(usage: ResponseUsage) -> conv::Usage {
-    let mut neutral = usage_counts(&usage);
-    let mut hints = Map::new();
-    keep_if_lossy(&mut hints, "usage", &usage, &usage_from_counts(&neutral));
-    neutral.extra = extras(Extra::new(), hints);
-    neutral
-}
+/// Responses usage: the original object is kept when the plain form of the counts differs.
+impl WireUsage for ResponseUsage {
+    const PROTOCOL: conv::Protocol = RESPONSES;
 
-fn usage_counts(usage: &ResponseUsage) -> conv::Usage {
-    conv::Usage {
-        input_tokens: usage.input_tokens,
-        output_tokens: usage.output_tokens,
-        reasoning_tokens: usage
-            .output_tokens_details
-            .as_ref()
-            .and_then(|d| d.reasoning_tokens)
-            .unwrap_or(0),
-        cache_read_tokens: usage
-            .input_tokens_details
-            .as_ref()
-            .and_then(|d| d.cached_tokens)
-            .unwrap_or(0),
-        cache_write_tokens: 0,
-        extra: conv::Extras::default(),
+    fn counts(&self) -> conv::Usage {
+        conv::Usage {
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            reasoning_tokens: self
+                .output_tokens_details
+                .as_ref()
+                .and_then(|d| d.reasoning_tokens)
+                .unwrap_or(0),
+            cache_read_tokens: self
+                .input_tokens_details
+                .as_ref()
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0),
+            cache_write_tokens: 0,
+            extra: conv::Extras::default(),
+        }
     }
-}
 
-/// Usage in Responses' form, both breakdowns included (the SDKs require them).
-pub(super) fn usage_from_conversation(usage: &conv::Usage) -> ResponseUsage {
-    let counts = conv::Usage {
-        extra: conv::Extras::default(),
-        ..usage.clone()
-    };
-    kept(&usage.extra, "usage", &counts, |raw: &ResponseUsage| {
-        Some(usage_counts(raw))
-    })
-    .unwrap_or_else(|| usage_from_counts(usage))
-}
-
-fn usage_from_counts(usage: &conv::Usage) -> ResponseUsage {
-    ResponseUsage {
-        input_tokens: usage.input_tokens,
-        input_tokens_details: Some(InputTokensDetails {
-            cached_tokens: Some(usage.cache_read_tokens),
+    /// Both breakdowns included (the SDKs require them).
+    fn from_counts(usage: &conv::Usage) -> Self {
+        ResponseUsage {
+            input_tokens: usage.input_tokens,
+            input_tokens_details: Some(InputTokensDetails {
+                cached_tokens: Some(usage.cache_read_tokens),
+                extra: Extra::new(),
+            }),
+            output_tokens: usage.output_tokens,
+            output_tokens_details: Some(OutputTokensDetails {
+                reasoning_tokens: Some(usage.reasoning_tokens),
+                extra: Extra::new(),
+            }),
+            total_tokens: usage.total_tokens(),
             extra: Extra::new(),
-        }),
-        output_tokens: usage.output_tokens,
-        output_tokens_details: Some(OutputTokensDetails {
-            reasoning_tokens: Some(usage.reasoning_tokens),
-            extra: Extra::new(),
-        }),
-        total_tokens: usage.total_tokens(),
-        extra: Extra::new(),
+        }
     }
 }
 
 // ---------------------------------------------------------------------------------------------
-// Extras helpers
+// Hints of items and parts
 // ---------------------------------------------------------------------------------------------
-
-fn extras(fields: Extra, hints: Map<String, Value>) -> conv::Extras {
-    conv::Extras::new(RESPONSES, fields, hints)
-}
-
-/// The Responses fields of `extra` (none when they came from another protocol).
-fn fields_of(extra: &conv::Extras) -> Extra {
-    extra.fields_for(RESPONSES).cloned().unwrap_or_default()
-}
-
-fn hint<'a>(extra: &'a conv::Extras, key: &str) -> Option<&'a Value> {
-    extra.hint(RESPONSES, key)
-}
-
-fn hint_str<'a>(extra: &'a conv::Extras, key: &str) -> Option<&'a str> {
-    hint(extra, key).and_then(Value::as_str)
-}
-
-fn flag(extra: &conv::Extras, key: &str) -> bool {
-    hint(extra, key) == Some(&Value::Bool(true))
-}
-
-fn hint_object(extra: &conv::Extras, key: &str) -> Extra {
-    match hint(extra, key) {
-        Some(Value::Object(map)) => map.clone(),
-        _ => Extra::new(),
-    }
-}
-
-fn hint_object_into(hints: &mut Map<String, Value>, key: &str, map: Extra) {
-    if !map.is_empty() {
-        hints.insert(key.to_owned(), Value::Object(map));
-    }
-}
 
 /// Record an item's `id` or `status`: its value, or `null` where the output default (a
 /// generated id, `completed`) would otherwise fill in an absent one.
@@ -1994,7 +1896,7 @@ fn meta(
     key: &str,
     default: impl FnOnce() -> Option<String>,
 ) -> Option<String> {
-    match hint(extra, key) {
+    match extra.hint(RESPONSES, key) {
         Some(Value::String(value)) => Some(value.clone()),
         Some(Value::Null) => None,
         _ => default(),
@@ -2016,49 +1918,10 @@ fn meta_in(map: &mut Extra, key: &str, default: impl FnOnce() -> Option<String>)
 
 /// Add a Responses hint to a part this module decoded (or is marking for its own encoder).
 fn add_hint(part: &mut conv::Part, key: &str, value: Value) {
-    let extra = match part {
-        conv::Part::Text { extra, .. }
-        | conv::Part::Image { extra, .. }
-        | conv::Part::Document { extra, .. }
-        | conv::Part::Audio { extra, .. }
-        | conv::Part::Thinking { extra, .. }
-        | conv::Part::RedactedThinking { extra, .. }
-        | conv::Part::ToolCall { extra, .. }
-        | conv::Part::ToolResult { extra, .. }
-        | conv::Part::Refusal { extra, .. } => extra,
-    };
+    let extra = part.extra_mut();
     if extra.protocol != Some(RESPONSES) {
         *extra = conv::Extras::default();
     }
     extra.protocol = Some(RESPONSES);
     extra.hints.insert(key.to_owned(), value);
-}
-
-/// Keep `original` as hint `key` when encoding its decoded form (`again`) would not give it back.
-fn keep_if_lossy<T: Serialize + PartialEq>(
-    hints: &mut Map<String, Value>,
-    key: &str,
-    original: &T,
-    again: &T,
-) {
-    if original != again
-        && let Ok(value) = serde_json::to_value(original)
-    {
-        hints.insert(key.to_owned(), value);
-    }
-}
-
-/// The original kept as hint `key`, while it still decodes to `current`.
-fn kept<T: DeserializeOwned, N: PartialEq>(
-    extra: &conv::Extras,
-    key: &str,
-    current: &N,
-    decode: impl FnOnce(&T) -> Option<N>,
-) -> Option<T> {
-    let original: T = serde_json::from_value(hint(extra, key)?.clone()).ok()?;
-    (decode(&original).as_ref() == Some(current)).then_some(original)
-}
-
-fn invalid(message: impl Into<String>, param: impl Into<String>) -> GatewayError {
-    GatewayError::invalid_request(message).with_param(param)
 }

@@ -1,14 +1,16 @@
 //! `POST /v1/responses` request body, and the items and tools it shares with the response.
 
-use std::fmt;
-
 use serde::{
     Deserialize, Deserializer, Serialize, Serializer,
-    de::{self, DeserializeOwned, MapAccess, SeqAccess, Visitor},
+    de::{self, DeserializeOwned},
 };
 use serde_json::{Map, Value};
 
-pub use crate::openai::{ReasoningEffort, ToolChoiceMode};
+/// Responses writes a function tool's fields flat beside `"type": "function"`, without Chat's
+/// `function` wrapper: the same fields as Chat's function declaration.
+pub use crate::openai::FunctionDefinition as FunctionTool;
+pub use crate::openai::{CustomTool, ReasoningEffort, ToolChoiceMode};
+use crate::wire::{mode_or_named, string_or_list};
 
 /// Fields this crate does not model, kept so they reach the upstream unchanged.
 pub type Extra = Map<String, Value>;
@@ -109,23 +111,12 @@ pub enum Input {
 
 impl<'de> Deserialize<'de> for Input {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct InputVisitor;
-        impl<'de> Visitor<'de> for InputVisitor {
-            type Value = Input;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or an array of input items")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Input, E> {
-                Ok(Input::Text(v.to_owned()))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Input, E> {
-                Ok(Input::Text(v))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Input, A::Error> {
-                Vec::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Input::Items)
-            }
-        }
-        deserializer.deserialize_any(InputVisitor)
+        string_or_list(
+            deserializer,
+            "a string or an array of input items",
+            Self::Text,
+            Self::Items,
+        )
     }
 }
 
@@ -270,23 +261,12 @@ pub enum Content {
 
 impl<'de> Deserialize<'de> for Content {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ContentVisitor;
-        impl<'de> Visitor<'de> for ContentVisitor {
-            type Value = Content;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or an array of content parts")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Content, E> {
-                Ok(Content::Text(v.to_owned()))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Content, E> {
-                Ok(Content::Text(v))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Content, A::Error> {
-                Vec::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Content::Parts)
-            }
-        }
-        deserializer.deserialize_any(ContentVisitor)
+        string_or_list(
+            deserializer,
+            "a string or an array of content parts",
+            Self::Text,
+            Self::Parts,
+        )
     }
 }
 
@@ -379,7 +359,8 @@ pub struct FunctionCallItem {
     pub extra: Extra,
 }
 
-/// The result of a function call.
+/// The result of a function call (and, as [`CustomToolCallOutputItem`], of a custom tool
+/// call).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FunctionCallOutputItem {
     /// The call it answers.
@@ -464,23 +445,8 @@ pub struct CustomToolCallItem {
     pub extra: Extra,
 }
 
-/// The result of a custom tool call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CustomToolCallOutputItem {
-    /// The call it answers.
-    pub call_id: String,
-    /// Text, or parts.
-    pub output: Content,
-    /// The item id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// `in_progress`, `completed` or `incomplete`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    /// Everything else.
-    #[serde(flatten)]
-    pub extra: Extra,
-}
+/// The result of a custom tool call: the same fields as a function call's result.
+pub type CustomToolCallOutputItem = FunctionCallOutputItem;
 
 /// A tool the model may call: a function, a custom tool, or a hosted tool kept as sent.
 #[derive(Debug, Clone, PartialEq)]
@@ -528,41 +494,6 @@ impl<'de> Deserialize<'de> for Tool {
     }
 }
 
-/// A function tool; Responses writes its fields flat, without Chat's `function` wrapper.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FunctionTool {
-    /// The name the model calls it by.
-    pub name: String,
-    /// What it does.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// JSON schema of the arguments.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parameters: Option<Value>,
-    /// Whether the schema must be followed exactly.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub strict: Option<bool>,
-    /// Everything else.
-    #[serde(flatten)]
-    pub extra: Extra,
-}
-
-/// A custom tool: free-form text in, text out.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CustomTool {
-    /// The name the model calls it by.
-    pub name: String,
-    /// What it does.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// The input format: `{"type": "text"}` or `{"type": "grammar", "syntax", "definition"}`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<Value>,
-    /// Everything else.
-    #[serde(flatten)]
-    pub extra: Extra,
-}
-
 /// `tool_choice`: a mode string or an object naming a tool.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -590,22 +521,7 @@ pub struct NamedToolChoice {
 
 impl<'de> Deserialize<'de> for ToolChoice {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ChoiceVisitor;
-        impl<'de> Visitor<'de> for ChoiceVisitor {
-            type Value = ToolChoice;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("\"none\", \"auto\", \"required\" or a tool choice object")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<ToolChoice, E> {
-                ToolChoiceMode::deserialize(de::value::StrDeserializer::new(v))
-                    .map(ToolChoice::Mode)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ToolChoice, A::Error> {
-                NamedToolChoice::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(ToolChoice::Named)
-            }
-        }
-        deserializer.deserialize_any(ChoiceVisitor)
+        mode_or_named(deserializer, Self::Mode, Self::Named)
     }
 }
 

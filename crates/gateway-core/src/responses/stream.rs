@@ -10,19 +10,21 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{
     ContentPart, CustomToolCallItem, FunctionCallItem, IncompleteDetails, Item, MessageItem,
     MessageRole, ReasoningItem, ReasoningSeal, ReasoningText, ResponseObject, ResponseSettings,
-    ResponseStatus, ResponsesRequest,
-    convert::{
-        Ids, custom_input_from_arguments, finish_from_conversation, usage_from_conversation,
-        usage_to_conversation,
-    },
+    ResponseStatus, ResponseUsage, ResponsesRequest,
+    convert::{Ids, custom_input_from_arguments, finish_from_conversation},
 };
-use crate::{ErrorKind, GatewayError, conversation as conv, dialect::error_in_body, sse};
+use crate::{
+    ErrorKind, GatewayError,
+    conversation::{self as conv, mismatch},
+    dialect::error_in_body,
+    sse,
+    wire::{WireUsage, json_of, unfinished, upstream_unfinished},
+};
 
 // ---------------------------------------------------------------------------------------------
 // Encoder
@@ -235,10 +237,7 @@ impl StreamEncoder {
             return Ok(out);
         }
         let Some(reason) = self.finish.clone() else {
-            return Err(GatewayError::new(
-                ErrorKind::Truncated,
-                "the stream ended without a finish reason",
-            ));
+            return Err(unfinished());
         };
         self.start(&mut out);
         if let Some(seal) = &self.seal
@@ -256,19 +255,19 @@ impl StreamEncoder {
             self.emit(
                 &mut out,
                 "response.output_item.added",
-                json!({"output_index": index, "item": to_json(&item)}),
+                json!({"output_index": index, "item": json_of(&item)}),
             );
             self.emit(
                 &mut out,
                 "response.output_item.done",
-                json!({"output_index": index, "item": to_json(&item)}),
+                json!({"output_index": index, "item": json_of(&item)}),
             );
             self.output.push(Some(item));
         }
         let (status, incomplete_details) = finish_from_conversation(&reason);
         let mut response = self.snapshot(status);
         response.incomplete_details = incomplete_details;
-        response.usage = Some(usage_from_conversation(
+        response.usage = Some(ResponseUsage::from_conversation(
             &self.usage.clone().unwrap_or_default(),
         ));
         let kind = match status {
@@ -276,7 +275,7 @@ impl StreamEncoder {
             Some(ResponseStatus::Failed) => "response.failed",
             _ => "response.completed",
         };
-        self.emit(&mut out, kind, json!({"response": to_json(&response)}));
+        self.emit(&mut out, kind, json!({"response": json_of(&response)}));
         self.done = true;
         Ok(out)
     }
@@ -287,7 +286,7 @@ impl StreamEncoder {
             return;
         }
         self.started = true;
-        let response = to_json(&self.snapshot(Some(ResponseStatus::InProgress)));
+        let response = json_of(&self.snapshot(Some(ResponseStatus::InProgress)));
         self.emit(out, "response.created", json!({"response": response}));
         self.emit(out, "response.in_progress", json!({"response": response}));
     }
@@ -394,7 +393,7 @@ impl StreamEncoder {
                 out,
                 "response.content_part.added",
                 json!({"item_id": item_id, "output_index": output_index,
-                       "content_index": content_index, "part": to_json(&part)}),
+                       "content_index": content_index, "part": json_of(&part)}),
             );
         }
         let Some(message) = self.message.as_mut() else {
@@ -461,7 +460,7 @@ impl StreamEncoder {
         self.emit(
             out,
             "response.content_part.done",
-            merged(&base, json!({"part": to_json(&part)})),
+            merged(&base, json!({"part": json_of(&part)})),
         );
     }
 
@@ -481,7 +480,7 @@ impl StreamEncoder {
         self.emit(
             out,
             "response.output_item.done",
-            json!({"output_index": message.index, "item": to_json(&item)}),
+            json!({"output_index": message.index, "item": json_of(&item)}),
         );
         if let Some(slot) = self.output.get_mut(message.index) {
             *slot = Some(item);
@@ -637,7 +636,7 @@ impl StreamEncoder {
         self.emit(
             out,
             "response.output_item.done",
-            json!({"output_index": reasoning.index, "item": to_json(&item)}),
+            json!({"output_index": reasoning.index, "item": json_of(&item)}),
         );
         if let Some(slot) = self.output.get_mut(reasoning.index) {
             *slot = Some(item);
@@ -801,7 +800,7 @@ impl StreamEncoder {
         self.emit(
             out,
             "response.output_item.done",
-            json!({"output_index": call.index, "item": to_json(&item)}),
+            json!({"output_index": call.index, "item": json_of(&item)}),
         );
         if let Some(slot) = self.output.get_mut(call.index) {
             *slot = Some(item);
@@ -857,10 +856,6 @@ fn output_text(text: String) -> ContentPart {
     }
 }
 
-fn to_json(value: &impl Serialize) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
-}
-
 /// `base` with the fields of `more` added.
 fn merged(base: &Value, more: Value) -> Value {
     let mut value = base.clone();
@@ -868,13 +863,6 @@ fn merged(base: &Value, more: Value) -> Value {
         map.extend(more);
     }
     value
-}
-
-fn mismatch(index: u32) -> GatewayError {
-    GatewayError::new(
-        ErrorKind::UpstreamProtocol,
-        format!("stream event does not fit content block {index}"),
-    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1036,10 +1024,7 @@ impl StreamDecoder {
     /// The upstream stream ended. A stream without its final response is `Truncated`.
     pub fn finish(&mut self) -> Result<Vec<conv::Event>, GatewayError> {
         if !self.finished {
-            return Err(GatewayError::new(
-                ErrorKind::Truncated,
-                "the upstream stream ended without a finish reason",
-            ));
+            return Err(upstream_unfinished());
         }
         Ok(Vec::new())
     }
@@ -1226,7 +1211,7 @@ impl StreamDecoder {
             out.push(conv::Event::BlockEnd { index });
         }
         if let Ok(usage) = serde_json::from_value(response["usage"].clone()) {
-            out.push(conv::Event::Usage(usage_to_conversation(usage)));
+            out.push(conv::Event::Usage(ResponseUsage::to_conversation(&usage)));
         }
         let status = serde_json::from_value(response["status"].clone()).ok();
         let details: Option<IncompleteDetails> =

@@ -2,7 +2,7 @@
 //! neutral form), the seal, the stream decoder on every fixture split at every byte offset, and
 //! the stream encoder against the decoder and against what the OpenAI SDK rebuilds.
 
-use std::{collections::BTreeMap, path::Path};
+use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
@@ -12,34 +12,16 @@ use crate::{
     conversation::{self as conv, Event, FinishReason, Part},
     openai::parse_json,
     sse,
+    test_support::{
+        args, call, collect, end, error_json, finish, fixture, run, run_ok, same_at_every_split,
+        same_json, signature, sse_events, survives_serde, text, thinking, usage,
+    },
 };
 
 const KEY: &[u8] = b"test-seal-key-0123456789abcdef0123";
 
 fn seal() -> ReasoningSeal {
     ReasoningSeal::new(KEY)
-}
-
-/// `null` and absent mean the same on this API; compare without them.
-fn strip_nulls(value: Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, strip_nulls(v)))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().map(strip_nulls).collect()),
-        other => other,
-    }
-}
-
-fn same_json(again: &impl serde::Serialize, original: &[u8]) {
-    let original: Value = serde_json::from_slice(original).unwrap();
-    assert_eq!(
-        strip_nulls(serde_json::to_value(again).unwrap()),
-        strip_nulls(original)
-    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -56,11 +38,7 @@ fn requests_round_trip() {
         let conversation = request_to_conversation(request.clone(), Some(&seal())).unwrap();
         insta::assert_json_snapshot!(conversation);
         // The neutral form survives its own serde round trip.
-        let value = serde_json::to_value(&conversation).unwrap();
-        assert_eq!(
-            serde_json::from_value::<conv::Request>(value).unwrap(),
-            conversation
-        );
+        survives_serde(&conversation);
         let again = request_from_conversation(&conversation);
         same_json(&again, &bytes);
         assert_eq!(again, request);
@@ -78,11 +56,7 @@ fn responses_round_trip() {
         same_json(&object, &bytes);
         let response = response_to_conversation(object.clone());
         insta::assert_json_snapshot!(response);
-        let value = serde_json::to_value(&response).unwrap();
-        assert_eq!(
-            serde_json::from_value::<conv::Response>(value).unwrap(),
-            response
-        );
+        survives_serde(&response);
         let again = response_from_conversation(&response, &object.model, Some(&seal()));
         same_json(&again, &bytes);
         assert_eq!(again, object);
@@ -90,10 +64,8 @@ fn responses_round_trip() {
 }
 
 fn fixture_request(name: &str) -> conv::Request {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("test_data/responses/requests")
-        .join(name);
-    let request: ResponsesRequest = parse_json(&std::fs::read(path).unwrap()).unwrap();
+    let request: ResponsesRequest =
+        parse_json(&fixture("responses", &format!("requests/{name}"))).unwrap();
     request_to_conversation(request, Some(&seal())).unwrap()
 }
 
@@ -226,9 +198,8 @@ fn sealed_reasoning_restores_signatures() {
     assert_eq!(assistant.parts.len(), 3);
 
     // Under another key nothing opens: unsigned thinking, no call signature, same request back.
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("test_data/responses/requests/stateless_turn.json");
-    let raw: ResponsesRequest = parse_json(&std::fs::read(path).unwrap()).unwrap();
+    let raw: ResponsesRequest =
+        parse_json(&fixture("responses", "requests/stateless_turn.json")).unwrap();
     let other = ReasoningSeal::new(b"another key");
     let request = request_to_conversation(raw.clone(), Some(&other)).unwrap();
     let parts = &request.messages[1].parts;
@@ -601,60 +572,26 @@ fn custom_tools_become_single_string_functions() {
 
 /// Decode `bytes` fed in `chunks`: the events, and the error that ended the stream.
 fn decode_stream(chunks: &[&[u8]]) -> (Vec<Event>, Option<GatewayError>) {
-    let mut sse = sse::Decoder::default();
-    let mut decoder = StreamDecoder::new();
-    let mut events = Vec::new();
-    for chunk in chunks {
-        sse.feed(chunk);
-        while let Some(event) = sse.next_event().unwrap() {
-            match decoder.push(&event) {
-                Ok(more) => events.extend(more),
-                Err(error) => return (events, Some(error)),
-            }
-        }
-    }
-    if let Some(event) = sse.finish().unwrap() {
-        match decoder.push(&event) {
-            Ok(more) => events.extend(more),
-            Err(error) => return (events, Some(error)),
-        }
-    }
-    match decoder.finish() {
-        Ok(more) => events.extend(more),
-        Err(error) => return (events, Some(error)),
-    }
-    (events, None)
-}
-
-fn error_json(error: &Option<GatewayError>) -> Value {
-    error.as_ref().map_or(Value::Null, |e| {
-        json!({"kind": format!("{:?}", e.kind()), "status": e.status().as_u16(), "message": e.message()})
-    })
+    run(
+        &mut StreamDecoder::new(),
+        &sse_events(chunks),
+        StreamDecoder::push,
+        StreamDecoder::finish,
+    )
 }
 
 #[test]
 fn streams_decode_split_at_every_byte() {
     insta::glob!("../../test_data/responses", "streams/*.sse", |path| {
         let bytes = std::fs::read(path).unwrap();
-        let (events, error) = decode_stream(&[&bytes]);
-        insta::assert_json_snapshot!(json!({"events": events, "error": error_json(&error)}));
-        for at in 0..=bytes.len() {
-            let (head, tail) = bytes.split_at(at);
-            let (again, again_error) = decode_stream(&[head, tail]);
-            assert_eq!(again, events, "split at {at}");
-            assert_eq!(
-                error_json(&again_error),
-                error_json(&error),
-                "split at {at}"
-            );
-        }
+        let (events, error) = same_at_every_split(&bytes, |pieces| {
+            let (events, error) = decode_stream(pieces);
+            (events, error_json(error.as_ref()))
+        });
+        insta::assert_json_snapshot!(json!({"events": events, "error": error}));
         // What the decoder read folds into the response the stream's final event carries.
-        if error.is_none() {
-            let mut collector = conv::Collector::new(0);
-            for event in events {
-                collector.push(event).unwrap();
-            }
-            let collected = collector.finish();
+        if error.is_null() {
+            let collected = collect(0, events).unwrap();
             let last = bytes
                 .split(|&b| b == b'\n')
                 .rev()
@@ -692,10 +629,7 @@ fn decoder_errors() {
     let mut decoder = StreamDecoder::new();
     assert_eq!(decoder.finish().unwrap_err().kind(), ErrorKind::Truncated);
     // A rate limit in an error event is a 429.
-    let bytes = std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("test_data/responses/streams/error.sse"),
-    )
-    .unwrap();
+    let bytes = fixture("responses", "streams/error.sse");
     let (_, error) = decode_stream(&[&bytes]);
     assert_eq!(error.unwrap().status().as_u16(), 429);
 }
@@ -711,73 +645,16 @@ fn encode(
 ) -> Result<Vec<sse::Event>, GatewayError> {
     let mut encoder = StreamEncoder::new("resp_enc", "client-model", 1_700_000_000, seal)
         .custom_tools(custom.iter().map(|s| (*s).to_owned()).collect());
-    let mut out = Vec::new();
-    for event in events {
-        out.extend(encoder.push(event)?);
-    }
-    out.extend(encoder.finish()?);
-    Ok(out)
+    run_ok(
+        &mut encoder,
+        events,
+        StreamEncoder::push,
+        StreamEncoder::finish,
+    )
 }
 
 fn start() -> Event {
-    Event::Start {
-        id: "resp_enc".to_owned(),
-        model: "client-model".to_owned(),
-    }
-}
-
-fn text(index: u32, text: &str) -> Event {
-    Event::TextDelta {
-        index,
-        text: text.to_owned(),
-    }
-}
-
-fn thinking(index: u32, text: &str) -> Event {
-    Event::ThinkingDelta {
-        index,
-        text: text.to_owned(),
-    }
-}
-
-fn call(index: u32, id: &str, name: &str) -> Event {
-    Event::ToolCallStart {
-        index,
-        id: id.to_owned(),
-        name: name.to_owned(),
-    }
-}
-
-fn args(index: u32, arguments: &str) -> Event {
-    Event::ToolCallDelta {
-        index,
-        arguments: arguments.to_owned(),
-    }
-}
-
-fn end(index: u32) -> Event {
-    Event::BlockEnd { index }
-}
-
-fn signature(index: u32, signature: &str) -> Event {
-    Event::Signature {
-        index,
-        signature: signature.to_owned(),
-    }
-}
-
-fn usage(input: u64, output: u64) -> Event {
-    Event::Usage(conv::Usage {
-        input_tokens: input,
-        output_tokens: output,
-        reasoning_tokens: 3,
-        cache_read_tokens: 2,
-        ..conv::Usage::default()
-    })
-}
-
-fn finish(reason: FinishReason) -> Event {
-    Event::Finish { reason }
+    crate::test_support::start("resp_enc", "client-model")
 }
 
 /// Canonical sequences: every block ended before the next starts, usage before the finish.
@@ -790,7 +667,7 @@ fn scenarios() -> Vec<(&'static str, Vec<Event>)> {
                 text(0, "Hel"),
                 text(0, "lo"),
                 end(0),
-                usage(5, 2),
+                usage(5, 2, 3, 2),
                 finish(FinishReason::Stop),
             ],
         ),
@@ -814,7 +691,7 @@ fn scenarios() -> Vec<(&'static str, Vec<Event>)> {
                 call(4, "call_b", "apply_patch"),
                 args(4, r#"{"input":"*** Begin Patch\n*** End Patch\n"}"#),
                 end(4),
-                usage(40, 30),
+                usage(40, 30, 3, 2),
                 finish(FinishReason::ToolUse),
             ],
         ),
@@ -829,7 +706,7 @@ fn scenarios() -> Vec<(&'static str, Vec<Event>)> {
                 end(0),
                 text(1, "But here is something else."),
                 end(1),
-                usage(3, 9),
+                usage(3, 9, 3, 2),
                 finish(FinishReason::Stop),
             ],
         ),
@@ -839,7 +716,7 @@ fn scenarios() -> Vec<(&'static str, Vec<Event>)> {
                 start(),
                 text(0, "Cut o"),
                 end(0),
-                usage(4, 16),
+                usage(4, 16, 3, 2),
                 finish(FinishReason::Length),
             ],
         ),
@@ -1052,7 +929,7 @@ fn encoder_handles_loose_upstreams() {
             args(3, ""),
             finish(FinishReason::Stop),
             text(4, "ignored"),
-            usage(1, 1),
+            usage(1, 1, 3, 2),
         ],
     )
     .unwrap();
@@ -1117,9 +994,8 @@ fn encoder_refuses_truncation_and_misfits() {
 
 #[test]
 fn encoder_echoes_the_request() {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("test_data/responses/requests/codex_turn.json");
-    let request: ResponsesRequest = parse_json(&std::fs::read(path).unwrap()).unwrap();
+    let request: ResponsesRequest =
+        parse_json(&fixture("responses", "requests/codex_turn.json")).unwrap();
     let mut encoder = StreamEncoder::new("resp_e", "gpt-5-codex", 1, None).echo(&request);
     let mut out = encoder.push(finish(FinishReason::Stop)).unwrap();
     out.extend(encoder.finish().unwrap());

@@ -9,32 +9,13 @@ use serde_json::{Value, json};
 use super::*;
 use crate::{
     ErrorKind,
-    conversation::{self as conv, Collector, Event, Part},
+    conversation::{self as conv, Event, Part},
     openai::parse_json,
-    sse,
+    test_support::{
+        args, call, collect, finish, fixture_path, run_ok, same_json, sse_events, survives_serde,
+        text, thinking, usage,
+    },
 };
-
-/// `null` and absent mean the same on this API; compare without them.
-fn strip_nulls(value: Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, strip_nulls(v)))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().map(strip_nulls).collect()),
-        other => other,
-    }
-}
-
-fn same_json(again: &impl serde::Serialize, original: &[u8]) {
-    let original: Value = serde_json::from_slice(original).unwrap();
-    assert_eq!(
-        strip_nulls(serde_json::to_value(again).unwrap()),
-        strip_nulls(original)
-    );
-}
 
 #[test]
 fn requests_round_trip() {
@@ -47,11 +28,7 @@ fn requests_round_trip() {
             let conversation = request_to_conversation(request.clone()).unwrap();
             insta::assert_json_snapshot!(conversation);
             // The neutral form survives its own serde round trip.
-            let value = serde_json::to_value(&conversation).unwrap();
-            assert_eq!(
-                serde_json::from_value::<conv::Request>(value).unwrap(),
-                conversation
-            );
+            survives_serde(&conversation);
             let again = request_from_conversation(&conversation);
             same_json(&again, &bytes);
             assert_eq!(again, request);
@@ -69,11 +46,7 @@ fn responses_round_trip() {
             let completion: ChatCompletion = parse_json(&bytes).unwrap();
             let response = response_to_conversation(completion.clone());
             insta::assert_json_snapshot!(response);
-            let value = serde_json::to_value(&response).unwrap();
-            assert_eq!(
-                serde_json::from_value::<conv::Response>(value).unwrap(),
-                response
-            );
+            survives_serde(&response);
             let again = response_from_conversation(&response, &completion.model);
             same_json(&again, &bytes);
             assert_eq!(again, completion);
@@ -317,53 +290,7 @@ fn invalid_requests_are_400s_naming_the_field() {
 // ---------------------------------------------------------------------------------------------
 
 fn start() -> Event {
-    Event::Start {
-        id: "upstream-id".to_owned(),
-        model: "upstream-model".to_owned(),
-    }
-}
-
-fn text(index: u32, text: &str) -> Event {
-    Event::TextDelta {
-        index,
-        text: text.to_owned(),
-    }
-}
-
-fn thinking(index: u32, text: &str) -> Event {
-    Event::ThinkingDelta {
-        index,
-        text: text.to_owned(),
-    }
-}
-
-fn call(index: u32, id: &str, name: &str) -> Event {
-    Event::ToolCallStart {
-        index,
-        id: id.to_owned(),
-        name: name.to_owned(),
-    }
-}
-
-fn args(index: u32, arguments: &str) -> Event {
-    Event::ToolCallDelta {
-        index,
-        arguments: arguments.to_owned(),
-    }
-}
-
-fn finish(reason: conv::FinishReason) -> Event {
-    Event::Finish { reason }
-}
-
-fn usage(input: u64, output: u64, reasoning: u64, cached: u64) -> Event {
-    Event::Usage(conv::Usage {
-        input_tokens: input,
-        output_tokens: output,
-        reasoning_tokens: reasoning,
-        cache_read_tokens: cached,
-        ..conv::Usage::default()
-    })
+    crate::test_support::start("upstream-id", "upstream-model")
 }
 
 fn encode(
@@ -373,12 +300,12 @@ fn encode(
     events: Vec<Event>,
 ) -> Result<Vec<ChatCompletionChunk>, GatewayError> {
     let mut encoder = ChunkEncoder::new(id, 1_700_000_000, model, include_usage);
-    let mut chunks = Vec::new();
-    for event in events {
-        chunks.extend(encoder.push(event)?);
-    }
-    chunks.extend(encoder.finish()?);
-    Ok(chunks)
+    run_ok(
+        &mut encoder,
+        events,
+        ChunkEncoder::push,
+        ChunkEncoder::finish,
+    )
 }
 
 /// What a client reads from each chunk: its delta and finish reason, or its usage.
@@ -732,25 +659,22 @@ fn encoder_matches_the_antigravity_translator() {
 // ---------------------------------------------------------------------------------------------
 
 fn read_chunks(path: &Path) -> Vec<ChatCompletionChunk> {
-    let mut decoder = sse::Decoder::default();
-    decoder.feed(&std::fs::read(path).unwrap());
-    let mut chunks = Vec::new();
-    while let Some(event) = decoder.next_event().unwrap() {
-        if !event.is_done() {
-            chunks.push(parse_json(event.data.as_bytes()).unwrap());
-        }
-    }
-    chunks
+    sse_events(&[&std::fs::read(path).unwrap()])
+        .iter()
+        .filter(|event| !event.is_done())
+        .map(|event| parse_json(event.data.as_bytes()).unwrap())
+        .collect()
 }
 
 fn decode(chunks: &[ChatCompletionChunk]) -> Vec<Event> {
-    let mut decoder = ChunkDecoder::new();
-    let mut events: Vec<Event> = chunks
-        .iter()
-        .flat_map(|chunk| decoder.push(chunk.clone()))
-        .collect();
-    events.extend(decoder.finish().unwrap());
-    events
+    let push = |decoder: &mut ChunkDecoder, chunk| Ok(decoder.push(chunk));
+    run_ok(
+        &mut ChunkDecoder::new(),
+        chunks.iter().cloned(),
+        push,
+        ChunkDecoder::finish,
+    )
+    .unwrap()
 }
 
 /// What a client would assemble from chunks: the text, reasoning, refusal, calls, finish
@@ -812,20 +736,18 @@ fn chunk_streams_decode_and_encode_again() {
                 first.model.clone(),
                 include_usage,
             );
-            let mut again = Vec::new();
-            for event in events.clone() {
-                again.extend(encoder.push(event).unwrap());
-            }
-            again.extend(encoder.finish().unwrap());
+            let again = run_ok(
+                &mut encoder,
+                events.clone(),
+                ChunkEncoder::push,
+                ChunkEncoder::finish,
+            )
+            .unwrap();
             assert_eq!(content(&again), content(&chunks));
             assert_eq!(decode(&again), events);
 
             // Collected, the events are the whole response Chat would have sent.
-            let mut collector = Collector::new(first.created);
-            for event in events {
-                collector.push(event).unwrap();
-            }
-            let response = collector.finish();
+            let response = collect(first.created, events).unwrap();
             assert_eq!(
                 (response.id.as_str(), response.model.as_str()),
                 (first.id.as_str(), first.model.as_str())
@@ -848,9 +770,7 @@ fn chunk_streams_decode_and_encode_again() {
 
 #[test]
 fn decoder_reports_truncation() {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("test_data/openai/streams/tool_call_stream.sse");
-    let chunks = read_chunks(&path);
+    let chunks = read_chunks(&fixture_path("openai", "streams/tool_call_stream.sse"));
     let mut decoder = ChunkDecoder::new();
     for chunk in chunks
         .into_iter()
