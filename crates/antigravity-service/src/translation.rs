@@ -35,10 +35,7 @@ use gateway_core::{
 };
 
 use crate::{
-    names::ToolNames,
-    models::Family,
-    request::translate,
-    response::StreamTranslator,
+    models::Family, names::ToolNames, request::translate, response::StreamTranslator,
     signatures::SignatureCache,
 };
 

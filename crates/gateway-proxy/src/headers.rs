@@ -154,10 +154,14 @@ impl HeaderPolicy {
         if let Some(key) = &self.api_key {
             let (name, text) = match self.key_header {
                 KeyHeader::Bearer => (header::AUTHORIZATION, format!("Bearer {}", key.expose())),
-                KeyHeader::XApiKey => (HeaderName::from_static("x-api-key"), key.expose().to_owned()),
-                KeyHeader::XGoogApiKey => {
-                    (HeaderName::from_static("x-goog-api-key"), key.expose().to_owned())
-                }
+                KeyHeader::XApiKey => (
+                    HeaderName::from_static("x-api-key"),
+                    key.expose().to_owned(),
+                ),
+                KeyHeader::XGoogApiKey => (
+                    HeaderName::from_static("x-goog-api-key"),
+                    key.expose().to_owned(),
+                ),
             };
             let mut value = HeaderValue::try_from(text).map_err(|_| {
                 GatewayError::internal("the configured api key is not a valid header value")

@@ -836,9 +836,7 @@ async fn produce(
     }
     if let Some((name, arguments)) = tool {
         let events = match flavour {
-            Flavour::OpenAi | Flavour::OpenAiUsage => {
-                tool_call_events(&model, &name, &arguments)
-            }
+            Flavour::OpenAi | Flavour::OpenAiUsage => tool_call_events(&model, &name, &arguments),
             Flavour::Antigravity | Flavour::AntigravityThinking => {
                 antigravity_tool_call_events(&name, &arguments)
             }

@@ -93,7 +93,10 @@ fn configured_key_replaces_client_credentials() {
 #[test]
 fn the_key_goes_in_the_header_the_backend_reads() {
     let mut client = map(CLIENT);
-    client.insert("x-goog-api-key", HeaderValue::from_static("client-google-key"));
+    client.insert(
+        "x-goog-api-key",
+        HeaderValue::from_static("client-google-key"),
+    );
     for (header, name, value) in [
         (KeyHeader::XApiKey, "x-api-key", "sk-ant"),
         (KeyHeader::XGoogApiKey, "x-goog-api-key", "sk-ant"),
@@ -107,10 +110,16 @@ fn the_key_goes_in_the_header_the_backend_reads() {
         assert_eq!(out[name], value, "{header:?}");
         assert!(out[name].is_sensitive());
         // Exactly one credential header: the backend's own.
-        let credentials = ["authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie"]
-            .iter()
-            .filter(|n| out.contains_key(**n))
-            .count();
+        let credentials = [
+            "authorization",
+            "x-api-key",
+            "x-goog-api-key",
+            "api-key",
+            "cookie",
+        ]
+        .iter()
+        .filter(|n| out.contains_key(**n))
+        .count();
         assert_eq!(credentials, 1, "{header:?}");
     }
 }
