@@ -7,6 +7,13 @@
 //! the mock itself) measured in the same run, writes `docs/benchmarks.md` and raw JSON under
 //! `target/bench/`. `--check` runs only B8 (instructions per request under callgrind) and
 //! compares it with `xtask/bench-baseline.json` (`--check --record-baseline` writes it).
+//!
+//! Besides B1-B9: B10, the translated paths with realistic requests (`bench/translated.rs`,
+//! `bench/requests.rs`); B11, pass-through against a fast upstream with CPU per request and core
+//! shares (`bench/fast.rs`); and the pass-through figures side by side with a reference run
+//! (`bench/reference.rs`, `xtask/bench/reference.json`; `--record-reference` replaces it).
+//! `--no-build` uses the binaries already in `target/release`; `--only B1,B9,B10,B11` runs some
+//! scenarios (B1 stands for B1, B2 and B4) and leaves `docs/benchmarks.md` alone.
 
 use std::{
     collections::BTreeMap,
@@ -19,6 +26,11 @@ use anyhow::{Context, Result, bail};
 
 use crate::process::{Running, first_line, listening_address, mock_gateway_setup};
 use serde_json::{Value, json};
+
+mod fast;
+mod reference;
+mod requests;
+mod translated;
 
 const CLIENT_CORE: &str = "0";
 const TARGET_CORE: &str = "1";
@@ -124,6 +136,45 @@ fn load(bin: &Path, args: &[String]) -> Result<Value> {
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
+/// One HTTP/1.1 exchange on a fresh connection (`Connection: close`): the status line's code
+/// and the body. For the mock's control endpoint and fixed answers, which are never chunked.
+fn http_once(base: &str, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream =
+        std::net::TcpStream::connect(addr).with_context(|| format!("cannot connect to {addr}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .context("no end of the response head")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("no status")?;
+    Ok((status, body.to_owned()))
+}
+
+/// Make the mock forget the requests it recorded (it keeps every one, bodies included).
+fn mock_clear(mock_url: &str) -> Result<()> {
+    http_once(mock_url, "DELETE", "/_mock/requests", "")?;
+    Ok(())
+}
+
+/// The requests the mock recorded, as JSON.
+fn mock_recorded(mock_url: &str) -> Result<Value> {
+    let (_, body) = http_once(mock_url, "GET", "/_mock/requests", "")?;
+    Ok(serde_json::from_str(&body)?)
+}
+
 fn chat_body(model: &str, stream: bool) -> String {
     json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hello"}]})
         .to_string()
@@ -145,23 +196,48 @@ fn median(mut values: Vec<f64>) -> f64 {
 pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
     let check = args.iter().any(|a| a == "--check");
-    crate::step(
-        root,
-        "build release",
-        "cargo",
-        &[
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "gateway",
-            "-p",
-            "test-support",
-            "-p",
-            "bench",
-            "--bins",
-        ],
-    )?;
+    let only: Option<Vec<String>> = args
+        .iter()
+        .position(|a| a == "--only")
+        .map(|i| {
+            args.get(i + 1)
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_ascii_uppercase())
+                        .collect()
+                })
+                .context("--only needs a list such as B10,B11")
+        })
+        .transpose()?;
+    if let Some(unknown) = only
+        .iter()
+        .flatten()
+        .find(|s| !["B1", "B9", "B10", "B11"].contains(&s.as_str()))
+    {
+        bail!("--only takes B1 (with B2, B4), B9, B10, B11; not {unknown}");
+    }
+    let runs = |id: &str| only.as_ref().is_none_or(|o| o.iter().any(|s| s == id));
+    let classic = runs("B1");
+    if !args.iter().any(|a| a == "--no-build") {
+        crate::step(
+            root,
+            "build release",
+            "cargo",
+            &[
+                "build",
+                "--release",
+                "--quiet",
+                "-p",
+                "gateway",
+                "-p",
+                "test-support",
+                "-p",
+                "bench",
+                "--bins",
+            ],
+        )?;
+    }
+    let reference = reference::stored(root);
     let bin = root.join("target/release");
     let out_dir = root.join("target/bench");
     std::fs::create_dir_all(&out_dir)?;
@@ -221,7 +297,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     ];
     let mut peers_status = BTreeMap::new();
     let mut _peers: Vec<Running> = Vec::new();
-    if quick {
+    if quick || !classic {
         peers_status.insert("T4 nginx", "not run (--quick)".to_owned());
         peers_status.insert("T5 LiteLLM", "not run (--quick)".to_owned());
     } else {
@@ -267,8 +343,42 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let mut b4: BTreeMap<&str, B4> = BTreeMap::new();
     let sequential = if quick { 1000 } else { 2000 };
     let window = if quick { 2000 } else { 5000 };
+    let mut translated = if runs("B10") {
+        Some(translated::Translated::start(
+            &bin, &out_dir, &mock_url, quick,
+        )?)
+    } else {
+        None
+    };
+    let mut fast = if runs("B11") {
+        match fast::Fast::start(&bin, &out_dir, &mock_url, quick) {
+            Ok(fast) => {
+                peers_status.insert(
+                    "B11 nginx static upstream and proxy",
+                    format!(
+                        "measured{}",
+                        if fast.has_wrk() {
+                            ", with wrk"
+                        } else {
+                            "; wrk not installed"
+                        }
+                    ),
+                );
+                Some(fast)
+            }
+            Err(err) => {
+                peers_status.insert(
+                    "B11 nginx static upstream and proxy",
+                    format!("not run: {err:#}"),
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
     // Warm every target up once.
-    for target in &targets {
+    for target in targets.iter().filter(|_| classic) {
         load(
             &bin,
             &[
@@ -285,7 +395,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     }
     for round in 0..rounds {
         eprintln!("==> bench round {}/{rounds}", round + 1);
-        for target in &targets {
+        for target in targets.iter().filter(|_| classic) {
             let url = format!("{}/v1/chat/completions", target.base);
             let r = load(
                 &bin,
@@ -300,6 +410,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
                     chat_body(target.model, false),
                 ],
             )?;
+            mock_clear(&mock_url)?;
             raw.push(json!({"scenario": "B1", "target": target.id, "round": round, "result": r}));
             let entry = b1.entry(target.id).or_default();
             entry
@@ -330,6 +441,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
                     .map(cpu_ticks)
                     .unwrap_or(0)
                     .saturating_sub(before);
+                mock_clear(&mock_url)?;
                 let requests = r["requests"].as_f64().unwrap_or(0.0).max(1.0);
                 let cpu_us = ticks as f64 / tck * 1e6 / requests;
                 raw.push(json!({"scenario": "B2", "target": target.id, "connections": connections, "round": round, "cpu_us_per_request": cpu_us, "result": r}));
@@ -357,6 +469,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
                         "x-mock-interval-ms: 10".into(),
                     ],
                 )?;
+                mock_clear(&mock_url)?;
                 raw.push(
                     json!({"scenario": "B4", "target": target.id, "round": round, "result": r}),
                 );
@@ -374,14 +487,30 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
                     r["identical"].as_bool().unwrap_or(false) && r["errors"].as_u64() == Some(0);
             }
         }
+        if let Some(translated) = translated.as_mut() {
+            translated.round(&bin, round, &mut raw)?;
+        }
+        if let Some(fast) = fast.as_mut() {
+            fast.round(&bin, round, &mut raw)?;
+        }
     }
-    let b9 = b9(&bin, &config_arg, &out_dir)?;
-    let full = if quick {
+    let b10 = translated
+        .as_ref()
+        .map_or(Value::Null, translated::Translated::summary);
+    let b11 = fast.as_ref().map_or(Value::Null, fast::Fast::summary);
+    drop(translated);
+    drop(fast);
+    let b9 = if runs("B9") {
+        b9(&bin, &config_arg, &out_dir)?
+    } else {
+        Value::Null
+    };
+    let full = if quick || !classic {
         Value::Null
     } else {
         full_scenarios(&bin, &targets, &mut raw)?
     };
-    let b8 = if quick {
+    let b8 = if quick || only.is_some() {
         Value::Null
     } else {
         b8(&bin, &out_dir, &mock_url).unwrap_or_else(|e| json!({"error": format!("{e:#}")}))
@@ -396,21 +525,42 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         b2: &b2,
         b4: &b4,
         b9: &b9,
+        b10: &b10,
+        b11: &b11,
         full: &full,
         b8: &b8,
+        reference: &reference,
         peers: &peers_status,
         rounds,
         quick,
     };
-    let markdown = report.markdown(root);
     let summary = report.summary();
     std::fs::write(out_dir.join("raw.json"), serde_json::to_vec_pretty(&raw)?)?;
     std::fs::write(
         out_dir.join("summary.json"),
         serde_json::to_vec_pretty(&summary)?,
     )?;
-    std::fs::write(root.join("docs/benchmarks.md"), markdown)?;
     eprintln!("{}", report.headline());
+    if only.is_some() {
+        eprintln!(
+            "==> a partial run (--only): wrote target/bench/raw.json and target/bench/summary.json, left docs/benchmarks.md alone"
+        );
+        return Ok(());
+    }
+    std::fs::write(root.join("docs/benchmarks.md"), report.markdown(root))?;
+    if args.iter().any(|a| a == "--record-reference") {
+        let (commit, date, cpu) = machine(root);
+        reference::record(
+            root,
+            &report.figures(),
+            &commit,
+            &format!(
+                "cargo xtask bench{} ({rounds} rounds) on {date}, {cpu} (2 cores)",
+                if quick { " --quick" } else { "" }
+            ),
+        )?;
+        eprintln!("==> recorded this run's pass-through figures in xtask/bench/reference.json");
+    }
     eprintln!("==> wrote docs/benchmarks.md, target/bench/raw.json and target/bench/summary.json");
     Ok(())
 }
@@ -718,7 +868,8 @@ fn b8_check(root: &Path, bin: &Path, out_dir: &Path, record: bool) -> Result<()>
     Ok(())
 }
 
-fn start_nginx(out_dir: &Path, mock_url: &str) -> Result<(Running, String)> {
+/// Install Debian's `nginx-light` unless nginx is there; its path.
+fn nginx_installed() -> Result<&'static Path> {
     let nginx = Path::new("/usr/sbin/nginx");
     if !nginx.exists() {
         let _ = Command::new("apt-get").args(["update", "-qq"]).status();
@@ -730,21 +881,45 @@ fn start_nginx(out_dir: &Path, mock_url: &str) -> Result<(Running, String)> {
             bail!("apt-get install nginx-light failed");
         }
     }
-    let port = free_port()?;
-    let prefix = out_dir.join("nginx");
-    std::fs::create_dir_all(prefix.join("logs"))?;
+    Ok(nginx)
+}
+
+/// The peer: nginx as a proxy in front of `mock_url`, one worker on the target core.
+fn start_nginx(out_dir: &Path, mock_url: &str) -> Result<(Running, String)> {
     let upstream = mock_url.trim_start_matches("http://");
+    start_nginx_server(
+        &out_dir.join("nginx"),
+        TARGET_CORE,
+        &format!(
+            "upstream mock {{ server {upstream}; keepalive 256; keepalive_requests 1000000; }}"
+        ),
+        "location / {\n      proxy_pass http://mock;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_buffering off;\n      proxy_request_buffering off;\n    }",
+    )
+}
+
+/// nginx as one process (no master: killing it leaves no orphaned worker behind) pinned to
+/// `core`, prefix `prefix`, serving `location` (with `http` blocks such as an upstream before
+/// the server) on a free loopback port; its URL.
+fn start_nginx_server(
+    prefix: &Path,
+    core: &str,
+    http: &str,
+    location: &str,
+) -> Result<(Running, String)> {
+    let nginx = nginx_installed()?;
+    let port = free_port()?;
+    std::fs::create_dir_all(prefix.join("logs"))?;
     let conf = prefix.join("nginx.conf");
     std::fs::write(
         &conf,
         format!(
-            "worker_processes 1;\npid {pid};\nerror_log {err} warn;\nevents {{ worker_connections 8192; }}\nhttp {{\n  access_log off;\n  upstream mock {{ server {upstream}; keepalive 256; }}\n  server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://mock;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_buffering off;\n      proxy_request_buffering off;\n    }}\n  }}\n}}\n",
+            "worker_processes 1;\npid {pid};\nerror_log {err} warn;\nevents {{ worker_connections 8192; }}\nhttp {{\n  access_log off;\n  keepalive_requests 1000000;\n  keepalive_timeout 300s;\n  {http}\n  server {{\n    listen 127.0.0.1:{port};\n    {location}\n  }}\n}}\n",
             pid = prefix.join("nginx.pid").display(),
             err = prefix.join("logs/error.log").display(),
         ),
     )?;
     let child = Command::new("taskset")
-        .args(["-c", TARGET_CORE])
+        .args(["-c", core])
         .arg(nginx)
         .args([
             "-p",
@@ -752,7 +927,7 @@ fn start_nginx(out_dir: &Path, mock_url: &str) -> Result<(Running, String)> {
             "-c",
             &conf.display().to_string(),
             "-g",
-            "daemon off;",
+            "daemon off; master_process off;",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -858,14 +1033,40 @@ struct B4Figures {
     identical: bool,
 }
 
+/// The short commit, the date (UTC) and the CPU model of this run.
+fn machine(root: &Path) -> (String, String, String) {
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(root)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_default();
+    let date = Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    (commit, date, cpu)
+}
+
 struct Report<'a> {
     targets: &'a [Target],
     b1: &'a BTreeMap<&'a str, (Vec<f64>, Vec<f64>)>,
     b2: &'a B2<'a>,
     b4: &'a BTreeMap<&'a str, B4>,
     b9: &'a Value,
+    b10: &'a Value,
+    b11: &'a Value,
     full: &'a Value,
     b8: &'a Value,
+    reference: &'a Value,
     peers: &'a BTreeMap<&'a str, String>,
     rounds: usize,
     quick: bool,
@@ -1041,6 +1242,12 @@ impl Report<'_> {
             format!("{idle:.1} MiB"),
             verdict(finite(idle).map(|x| x <= 20.0)),
         ));
+        for (goal, measured, ok) in translated::goals(self.b10)
+            .into_iter()
+            .chain(fast::goals(self.b11))
+        {
+            rows.push((goal, measured, verdict(ok)));
+        }
         let mut md = String::from("## Goals\n\n| goal | measured | verdict |\n|---|---|---|\n");
         for (goal, measured, verdict) in rows {
             md += &format!("| {goal} | {measured} | {verdict} |\n");
@@ -1050,6 +1257,27 @@ impl Report<'_> {
     }
 
     fn headline(&self) -> String {
+        let mut out = self.classic_headline();
+        out += &translated::headline(self.b10);
+        out += &fast::headline(self.b11);
+        out += &reference::headline(self.reference, &self.figures());
+        out.trim_end().to_owned()
+    }
+
+    /// B1, B2, B4 and B9, when they ran.
+    fn classic_headline(&self) -> String {
+        let mut b9 = String::new();
+        if !self.b9.is_null() {
+            b9 = format!(
+                "B9: first 200 after {:.0} ms; idle RSS {:.1} MiB; stripped binary {:.1} MiB\n",
+                self.b9["startup_ms"].as_f64().unwrap_or(f64::NAN),
+                self.b9["idle_rss_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0,
+                self.b9["stripped_bytes"].as_f64().unwrap_or(f64::NAN) / 1048576.0
+            );
+        }
+        if self.b1.is_empty() {
+            return b9;
+        }
         let (a50, a99) = self.b1_added("T1");
         let (t50, t99) = self.b1_added("T3");
         let (g50, g99) = self.b1_added("T2");
@@ -1078,13 +1306,7 @@ impl Report<'_> {
                 g.identical
             );
         }
-        out += &format!(
-            "B9: first 200 after {:.0} ms; idle RSS {:.1} MiB; stripped binary {:.1} MiB",
-            self.b9["startup_ms"].as_f64().unwrap_or(f64::NAN),
-            self.b9["idle_rss_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0,
-            self.b9["stripped_bytes"].as_f64().unwrap_or(f64::NAN) / 1048576.0
-        );
-        out
+        out + &b9
     }
 
     fn summary(&self) -> Value {
@@ -1102,32 +1324,42 @@ impl Report<'_> {
                 }),
             );
         }
-        json!({"targets": targets, "b9": self.b9, "full": self.full, "b8": self.b8, "peers": self.peers, "rounds": self.rounds, "quick": self.quick})
+        json!({"targets": targets, "b9": self.b9, "b10": self.b10, "b11": self.b11,
+            "pass_through": {"now": self.figures(), "reference": self.reference},
+            "full": self.full, "b8": self.b8, "peers": self.peers, "rounds": self.rounds, "quick": self.quick})
+    }
+
+    /// The pass-through figures compared with the reference run (keys of `reference`).
+    fn figures(&self) -> Value {
+        let (p50, p99) = self.b1_of("T1");
+        let (a50, a99) = self.b1_added("T1");
+        let (t50, _) = self.b1_added("T3");
+        let b4 = match (self.b4_of("T1"), self.b4_of("T0")) {
+            (Some(g), Some(f)) => (g.ttfc.0 - f.ttfc.0, g.ttfc.1 - f.ttfc.1),
+            _ => (f64::NAN, f64::NAN),
+        };
+        let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+        json!({
+            "b1_p50_us": p50, "b1_p99_us": p99, "b1_added_p50_us": a50, "b1_added_p99_us": a99,
+            "b1_added_p50_vs_bare": a50 / t50,
+            "b2_16_rps": self.b2_rps("T1", 16), "b2_64_rps": self.b2_rps("T1", 64),
+            "b2_64_vs_bare": self.b2_rps("T1", 64) / self.b2_rps("T3", 64),
+            "b2_64_cpu_us_per_request": self.b2_cpu("T1", 64),
+            "b4_added_ttfc_p50_us": b4.0, "b4_added_ttfc_p99_us": b4.1,
+            "b9_startup_ms": f(&self.b9["startup_ms"]),
+            "b9_idle_rss_mib": f(&self.b9["idle_rss_kib"]) / 1024.0,
+            "b9_stripped_mib": f(&self.b9["stripped_bytes"]) / 1048576.0,
+            "b5_kib_per_stream": f(&self.full["b5"]["T1"]["kib_per_stream"]),
+            "b6_kib_per_idle_connection": f(&self.full["b6"]["T1"]["kib_per_idle_connection"]),
+        })
     }
 
     fn markdown(&self, root: &Path) -> String {
-        let commit = Command::new("git")
-            .args(["rev-parse", "--short", "HEAD"])
-            .current_dir(root)
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_default();
-        let cpu = std::fs::read_to_string("/proc/cpuinfo")
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("model name"))
-            .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
-            .unwrap_or_default();
-        let date = Command::new("date")
-            .arg("-u")
-            .arg("+%Y-%m-%d %H:%M UTC")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_default();
+        let (commit, date, cpu) = machine(root);
         let mut md = String::new();
         md += "# Benchmarks\n\n";
-        md += "Generated by `cargo xtask bench`";
-        md += if self.quick { " --quick" } else { "" };
+        md += "Generated by `cargo xtask bench";
+        md += if self.quick { " --quick`" } else { "`" };
         md += &format!(
             " on {date}, commit `{commit}`, {cpu} (2 cores), {} rounds.\n",
             self.rounds
@@ -1140,6 +1372,9 @@ impl Report<'_> {
         md += "- T0 is the mock itself (the floor); T1 the gateway on its pass-through path (an `openai` backend); T2 the gateway's in-process Antigravity translation (the mock speaks the Antigravity protocol); T3 a bare hyper pass-through proxy (`crates/bench`, `bare-proxy`), the physical limit of one hop in Rust; T4 nginx from Debian (`nginx-light`, one worker, `proxy_buffering off`, upstream keepalive); T5 LiteLLM proxy from PyPI (one worker, no retries, no callbacks, no database, local cost map, no master key on loopback).\n";
         md += "- The gateway logs at `warn` during the runs (one info line per request is a real cost in production; it is the same for every request).\n";
         md += "- B1: sequential non-streaming requests; B2: closed loop at 16 and 64 connections, CPU from `/proc/PID/stat`; B4: 32 concurrent streams of 20 chunks 10 ms apart, bytes checked identical across all responses; B9: first 200 on `/health` after spawn, RSS when idle, stripped binary size.\n";
+        md += "- B10 (issues 12 and 20): an 80 KB Claude Code-shaped Anthropic request and a 4 KB Chat request with tools, each through an `anthropic`, the in-process `antigravity` and an `openai` backend of one more gateway process; sequential latency against a per-path floor (the mock asked directly with what the gateway sent it), throughput and CPU per request at a fixed concurrency.\n";
+        md += "- B11 (issue 20): pass-through against a fast upstream (nginx returning the mock's answer, on core 0): throughput, CPU per request of each target, and how busy the target's core, the upstream and the load client were; `wrk` as a second load client.\n";
+        md += "- The mock records every request it serves; the harness clears the record after every run so its memory stays flat.\n";
         md += "- Full runs add B3 (open loop at rising rates, latency from the intended start), B5 (1000 concurrent slow streams), B6 (2000 idle keep-alive connections), B7 (slow readers), B8 (instructions per request under callgrind, the regression guard: `cargo xtask bench --check`).\n\n";
         md += &self.goals();
         md += "## Peers\n\n| peer | status |\n|---|---|\n";
@@ -1199,6 +1434,13 @@ impl Report<'_> {
             self.b9["idle_rss_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0,
             self.b9["stripped_bytes"].as_f64().unwrap_or(f64::NAN) / 1048576.0
         );
+        if !self.b10.is_null() {
+            md += &translated::markdown(self.b10);
+        }
+        if !self.b11.is_null() {
+            md += &fast::markdown(self.b11);
+        }
+        md += &reference::markdown(self.reference, &self.figures());
         if !self.full.is_null() {
             md += &self.full_tables();
         }
@@ -1208,7 +1450,7 @@ impl Report<'_> {
                 serde_json::to_string_pretty(self.b8).unwrap_or_default()
             );
         }
-        md += "\n## Reproduce\n\n```sh\ncargo xtask bench --quick   # B1, B2, B4, B9 in a few minutes\ncargo xtask bench           # everything, with nginx and LiteLLM installed by the harness\ncargo xtask bench --check   # B8 against xtask/bench-baseline.json\n```\n";
+        md += "\n## Reproduce\n\n```sh\ncargo xtask bench --quick   # B1, B2, B4, B9, B10, B11 in a few minutes\ncargo xtask bench           # everything, with nginx and LiteLLM installed by the harness\ncargo xtask bench --check   # B8 against xtask/bench-baseline.json\ncargo xtask bench --quick --only B10,B11 --no-build   # some scenarios, prebuilt binaries; docs untouched\ncargo xtask bench --quick --record-reference   # make this run the pass-through reference\n```\n";
         md
     }
 }

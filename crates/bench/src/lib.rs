@@ -2,8 +2,11 @@
 //!
 //! - `load`: the load client. Sequential, closed loop (`--connections`), or open loop at a fixed
 //!   rate (`--rate`, latency counted from each request's intended start so coordinated omission
-//!   is not hidden). Records latency, time to first byte and the gaps between body frames in HDR
-//!   histograms, checks that every body is identical, and prints one JSON line.
+//!   is not hidden). Sends `--body` or the bytes of `--body-file` (bodies too large for an
+//!   argument). Records latency, time to first byte and the gaps between body frames in HDR
+//!   histograms, checks that every body is identical, and prints one JSON line, with its own CPU
+//!   time during the run (`cpu_ticks`, from `/proc/self/stat`) so the harness can show how busy
+//!   the client's core was.
 //! - `bare-proxy`: a hyper pass-through proxy with no logic at all: the physical limit of one
 //!   hop in Rust, which the gateway is compared with.
 //!

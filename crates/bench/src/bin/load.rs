@@ -23,7 +23,7 @@ struct Args {
     connections: usize,
     duration: Duration,
     rate: u64,
-    body: Option<String>,
+    body: Option<Bytes>,
     headers: Vec<(String, String)>,
     read_delay: Duration,
 }
@@ -50,7 +50,12 @@ fn parse_args() -> Result<Args> {
             "--connections" => args.connections = value()?.parse()?,
             "--duration-ms" => args.duration = Duration::from_millis(value()?.parse()?),
             "--rate" => args.rate = value()?.parse()?,
-            "--body" => args.body = Some(value()?),
+            "--body" => args.body = Some(Bytes::from(value()?)),
+            "--body-file" => {
+                let path = value()?;
+                let bytes = std::fs::read(&path).with_context(|| format!("cannot read {path}"))?;
+                args.body = Some(Bytes::from(bytes));
+            }
             "--header" => {
                 let header = value()?;
                 let (name, value) = header.split_once(':').context("--header name:value")?;
@@ -115,7 +120,7 @@ async fn one(client: &Client, args: &Args, intended: Instant, stats: &RefCell<St
     if args.body.is_some() {
         builder = builder.header("content-type", "application/json");
     }
-    let body = Full::new(Bytes::from(args.body.clone().unwrap_or_default()));
+    let body = Full::new(args.body.clone().unwrap_or_default());
     let Ok(request) = builder.body(body) else {
         stats.borrow_mut().errors += 1;
         return;
@@ -184,6 +189,20 @@ fn has_content(data: &[u8]) -> bool {
         .any(|w| w.starts_with(NEEDLE) && w[NEEDLE.len()] != b'"')
 }
 
+/// This process's CPU time (user and system, every thread) in clock ticks, from `/proc`.
+fn own_cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let take = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
+    take(11).unwrap_or(0) + take(12).unwrap_or(0)
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let args = Rc::new(parse_args()?);
@@ -193,6 +212,7 @@ async fn main() -> Result<()> {
         .pool_max_idle_per_host(4096)
         .build(connector);
     let stats = Rc::new(RefCell::new(Stats::new()?));
+    let cpu_before = own_cpu_ticks();
     let started = Instant::now();
     let local = tokio::task::LocalSet::new();
     let mode = args.mode.clone();
@@ -240,6 +260,7 @@ async fn main() -> Result<()> {
     };
     local.run_until(run).await?;
     let elapsed = started.elapsed();
+    let cpu_ticks = own_cpu_ticks().saturating_sub(cpu_before);
     let stats = stats.borrow();
     let result = json!({
         "mode": args.mode,
@@ -253,6 +274,7 @@ async fn main() -> Result<()> {
         "gap_us": summary(&stats.gaps),
         "bytes": stats.bytes,
         "identical": stats.identical,
+        "cpu_ticks": cpu_ticks,
     });
     println!("{result}");
     Ok(())
