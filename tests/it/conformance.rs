@@ -21,18 +21,24 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with("", "").await
+}
+
+/// The usual pair, with `primary` (more keys of the primary's table) and `extra` (more tables)
+/// added to the configuration.
+async fn setup_with(primary_keys: &str, extra: &str) -> Setup {
     let primary = MockUpstream::start().await.unwrap();
     let secondary = MockUpstream::start().await.unwrap();
-    let backend = |name: &str, mock: &MockUpstream, priority: u8| {
+    let backend = |name: &str, mock: &MockUpstream, priority: u8, keys: &str| {
         format!(
-            "[backends.{name}]\nkind = \"openai\"\nbase_url = \"{}/v1\"\npriority = {priority}\nmodels = [\"m*\"]\nfirst_byte_timeout = \"5s\"\nidle_timeout = \"3s\"\ntimeout = \"60s\"\n",
+            "[backends.{name}]\nkind = \"openai\"\nbase_url = \"{}/v1\"\npriority = {priority}\nmodels = [\"m*\"]\nfirst_byte_timeout = \"5s\"\nidle_timeout = \"3s\"\ntimeout = \"60s\"\n{keys}",
             mock.url()
         )
     };
     let config = format!(
-        "{}{}",
-        backend("primary", &primary, 1),
-        backend("secondary", &secondary, 2)
+        "{}{}{extra}",
+        backend("primary", &primary, 1, primary_keys),
+        backend("secondary", &secondary, 2, "")
     );
     let gateway = Gateway::start(&config).await;
     Setup {
@@ -303,9 +309,13 @@ async fn a_wrong_content_type_fails_over() {
     );
 }
 
+/// A route over the usual pair that does not rescue broken streams.
+const NO_RESCUE: &str =
+    "[[routes]]\nmodels = [\"m\"]\nchain = [\"primary\", \"secondary\"]\nrescue = \"off\"\n";
+
 #[tokio::test(start_paused = true)]
 async fn a_stream_cut_mid_answer_ends_with_an_error_event() {
-    let s = setup().await;
+    let s = setup_with("", NO_RESCUE).await;
     s.primary.push(Behaviour {
         chunks: 10,
         drop_after: Some(4),
@@ -328,7 +338,7 @@ async fn a_stream_cut_mid_answer_ends_with_an_error_event() {
 
 #[tokio::test(start_paused = true)]
 async fn a_stall_mid_stream_ends_with_an_error_event_at_the_idle_timeout() {
-    let s = setup().await;
+    let s = setup_with("", NO_RESCUE).await;
     s.primary.push(Behaviour {
         chunks: 10,
         stall_after: Some(3),
@@ -351,7 +361,8 @@ async fn a_stall_mid_stream_ends_with_an_error_event_at_the_idle_timeout() {
 
 #[tokio::test(start_paused = true)]
 async fn a_malformed_event_is_never_forwarded() {
-    // Before any content (the mock's second event is the broken one): failed over invisibly.
+    // Bytes that are not UTF-8, before any content (the mock's second event): the event
+    // decoder cannot go on after them, so the hop failed, invisibly.
     let s = setup().await;
     s.primary.push(Behaviour {
         chunks: 5,
@@ -365,26 +376,109 @@ async fn a_malformed_event_is_never_forwarded() {
         "primary:unavailable,secondary:200"
     );
     assert!(!answer.body.windows(2).any(|w| w == b"\xff\xfe"));
-    // After content: the terminal error event, and the broken bytes never reach the client.
-    s.primary.push(Behaviour {
-        content_type: Some("text/event-stream".into()),
-        body: Some(Bytes::from(format!(
-            "{}{}data: {{\"choices\": [broken\n\n",
-            String::from_utf8(mock::chunk_event("m", 0)).unwrap(),
-            String::from_utf8(mock::chunk_event("m", 1)).unwrap()
-        ))),
-        ..Behaviour::default()
-    });
+    // After content: a broken last event is skipped, and then the stream is cut (no finish).
+    let s = setup_with("", NO_RESCUE).await;
+    s.primary.push(sse_body(&[
+        chunk(0),
+        chunk(1),
+        "data: {\"choices\": [broken\n\n".to_owned(),
+    ]));
     let answer = s.ask(true).await;
     let last = assert_failed_stream(&answer);
     assert!(
         last["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("malformed event"),
+            .contains("without a finish"),
         "{last}"
     );
     assert!(!answer.text().contains("broken"));
+}
+
+fn chunk(index: usize) -> String {
+    String::from_utf8(mock::chunk_event("m", index)).unwrap()
+}
+
+/// A literal event stream.
+fn sse_body(events: &[String]) -> Behaviour {
+    Behaviour {
+        content_type: Some("text/event-stream".into()),
+        body: Some(Bytes::from(events.concat())),
+        ..Behaviour::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_malformed_event_is_skipped_and_the_stream_goes_on() {
+    let s = setup().await;
+    let broken = "data: {\"choices\": [broken\n\n".to_owned();
+    let finish = String::from_utf8(mock::finish_event("m")).unwrap();
+    let done = "data: [DONE]\n\n".to_owned();
+    // After the commit: skipped, and the rest of the answer arrives.
+    s.primary.push(sse_body(&[
+        chunk(0),
+        chunk(1),
+        broken.clone(),
+        chunk(2),
+        finish.clone(),
+        done.clone(),
+    ]));
+    let answer = s.ask(true).await;
+    assert_clean_stream(&answer);
+    assert_eq!(answer.header("x-gateway-attempts"), "primary:200");
+    let expected = [chunk(0), chunk(1), chunk(2), finish.clone(), done.clone()].concat();
+    assert_eq!(answer.text(), expected, "everything but the broken event");
+
+    // Before the commit: skipped too, not a failure.
+    s.primary.push(sse_body(&[
+        chunk(0),
+        broken.clone(),
+        chunk(1),
+        finish.clone(),
+        done.clone(),
+    ]));
+    let answer = s.ask(true).await;
+    assert_clean_stream(&answer);
+    assert_eq!(answer.header("x-gateway-attempts"), "primary:200");
+    assert!(answer.text().contains("tok1") && !answer.text().contains("broken"));
+
+    // Unless it is all there is: then the hop failed, and the chain moves on.
+    s.primary.push(sse_body(std::slice::from_ref(&broken)));
+    let answer = s.ask(true).await;
+    assert_clean_stream(&answer);
+    assert_eq!(
+        answer.header("x-gateway-attempts"),
+        "primary:unavailable,secondary:200"
+    );
+
+    // Inside a tool call's arguments it cannot be skipped: the stream ends honestly.
+    let call = |arguments: &str| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_1",
+                "type": "function", "function": {"name": "f", "arguments": arguments}}]},
+                "finish_reason": null}]})
+        )
+    };
+    s.primary.push(sse_body(&[
+        chunk(0),
+        call("{\"city\":"),
+        broken,
+        call("\"Paris\"}"),
+        finish,
+        done,
+    ]));
+    let answer = s.ask(true).await;
+    let last = assert_failed_stream(&answer);
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tool call"),
+        "{last}"
+    );
+    assert!(!answer.text().contains("Paris"), "nothing after it is sent");
 }
 
 #[tokio::test(start_paused = true)]
@@ -414,14 +508,40 @@ async fn context_length_and_content_policy_400s_stop_with_the_providers_reason()
         assert_eq!(answer.envelope()["error"]["code"], code);
         assert_eq!(answer.header("x-gateway-attempts"), "primary:400");
     }
-    assert_eq!(s.hits(), (2, 0), "neither retried nor failed over");
+    assert_eq!(
+        s.hits(),
+        (2, 0),
+        "neither retried nor failed over (the next hop sends the same model)"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_context_length_400_fails_over_to_a_hop_with_another_model() {
+    let s = setup_with(
+        "",
+        "[[routes]]\nmodels = [\"m\"]\nchain = [{ backend = \"primary\", model = \"m-small\" }, { backend = \"secondary\", model = \"m-small\" }, { backend = \"secondary\", model = \"m-large\" }]\n",
+    )
+    .await;
+    s.primary.push(error_body(
+        400,
+        r#"{"error":{"message":"This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#,
+    ));
+    let answer = s.ask(false).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(
+        answer.header("x-gateway-attempts"),
+        "primary:400,secondary:200"
+    );
+    assert_eq!(answer.header("x-gateway-model"), "m-large");
+    assert_eq!(s.hits(), (1, 1), "the same small model was not asked again");
+    assert_eq!(s.secondary.recorded()[0].json()["model"], "m-large");
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_primary_that_is_down_opens_its_breaker_then_recovers() {
     let s = setup().await;
     // Down: every call fails until the script runs out.
-    for _ in 0..6 {
+    for _ in 0..5 {
         s.primary.push(status(502));
     }
     for _ in 0..3 {
@@ -430,8 +550,8 @@ async fn a_primary_that_is_down_opens_its_breaker_then_recovers() {
     }
     assert_eq!(
         s.primary.requests(),
-        6,
-        "two attempts per request until the breaker opened"
+        5,
+        "two attempts per request until the breaker opened, and no retry once it did"
     );
     // Open: the primary is skipped entirely.
     for _ in 0..5 {
@@ -440,18 +560,20 @@ async fn a_primary_that_is_down_opens_its_breaker_then_recovers() {
             "secondary:200"
         );
     }
-    assert_eq!(s.primary.requests(), 6);
+    assert_eq!(s.primary.requests(), 5);
     let admin = crate::harness::get(&s.gateway.url("/admin/backends"))
         .await
         .json();
     assert_eq!(admin["circuits"][0]["state"], "open", "{admin}");
     let metrics = crate::harness::get(&s.gateway.url("/metrics")).await.text();
     assert!(
-        metrics.contains("gateway_circuit_state{backend=\"primary\",model=\"m\"} 1"),
+        metrics.lines().any(|line| line
+            .starts_with("gateway_circuit_state{backend=\"primary\",model=")
+            && line.ends_with("} 1")),
         "{metrics}"
     );
     // Recovered: after the open period one live call probes it, and its success closes it.
-    tokio::time::advance(Duration::from_secs(31)).await;
+    tokio::time::advance(Duration::from_secs(11)).await;
     assert_eq!(
         s.ask(false).await.header("x-gateway-attempts"),
         "primary:200"
@@ -486,8 +608,8 @@ async fn accounting_after_failover_names_what_served() {
     let metrics = crate::harness::get(&s.gateway.url("/metrics")).await.text();
     for line in [
         "gateway_failovers_total{from=\"primary\",to=\"secondary\"} 1",
-        "gateway_attempts_total{backend=\"primary\",model=\"m\",outcome=\"429\"} 1",
-        "gateway_attempts_total{backend=\"secondary\",model=\"m\",outcome=\"ok\"} 1",
+        "gateway_attempts_total{backend=\"primary\",model=\"m*\",outcome=\"429\"} 1",
+        "gateway_attempts_total{backend=\"secondary\",model=\"m*\",outcome=\"ok\"} 1",
         "gateway_requests_total{endpoint=\"chat_completions\",status=\"200\"} 1",
     ] {
         assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
@@ -614,4 +736,437 @@ async fn a_burst_of_429s_without_hints_stays_within_the_budget() {
         extra <= 8,
         "{extra} retries for 40 requests in the window: over the 20% budget"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_primary_down_for_60s_is_used_again_within_30s_of_recovering() {
+    // The primary answers 502 while the client's requests carry `x-mock-status: 502`, which
+    // only the primary is sent.
+    let s = setup_with("forward_headers = [\"x-mock-status\"]\n", "").await;
+    let start = tokio::time::Instant::now();
+    let mut increases: Vec<(u64, usize)> = Vec::new();
+    let mut back_at = None;
+    for second in 0..100u64 {
+        tokio::time::sleep_until(start + Duration::from_secs(second)).await;
+        let down = second < 60;
+        let headers: &[(&str, &str)] = if down {
+            &[
+                ("content-type", "application/json"),
+                ("x-mock-status", "502"),
+            ]
+        } else {
+            &[("content-type", "application/json")]
+        };
+        let before = s.primary.requests();
+        let answer = crate::harness::send(
+            Method::POST,
+            &s.gateway.url("/v1/chat/completions"),
+            headers,
+            request(false).to_string(),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "at {second} s: {}", answer.text());
+        let asked = s.primary.requests() - before;
+        if asked > 0 {
+            increases.push((second, asked));
+        }
+        if !down && answer.header("x-gateway-backend") == "primary" && back_at.is_none() {
+            back_at = Some(second);
+        }
+    }
+    // Opening: 2 + 2 + 1 attempts (no retry once the breaker opened during the third request).
+    assert_eq!(&increases[..3], &[(0, 2), (1, 2), (2, 1)], "{increases:?}");
+    // Then, while it is down, one probe at a time, at least the first open period (10 s)
+    // apart: at 12 s, then 20 s later, then 30 s (the cap) later.
+    let probes: Vec<(u64, usize)> = increases[3..]
+        .iter()
+        .copied()
+        .filter(|(second, _)| *second < 60)
+        .collect();
+    assert_eq!(probes, [(12, 1), (32, 1)], "{increases:?}");
+    let back_at = back_at.expect("the primary serves again");
+    assert_eq!(
+        back_at, 62,
+        "the probe after the capped open period: {increases:?}"
+    );
+    assert!(
+        back_at - 60 <= 30,
+        "the recovered primary served again {} s after it recovered ({increases:?})",
+        back_at - 60
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn hedging_answers_a_slow_first_token_from_the_next_hop() {
+    let s = setup_with(
+        "",
+        "[[routes]]\nmodels = [\"m\"]\nchain = [\"primary\", \"secondary\"]\nhedge_after = \"2s\"\n",
+    )
+    .await;
+    s.primary.push(Behaviour {
+        first_chunk_delay: Duration::from_secs(20),
+        ..Behaviour::default()
+    });
+    let started = tokio::time::Instant::now();
+    let answer = s.ask(true).await;
+    let took = started.elapsed();
+    assert_clean_stream(&answer);
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert_eq!(
+        answer.header("x-gateway-attempts"),
+        "primary:hedged,secondary:200"
+    );
+    assert_eq!(answer.body, mock::stream_bytes("m", 3));
+    assert!(
+        s.primary
+            .wait_until(Duration::from_secs(1), |m| m.aborts() == 1)
+            .await,
+        "the slow hop is cancelled"
+    );
+    // Not counted as a failure: the next request goes to the primary first, and it is fast.
+    let answer = s.ask(true).await;
+    assert_eq!(answer.header("x-gateway-attempts"), "primary:200");
+    // A non-streaming request is not hedged.
+    s.primary.push(Behaviour {
+        first_chunk_delay: Duration::from_secs(3),
+        ..Behaviour::default()
+    });
+    assert_eq!(
+        s.ask(false).await.header("x-gateway-attempts"),
+        "primary:200"
+    );
+}
+
+/// An Anthropic Messages request for `m` (served by the OpenAI mocks through the conversation).
+fn messages_request(tools: bool) -> Value {
+    let mut request = json!({"model": "m", "max_tokens": 256, "stream": true,
+        "messages": [{"role": "user", "content": "hi"}]});
+    if tools {
+        request["tools"] = json!([{"name": "weather", "description": "w",
+            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]);
+    }
+    request
+}
+
+/// The JSON of every event of an SSE body.
+fn event_values(answer: &Answer) -> Vec<Value> {
+    events(&answer.body)
+        .iter()
+        .filter_map(|data| serde_json::from_str(data).ok())
+        .collect()
+}
+
+/// The text an Anthropic client assembles from the stream, and the number of events of `kind`.
+fn anthropic_text(answer: &Answer) -> String {
+    event_values(answer)
+        .iter()
+        .filter(|e| e["type"] == "content_block_delta" && e["delta"]["type"] == "text_delta")
+        .map(|e| e["delta"]["text"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn count(answer: &Answer, kind: &str) -> usize {
+    event_values(answer)
+        .iter()
+        .filter(|e| e["type"] == kind)
+        .count()
+}
+
+/// The mock's answer text for content chunks 1..chunks.
+fn mock_text(chunks: usize) -> String {
+    (1..chunks).map(|i| format!("tok{i} 世界🌏 ")).collect()
+}
+
+/// One clean Anthropic answer with exactly `text`: one message, one finish, no error.
+fn assert_one_anthropic_answer(answer: &Answer, text: &str) {
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(anthropic_text(answer), text, "{}", answer.text());
+    assert_eq!(count(answer, "message_start"), 1, "{}", answer.text());
+    assert_eq!(count(answer, "message_delta"), 1, "{}", answer.text());
+    assert_eq!(count(answer, "message_stop"), 1, "{}", answer.text());
+    assert_eq!(count(answer, "error"), 0, "{}", answer.text());
+}
+
+impl Setup {
+    async fn ask_messages(&self, tools: bool) -> Answer {
+        post(&self.gateway.url("/v1/messages"), &messages_request(tools)).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_cut_after_content_is_continued_on_the_next_hop() {
+    let s = setup().await;
+    s.primary.push(Behaviour {
+        chunks: 10,
+        drop_after: Some(4),
+        ..Behaviour::default()
+    });
+    // The next hop ignores the prefill and starts over: the repeated beginning is removed.
+    s.secondary.push(Behaviour {
+        chunks: 10,
+        ..Behaviour::default()
+    });
+    let answer = s.ask_messages(false).await;
+    assert_one_anthropic_answer(&answer, &mock_text(10));
+    assert_eq!(answer.header("x-gateway-backend"), "primary");
+    assert_eq!(s.hits(), (1, 1));
+    // Asked with the delivered text as an assistant prefill (without its trailing space).
+    let asked = s.secondary.recorded()[0].json();
+    let last = asked["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["role"], "assistant", "{asked}");
+    assert_eq!(last["content"], mock_text(4).trim_end(), "{asked}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cut_stream_is_continued_where_the_next_hop_refuses_a_prefill() {
+    let s = setup().await;
+    s.primary.push(Behaviour {
+        chunks: 10,
+        drop_after: Some(4),
+        ..Behaviour::default()
+    });
+    s.secondary.push(error_body(
+        400,
+        r#"{"error":{"message":"This model does not support assistant message prefill. The conversation must end with a user message.","type":"invalid_request_error","param":null,"code":null}}"#,
+    ));
+    // This one continues exactly after the delivered text.
+    let continuation: Vec<String> = (4..8)
+        .map(|i| {
+            format!(
+                "data: {}\n\n",
+                json!({"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                    "choices": [{"index": 0, "delta": {"content": format!("tok{i} 世界🌏 ")}, "finish_reason": null}]})
+            )
+        })
+        .chain([
+            String::from_utf8(mock::finish_event("m")).unwrap(),
+            "data: [DONE]\n\n".to_owned(),
+        ])
+        .collect();
+    s.secondary.push(sse_body(&continuation));
+    let answer = s.ask_messages(false).await;
+    assert_one_anthropic_answer(&answer, &mock_text(8));
+    assert_eq!(s.hits(), (1, 2));
+    let asked = s.secondary.recorded()[1].json();
+    let last = asked["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        last["role"], "user",
+        "an explicit instruction instead: {asked}"
+    );
+    assert!(last["content"].as_str().unwrap().contains("Continue"));
+    // Remembered: the next rescue on that hop asks without a prefill at once.
+    s.primary.push(Behaviour {
+        chunks: 10,
+        drop_after: Some(4),
+        ..Behaviour::default()
+    });
+    s.secondary.push(Behaviour {
+        chunks: 10,
+        ..Behaviour::default()
+    });
+    assert_one_anthropic_answer(&s.ask_messages(false).await, &mock_text(10));
+    assert_eq!(s.hits(), (2, 3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_stream_is_continued_on_the_next_hop() {
+    let s = setup().await;
+    s.primary.push(Behaviour {
+        chunks: 10,
+        stall_after: Some(3),
+        ..Behaviour::default()
+    });
+    s.secondary.push(Behaviour {
+        chunks: 10,
+        ..Behaviour::default()
+    });
+    let started = tokio::time::Instant::now();
+    let answer = s.ask_messages(false).await;
+    assert_one_anthropic_answer(&answer, &mock_text(10));
+    assert!(
+        started.elapsed() >= Duration::from_secs(3) && started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        s.primary
+            .wait_until(Duration::from_secs(1), |m| m.aborts() == 1)
+            .await,
+        "the stalled upstream is cancelled"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_responses_stream_cut_is_continued_too() {
+    let s = setup().await;
+    s.primary.push(Behaviour {
+        chunks: 10,
+        drop_after: Some(4),
+        ..Behaviour::default()
+    });
+    s.secondary.push(Behaviour {
+        chunks: 10,
+        ..Behaviour::default()
+    });
+    let answer = post(
+        &s.gateway.url("/v1/responses"),
+        &json!({"model": "m", "input": "hi", "stream": true}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let text: String = event_values(&answer)
+        .iter()
+        .filter(|e| e["type"] == "response.output_text.delta")
+        .map(|e| e["delta"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(text, mock_text(10), "{}", answer.text());
+    assert_eq!(count(&answer, "response.completed"), 1, "{}", answer.text());
+    assert_eq!(count(&answer, "response.failed"), 0, "{}", answer.text());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cut_inside_a_tool_call_is_not_rescued() {
+    let s = setup().await;
+    let call = format!(
+        "data: {}\n\n",
+        json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_1",
+            "type": "function", "function": {"name": "weather", "arguments": "{\"city\":"}}]},
+            "finish_reason": null}]})
+    );
+    s.primary.push(sse_body(&[chunk(0), call]));
+    let answer = s.ask_messages(true).await;
+    assert_eq!(answer.status, 200);
+    let values = event_values(&answer);
+    assert_eq!(values.last().unwrap()["type"], "error", "{}", answer.text());
+    assert_eq!(count(&answer, "message_stop"), 0);
+    assert_eq!(s.hits(), (1, 0), "the next hop was not asked");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_route_without_rescue_ends_a_broken_stream_with_the_error() {
+    let s = setup_with("", NO_RESCUE).await;
+    s.primary.push(Behaviour {
+        chunks: 10,
+        drop_after: Some(4),
+        ..Behaviour::default()
+    });
+    let answer = s.ask_messages(false).await;
+    assert_eq!(anthropic_text(&answer), mock_text(4));
+    assert_eq!(event_values(&answer).last().unwrap()["type"], "error");
+    assert_eq!(s.hits(), (1, 0));
+}
+
+/// The text an OpenAI SDK assembles from a Chat stream (the concatenated content deltas), and
+/// the finish reasons it saw.
+fn chat_text(answer: &Answer) -> (String, Vec<String>) {
+    let mut text = String::new();
+    let mut finishes = Vec::new();
+    for chunk in event_values(answer) {
+        assert!(chunk.get("error").is_none(), "{}", answer.text());
+        assert_eq!(chunk["id"], "chatcmpl-mock", "one response id");
+        for choice in chunk["choices"].as_array().into_iter().flatten() {
+            if let Some(piece) = choice["delta"]["content"].as_str() {
+                text.push_str(piece);
+            }
+            if let Some(reason) = choice["finish_reason"].as_str() {
+                finishes.push(reason.to_owned());
+            }
+        }
+    }
+    (text, finishes)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_chat_stream_cut_after_content_is_continued_on_the_next_hop() {
+    let s = setup().await;
+    s.primary.push(Behaviour {
+        chunks: 10,
+        drop_after: Some(4),
+        ..Behaviour::default()
+    });
+    s.secondary.push(Behaviour {
+        chunks: 10,
+        ..Behaviour::default()
+    });
+    let answer = s.ask(true).await;
+    assert_clean_stream(&answer);
+    let (text, finishes) = chat_text(&answer);
+    assert_eq!(text, mock_text(10), "the text whole, and once");
+    assert_eq!(finishes, ["stop"]);
+    assert!(
+        answer.text().starts_with(&mock_text_events(4)),
+        "the first hop's bytes as it wrote them"
+    );
+    assert_eq!(
+        answer.text().matches("\"role\":\"assistant\"").count(),
+        1,
+        "one role chunk"
+    );
+    assert_eq!(s.hits(), (1, 1));
+    let asked = s.secondary.recorded()[0].json();
+    assert_eq!(asked["messages"][1]["role"], "assistant", "{asked}");
+}
+
+/// The first `chunks` events of a mock stream, as the client received them.
+fn mock_text_events(chunks: usize) -> String {
+    (0..chunks).map(chunk).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_chat_stream_is_continued_where_the_next_hop_refuses_a_prefill() {
+    let s = setup().await;
+    s.primary.push(Behaviour {
+        chunks: 10,
+        drop_after: Some(4),
+        ..Behaviour::default()
+    });
+    s.secondary.push(error_body(
+        400,
+        r#"{"error":{"message":"assistant prefill is not supported for this model","type":"invalid_request_error","param":null,"code":null}}"#,
+    ));
+    s.secondary.push(Behaviour {
+        chunks: 10,
+        ..Behaviour::default()
+    });
+    let answer = s.ask(true).await;
+    assert_clean_stream(&answer);
+    let (text, finishes) = chat_text(&answer);
+    assert_eq!(text, mock_text(10));
+    assert_eq!(finishes, ["stop"]);
+    assert_eq!(s.hits(), (1, 2));
+    assert!(
+        !answer.text().contains("prefill"),
+        "the refusal never reaches the client"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_chat_stream_is_continued_on_the_next_hop() {
+    let s = setup().await;
+    s.primary.push(Behaviour {
+        chunks: 10,
+        stall_after: Some(3),
+        ..Behaviour::default()
+    });
+    s.secondary.push(Behaviour {
+        chunks: 10,
+        ..Behaviour::default()
+    });
+    let answer = s.ask(true).await;
+    assert_clean_stream(&answer);
+    assert_eq!(chat_text(&answer).0, mock_text(10));
 }

@@ -23,7 +23,14 @@ impl Gateway {
         Self::start_with(config).await
     }
 
-    pub(crate) async fn start_with(config: Config) -> Self {
+    pub(crate) async fn start_with(mut config: Config) -> Self {
+        // Tests that do not name a usage database keep none (the default is relative to the
+        // working directory, which would collect every test's rows in the source tree).
+        if config.state.usage_db.as_deref()
+            == Some(std::path::Path::new(gateway::config::DEFAULT_USAGE_DB))
+        {
+            config.state.usage_db = None;
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();

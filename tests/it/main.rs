@@ -15,4 +15,5 @@ mod contracts;
 mod dialects;
 mod gateway;
 mod harness;
+mod operations;
 mod protocols;

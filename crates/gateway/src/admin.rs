@@ -1,12 +1,18 @@
-//! `/admin/backends` and `/admin/accounts`: state for operators, secrets never included.
+//! `/admin/*`: state for operators (secrets never included), and the account operations of a
+//! running gateway (import, enable, disable, remove), which go through the same store as the
+//! `gateway accounts` commands and reach the running pool at once.
 
-use antigravity_service::Credentials;
+use antigravity_service::{AccountStore, Credentials, ImportOutcome, Imported};
 use std::sync::{Arc, atomic::Ordering};
 
+use bytes::Bytes;
 use serde_json::{Value, json};
+
+use gateway_core::{ErrorKind, GatewayError};
 
 use crate::app::App;
 
+/// `GET /admin/backends`.
 pub(crate) fn backends(app: &Arc<App>) -> Value {
     let local_available = app.antigravity.credentials().is_available();
     let list: Vec<Value> = app
@@ -31,6 +37,7 @@ pub(crate) fn backends(app: &Arc<App>) -> Value {
                 "requests": stats.requests.load(Ordering::Relaxed),
                 "failures": stats.failures.load(Ordering::Relaxed),
                 "last_error": last_error,
+                "health": app.breakers.health(&config.name),
             })
         })
         .collect();
@@ -42,7 +49,85 @@ pub(crate) fn backends(app: &Arc<App>) -> Value {
     })
 }
 
+/// `GET /admin/accounts`.
 pub(crate) async fn accounts(app: &Arc<App>) -> Value {
     let views = app.antigravity.credentials().views(true).await;
     json!({ "object": "list", "data": views })
+}
+
+/// `POST /admin/accounts`: import an export file (any format `gateway accounts import` reads)
+/// into the credentials directory, and take it into the running pool at once.
+pub(crate) async fn import(app: &Arc<App>, body: Bytes) -> Result<Value, GatewayError> {
+    let store = AccountStore::new(&app.config.antigravity.credentials_dir);
+    let imported = tokio::task::spawn_blocking(move || store.import_all(&body))
+        .await
+        .map_err(|e| GatewayError::internal(format!("the import failed: {e}")))??;
+    app.antigravity.credentials().refresh().await;
+    let data: Vec<Value> = imported
+        .into_iter()
+        .map(|Imported { id, outcome }| {
+            let outcome = match outcome {
+                ImportOutcome::Added => "added",
+                ImportOutcome::Updated => "updated",
+                ImportOutcome::KeptNewer => "kept_newer",
+            };
+            json!({ "id": id, "outcome": outcome })
+        })
+        .collect();
+    tracing::info!(
+        accounts = data.len(),
+        "accounts imported through the admin api"
+    );
+    Ok(json!({ "object": "list", "data": data }))
+}
+
+/// `POST /admin/accounts/{id}/enable` and `.../disable`: the operator's decision, written to
+/// the account's file and applied to the running pool.
+pub(crate) async fn set_enabled(
+    app: &Arc<App>,
+    id: &str,
+    enabled: bool,
+) -> Result<Value, GatewayError> {
+    let pool = app.antigravity.credentials();
+    if !pool.set_enabled(id, enabled).await {
+        // A file the pool has not taken in yet (its directory is looked at every 2 s).
+        let store = AccountStore::new(&app.config.antigravity.credentials_dir);
+        let owned = id.to_owned();
+        let found = tokio::task::spawn_blocking(move || store.set_enabled(&owned, enabled))
+            .await
+            .map_err(|e| GatewayError::internal(format!("the change failed: {e}")))??;
+        if !found {
+            return Err(no_account(id));
+        }
+        pool.refresh().await;
+    }
+    tracing::info!(
+        account = id,
+        enabled,
+        "account changed through the admin api"
+    );
+    Ok(json!({ "id": id, "enabled": enabled }))
+}
+
+/// `DELETE /admin/accounts/{id}`: remove the account's file; calls in flight finish, no new
+/// call uses it.
+pub(crate) async fn remove(app: &Arc<App>, id: &str) -> Result<Value, GatewayError> {
+    let pool = app.antigravity.credentials();
+    if !pool.remove(id).await? {
+        let store = AccountStore::new(&app.config.antigravity.credentials_dir);
+        let owned = id.to_owned();
+        let found = tokio::task::spawn_blocking(move || store.remove(&owned))
+            .await
+            .map_err(|e| GatewayError::internal(format!("the removal failed: {e}")))??;
+        if !found {
+            return Err(no_account(id));
+        }
+        pool.refresh().await;
+    }
+    tracing::info!(account = id, "account removed through the admin api");
+    Ok(json!({ "id": id, "deleted": true }))
+}
+
+fn no_account(id: &str) -> GatewayError {
+    GatewayError::new(ErrorKind::NotFound, format!("no account {id:?}"))
 }

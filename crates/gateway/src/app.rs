@@ -13,12 +13,13 @@ use gateway_core::{
 use gateway_proxy::{Client, ClientConfig, Forwarder, HeaderPolicy, KeyHeader};
 
 use crate::{
+    auth::Keys,
     breaker::Breakers,
     budget::RetryBudget,
     config::{Auth, BackendConfig, BackendKind, Config},
     dispatch::Facts,
     keys::KeyRing,
-    metrics::Metrics,
+    metrics::{Metrics, ModelLabels},
     responses_store::ResponseStore,
     routing::Patterns,
 };
@@ -212,8 +213,13 @@ pub(crate) struct App {
     /// Signs the thinking signatures handed to Responses clients inside reasoning items, so a
     /// later stateless turn can restore them.
     pub(crate) seal: ReasoningSeal,
-    /// Responses made here, for `previous_response_id` and `GET /v1/responses/{id}`.
-    pub(crate) responses: ResponseStore,
+    /// Responses made here, for `previous_response_id` and `GET /v1/responses/{id}`; shared
+    /// with the state of a reloaded configuration.
+    pub(crate) responses: Arc<ResponseStore>,
+    /// The client and admin keys.
+    pub(crate) keys: Keys,
+    /// Model labels for the metrics, bounded by the configuration.
+    pub(crate) model_labels: ModelLabels,
 }
 
 impl App {
@@ -234,7 +240,11 @@ impl App {
         let seal = ReasoningSeal::new(&seal_key(&config)?);
         let antigravity = Arc::new(antigravity(&config, budget.clone())?);
         let patterns = Patterns::new(&config);
+        let keys = Keys::new(&config);
+        let model_labels = ModelLabels::new(&config);
         Ok(Self {
+            keys,
+            model_labels,
             patterns,
             config,
             backends,
@@ -246,8 +256,30 @@ impl App {
             metrics: Metrics::default(),
             closing: tokio_util::sync::CancellationToken::new(),
             seal,
-            responses: ResponseStore::default(),
+            responses: Arc::default(),
         })
+    }
+
+    /// The state for a reloaded `config`, taking over from `old` what must outlive a reload:
+    /// the metric families, kept responses, the shutdown signal, the seal key when it is not
+    /// configured (a random one), and the in-process service with its account pool (and the
+    /// retry budget it shares) when `[antigravity]` did not change. Requests in flight keep
+    /// `old`.
+    pub(crate) fn next(config: Config, old: &Self) -> Result<Self, GatewayError> {
+        let keep_service = same_antigravity(&config, &old.config);
+        let keep_seal = config.server.seal_key == old.config.server.seal_key;
+        let mut app = Self::new(config)?;
+        app.metrics = old.metrics.share();
+        app.responses = old.responses.clone();
+        app.closing = old.closing.clone();
+        if keep_seal {
+            app.seal = old.seal.clone();
+        }
+        if keep_service {
+            app.antigravity = old.antigravity.clone();
+            app.budget = old.budget.clone();
+        }
+        Ok(app)
     }
 
     /// Count a request in flight, or refuse it fast at the cap.
@@ -275,6 +307,13 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// Whether two configurations build the same in-process service (secrets compared too; the
+/// debug form redacts them).
+fn same_antigravity(new: &Config, old: &Config) -> bool {
+    let (new, old) = (&new.antigravity, &old.antigravity);
+    format!("{new:?}") == format!("{old:?}") && new.client_secret == old.client_secret
 }
 
 /// The configured seal key, or a random one for this process (blobs then do not outlive it).

@@ -1,8 +1,13 @@
 //! What to do after a failed attempt: one pure function over the outcome and the policy.
 //!
-//! Defaults (`shared/docs/reliability.md`):
-//! - a backend rule matching the status and the body decides first;
-//! - context-length and content-policy 400s stop, with the provider's reason;
+//! Defaults (`shared/docs/reliability.md`, `docs/reliability.md`):
+//! - a backend rule matching the status and the body decides first; its `failover` needs the
+//!   route's `fallback_on` to allow it like any other (the default `fallback_on` does; a route
+//!   that writes its own must name the status);
+//! - a context-length 400 fails over to the next hop that sends another model (a larger window
+//!   may take the request; the same model never will), under the same `fallback_on` rule as a
+//!   backend rule;
+//! - content-policy 400s stop, with the provider's reason;
 //! - other client errors stop: another backend would refuse the same request;
 //! - a rate limit with a short hint waits and retries the same hop; with a long hint the hop
 //!   cools down and the chain fails over; without a hint it fails over;
@@ -11,7 +16,10 @@
 //!   same hop while its retries last, then fail over;
 //! - a 2xx that is not what was asked for (wrong type, an error event, an empty or truncated
 //!   stream before the first content) fails over;
-//! - failing over needs the route's `fallback_on` to allow it; otherwise the chain stops.
+//! - failing over needs the route's `fallback_on` to allow it; otherwise the chain stops;
+//! - a retry the chain cannot afford (the retry budget is spent, the deadline is near, or the
+//!   hop's breaker opened during this request) is decided again as if the hop had no retries
+//!   left, so the decision logged is the one taken.
 //!
 //! Beside it, the other questions the chain asks of a failure: may the route move on
 //! (`falls_back`), does it count against the backend's breaker (`blames_the_backend`), and how
@@ -22,7 +30,7 @@ use std::time::Duration;
 
 use gateway_core::{ErrorKind, GatewayError};
 
-use crate::config::{Condition, NamedCondition, Rule, RuleAction};
+use crate::config::{Condition, NamedCondition, Rule, RuleAction, default_fallback_on};
 
 /// The decision for one failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +39,8 @@ pub(crate) enum Decision {
     RetrySame(Duration),
     /// Move to the next hop.
     FailOver,
+    /// Move to the next hop that sends another model than this one.
+    FailOverToOtherModel,
     /// Move to the next hop; this hop should not be asked for this long.
     CoolDownAndFailOver(Duration),
     /// Give the client this error.
@@ -64,6 +74,35 @@ fn text(err: &GatewayError) -> String {
     text
 }
 
+/// Whether `err` says the request is longer than the model's context window.
+pub(crate) fn is_context_length(err: &GatewayError) -> bool {
+    if err.kind() != ErrorKind::Upstream
+        || !matches!(err.upstream_status().map(|s| s.as_u16()), Some(400 | 413))
+    {
+        return false;
+    }
+    let text = text(err);
+    [
+        "context_length_exceeded",
+        "maximum context length",
+        "context window",
+        "prompt is too long",
+        "input is too long",
+        "exceeds the maximum number of tokens",
+        "too many tokens",
+        "reduce the length",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
+}
+
+/// Whether a decision the route did not name in `fallback_on` (a backend rule's `failover`, a
+/// context-length failover) may move on: with the default `fallback_on`, or one that names the
+/// status.
+fn named_or_default(conditions: &[Condition], status: u16) -> bool {
+    conditions.contains(&Condition::Status(status)) || conditions == default_fallback_on()
+}
+
 pub(crate) fn classify(err: &GatewayError, policy: &Policy<'_>) -> Decision {
     let status = err.upstream_status().map(|s| s.as_u16());
     if let Some(rule) = policy.rules.iter().find(|rule| {
@@ -73,13 +112,18 @@ pub(crate) fn classify(err: &GatewayError, policy: &Policy<'_>) -> Decision {
                 .as_ref()
                 .is_none_or(|needle| text(err).contains(&needle.to_lowercase()))
     }) {
+        let fail_over = if named_or_default(policy.fallback_on, rule.status) {
+            Decision::FailOver
+        } else {
+            Decision::Stop
+        };
         return match rule.action {
             RuleAction::Stop => Decision::Stop,
-            RuleAction::Failover => Decision::FailOver,
+            RuleAction::Failover => fail_over,
             RuleAction::Retry if policy.retries < policy.max_retries => {
                 Decision::RetrySame(policy.backoff)
             }
-            RuleAction::Retry => Decision::FailOver,
+            RuleAction::Retry => fail_over,
         };
     }
     let can_retry = policy.retries < policy.max_retries;
@@ -121,6 +165,9 @@ pub(crate) fn classify(err: &GatewayError, policy: &Policy<'_>) -> Decision {
     };
     let condition = Condition::Status(status);
     match status {
+        400 | 413 if is_context_length(err) && named_or_default(policy.fallback_on, status) => {
+            Decision::FailOverToOtherModel
+        }
         400 => Decision::Stop,
         429 => match err.retry_after() {
             Some(hint) if hint <= policy.short_hint && can_retry => Decision::RetrySame(hint),
@@ -152,7 +199,9 @@ pub(crate) fn attempt_label(err: &GatewayError) -> String {
     }
 }
 
-/// Whether the route lets the chain move on after `err`.
+/// Whether the route lets the chain move on after `err` (the table tests check the default
+/// conditions with it).
+#[cfg(test)]
 pub(crate) fn falls_back(err: &GatewayError, conditions: &[Condition]) -> bool {
     let status = match err.kind() {
         ErrorKind::Upstream => err.upstream_status().map(|s| s.as_u16()),
@@ -260,7 +309,16 @@ mod tests {
                 None,
             ),
             0,
-            Stop,
+            FailOverToOtherModel,
+        );
+        check(
+            upstream(
+                400,
+                r#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#,
+                None,
+            ),
+            0,
+            FailOverToOtherModel,
         );
         check(
             upstream(
@@ -326,8 +384,42 @@ mod tests {
                 &upstream(400, r#"{"error":{"message":"Model overloaded"}}"#, None),
                 &policy
             ),
-            Decision::FailOver
+            Decision::Stop,
+            "a route that narrows fallback_on must name the status for a rule to fail over"
         );
         assert_eq!(classify(&upstream(500, "", None), &policy), Decision::Stop);
+        assert_eq!(
+            classify(
+                &upstream(400, r#"{"error":{"code":"context_length_exceeded"}}"#, None),
+                &policy
+            ),
+            Decision::Stop,
+            "nor does a context-length failover"
+        );
+        let named = [Condition::Status(400)];
+        let with_400 = Policy {
+            fallback_on: &named,
+            ..policy
+        };
+        assert_eq!(
+            classify(
+                &upstream(400, r#"{"error":{"message":"Model overloaded"}}"#, None),
+                &with_400
+            ),
+            Decision::FailOver
+        );
+        let default = default_fallback_on();
+        let by_default = Policy {
+            fallback_on: &default,
+            ..policy
+        };
+        assert_eq!(
+            classify(
+                &upstream(400, r#"{"error":{"message":"Model overloaded"}}"#, None),
+                &by_default
+            ),
+            Decision::FailOver,
+            "the default fallback_on lets a rule fail over"
+        );
     }
 }

@@ -7,11 +7,21 @@
 //! [`EventSource`] (the in-process service's conversation events, encoded in the client's
 //! dialect).
 //!
-//! Before the commit, every failure (an error status, an error event, an empty or cut stream, a
-//! malformed event, no content within the time-to-first-token budget) is returned to the chain,
-//! which may fail over invisibly. After it, a failure ends the stream with the dialect's terminal
-//! error event (pass-through streams are cut instead: their format is unknown); a finished
-//! stream that lacks its end marker is finalised at once. A malformed event is never forwarded.
+//! Before the commit, every failure (an error status, an error event, an empty or cut stream,
+//! no content within the time-to-first-token budget) is returned to the chain, which may fail
+//! over invisibly. After it, a failure ends the stream with the dialect's terminal error event
+//! (pass-through streams are cut instead: their format is unknown), unless the route rescues it
+//! (`rescue`: the answer continues on the chain's next hop); a finished stream that lacks its
+//! end marker is finalised at once.
+//!
+//! A malformed event (not JSON, or not of the dialect's shape) is never forwarded. It is
+//! skipped, counted and logged once per stream, and the stream goes on: providers that emit one
+//! broken event usually finish the answer normally, and ending the stream would throw the
+//! answer away. Only an event that cannot be skipped safely ends the stream: one inside a tool
+//! call's arguments (the arguments would be silently wrong). Bytes that are not UTF-8 still end
+//! the stream: the event decoder cannot find the next event boundary safely after them.
+
+pub(crate) mod rescue;
 
 use std::{
     future::Future,
@@ -52,6 +62,103 @@ pub(crate) trait Source: Send + Unpin + 'static {
 
     /// The terminal error event after the commit; `None` cuts the stream instead.
     fn error_event(&self, err: &GatewayError) -> Option<Vec<u8>>;
+
+    /// The stream was committed: from now on a failure can no longer be failed over by the
+    /// chain (a source may still rescue it).
+    fn commit(&mut self) {}
+}
+
+/// Whether a tool call's arguments are being streamed, as far as the events of a dialect tell:
+/// an event lost there cannot be skipped without corrupting the call.
+#[derive(Debug)]
+struct ToolWatch {
+    dialect: Dialect,
+    open: bool,
+}
+
+impl ToolWatch {
+    /// Nothing seen yet of a stream of `dialect`.
+    fn new(dialect: Dialect) -> Self {
+        Self {
+            dialect,
+            open: false,
+        }
+    }
+
+    /// Follow one well-formed event. Only events that may start or end a tool call are parsed.
+    fn observe(&mut self, event: &sse::Event) {
+        let data = event.data.as_str();
+        let name = event.event.as_deref().unwrap_or("");
+        match self.dialect {
+            Dialect::OpenAiChat => {
+                if !(data.contains("tool_calls")
+                    || data.contains("function_call")
+                    || data.contains("finish_reason"))
+                {
+                    return;
+                }
+                let Ok(value) = serde_json::from_str::<Value>(data) else {
+                    return;
+                };
+                for choice in value["choices"].as_array().into_iter().flatten() {
+                    let delta = &choice["delta"];
+                    if delta["tool_calls"]
+                        .as_array()
+                        .is_some_and(|c| !c.is_empty())
+                        || delta["function_call"].is_object()
+                    {
+                        self.open = true;
+                    }
+                    if !choice["finish_reason"].is_null() {
+                        self.open = false;
+                    }
+                }
+            }
+            Dialect::Anthropic => {
+                if !(name.starts_with("content_block_st")
+                    || name == "message_delta"
+                    || data.contains("\"type\":\"content_block_st"))
+                {
+                    return;
+                }
+                let Ok(value) = serde_json::from_str::<Value>(data) else {
+                    return;
+                };
+                match value["type"].as_str().unwrap_or(name) {
+                    "content_block_start" => {
+                        let kind = value["content_block"]["type"].as_str().unwrap_or("");
+                        self.open = kind.ends_with("tool_use");
+                    }
+                    "content_block_stop" | "message_delta" => self.open = false,
+                    _ => {}
+                }
+            }
+            Dialect::Responses => {
+                if name == "response.function_call_arguments.delta"
+                    || name == "response.custom_tool_call_input.delta"
+                {
+                    self.open = true;
+                    return;
+                }
+                if !data.contains("output_item") {
+                    return;
+                }
+                let Ok(value) = serde_json::from_str::<Value>(data) else {
+                    return;
+                };
+                match value["type"].as_str().unwrap_or(name) {
+                    "response.output_item.added" => {
+                        let kind = value["item"]["type"].as_str().unwrap_or("");
+                        self.open = kind.ends_with("call");
+                    }
+                    "response.output_item.done" => self.open = false,
+                    _ => {}
+                }
+            }
+            // Gemini sends each function call whole, in one part.
+            Dialect::Gemini | Dialect::Passthrough => {}
+        }
+    }
 }
 
 /// An upstream event stream of a known dialect, forwarded as the upstream's original bytes
@@ -63,8 +170,14 @@ pub(crate) struct SseSource {
     raw: BytesMut,
     raw_at: u64,
     tracker: Tracker,
+    tools: ToolWatch,
+    /// Malformed events skipped so far.
+    skipped: u64,
     upstream_ended: bool,
     finished: bool,
+    committed: bool,
+    /// Continues an OpenAI Chat answer on another hop when it breaks after the commit.
+    rescue: Option<Box<rescue::ChatRescue>>,
 }
 
 impl SseSource {
@@ -75,9 +188,43 @@ impl SseSource {
             raw: BytesMut::new(),
             raw_at: 0,
             tracker: Tracker::new(dialect),
+            tools: ToolWatch::new(dialect),
+            skipped: 0,
             upstream_ended: false,
             finished: false,
+            committed: false,
+            rescue: None,
         }
+    }
+
+    /// Let `plan` continue the answer when an OpenAI Chat stream breaks after the commit (other
+    /// dialects passed through are not rescued).
+    pub(crate) fn rescued_by(mut self, plan: Option<rescue::Plan>) -> Self {
+        if self.tools.dialect == Dialect::OpenAiChat {
+            self.rescue = plan.map(|plan| Box::new(rescue::ChatRescue::new(plan)));
+        }
+        self
+    }
+
+    /// A malformed event: skipped (its bytes dropped), unless it falls inside a tool call's
+    /// arguments.
+    fn skip(&mut self, err: GatewayError) -> Result<(), GatewayError> {
+        if self.tools.open {
+            return Err(GatewayError::new(
+                err.kind(),
+                format!(
+                    "{} (inside a tool call's arguments, so it cannot be skipped)",
+                    err.message()
+                ),
+            ));
+        }
+        drop(self.take_raw());
+        self.skipped += 1;
+        rescue::counters().malformed_skipped.inc();
+        if self.skipped == 1 {
+            tracing::warn!(error = %err, "skipped a malformed event from the upstream; later ones in this stream are skipped silently");
+        }
+        Ok(())
     }
 
     /// The raw bytes up to the decoder's position.
@@ -93,6 +240,41 @@ impl SseSource {
 
 impl Source for SseSource {
     fn poll_piece(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, GatewayError>> {
+        if let Some(rescue) = self.rescue.as_mut()
+            && rescue.active()
+        {
+            return rescue.poll_piece(cx);
+        }
+        match ready!(self.poll_upstream(cx)) {
+            Err(err) if self.committed && self.rescue.is_some() => {
+                let Some(rescue) = self.rescue.as_mut() else {
+                    return Poll::Ready(Err(err));
+                };
+                rescue.broke(err)?;
+                // The bytes of an event cut in the middle are dropped with the upstream.
+                self.raw.clear();
+                rescue.poll_piece(cx)
+            }
+            other => Poll::Ready(other),
+        }
+    }
+
+    fn has_content(&self) -> bool {
+        self.tracker.has_content()
+    }
+
+    fn error_event(&self, err: &GatewayError) -> Option<Vec<u8>> {
+        self.tracker.error_event(err)
+    }
+
+    fn commit(&mut self) {
+        self.committed = true;
+    }
+}
+
+impl SseSource {
+    /// The next checked event's bytes from the upstream.
+    fn poll_upstream(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, GatewayError>> {
         loop {
             if self.finished || self.tracker.is_done() {
                 return Poll::Ready(Ok(None));
@@ -103,10 +285,17 @@ impl Source for SseSource {
                 self.decoder.next_event()
             };
             match next.map_err(sse_error)? {
-                Some(event) => {
-                    self.tracker.observe(&event)?;
-                    return Poll::Ready(Ok(Some(self.take_raw())));
-                }
+                Some(event) => match self.tracker.observe(&event) {
+                    Ok(()) => {
+                        self.tools.observe(&event);
+                        if let Some(rescue) = self.rescue.as_mut() {
+                            rescue.observe(&event);
+                        }
+                        return Poll::Ready(Ok(Some(self.take_raw())));
+                    }
+                    Err(err) if err.kind() == ErrorKind::UpstreamProtocol => self.skip(err)?,
+                    Err(err) => return Poll::Ready(Err(err)),
+                },
                 None if self.upstream_ended => {
                     // Whatever followed the last event (comments, blank lines), then the end
                     // marker of a finished stream that lacked it, or the truncation error.
@@ -131,14 +320,6 @@ impl Source for SseSource {
                 None => self.upstream_ended = true,
             }
         }
-    }
-
-    fn has_content(&self) -> bool {
-        self.tracker.has_content()
-    }
-
-    fn error_event(&self, err: &GatewayError) -> Option<Vec<u8>> {
-        self.tracker.error_event(err)
     }
 }
 
@@ -195,6 +376,11 @@ pub(crate) struct EventSource {
     encoder: Encoder,
     content: bool,
     ended: bool,
+    committed: bool,
+    /// Continues the answer on another hop when the stream breaks after the commit.
+    rescue: Option<Box<rescue::Rescuer>>,
+    /// Counts the answer's tokens for usage accounting.
+    meter: Option<crate::usage::Meter>,
 }
 
 impl EventSource {
@@ -204,7 +390,21 @@ impl EventSource {
             encoder,
             content: false,
             ended: false,
+            committed: false,
+            rescue: None,
+            meter: crate::usage::Meter::current(),
         }
+    }
+
+    /// Let `rescuer` continue the answer when the stream breaks after the commit.
+    pub(crate) fn rescued_by(mut self, rescuer: Option<rescue::Rescuer>) -> Self {
+        self.rescue = rescuer.map(Box::new);
+        self
+    }
+
+    fn push(&mut self, event: conversation::Event, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        self.content |= conversation::is_content(&event);
+        self.encoder.push(event, out)
     }
 }
 
@@ -215,13 +415,39 @@ impl Source for EventSource {
             if self.ended {
                 return Poll::Ready(Ok(None));
             }
+            if let Some(rescuer) = self.rescue.as_mut()
+                && let Some(next) = ready!(rescuer.poll_continuation(cx))
+            {
+                // The answer goes on from another hop, or the rescue failed (with the error
+                // of the break, or of the last hop tried).
+                self.events = next?;
+                continue;
+            }
             match ready!(self.events.as_mut().poll_next(cx)) {
                 Some(Ok(event)) => {
-                    self.content |= conversation::is_content(&event);
-                    self.encoder.push(event, &mut out)?;
+                    if let (conversation::Event::Usage(usage), Some(meter)) = (&event, &self.meter)
+                    {
+                        meter.observe(usage);
+                    }
+                    match self.rescue.as_mut() {
+                        Some(rescuer) => {
+                            for event in rescuer.pass(event) {
+                                self.push(event, &mut out)?;
+                            }
+                        }
+                        None => self.push(event, &mut out)?,
+                    }
                 }
-                Some(Err(err)) => return Poll::Ready(Err(err)),
+                Some(Err(err)) => match self.rescue.as_mut() {
+                    Some(rescuer) if self.committed => rescuer.broke(err)?,
+                    _ => return Poll::Ready(Err(err)),
+                },
                 None => {
+                    if let Some(rescuer) = self.rescue.as_mut() {
+                        for event in rescuer.end() {
+                            self.push(event, &mut out)?;
+                        }
+                    }
                     self.ended = true;
                     self.encoder.finish(&mut out)?;
                 }
@@ -236,6 +462,10 @@ impl Source for EventSource {
 
     fn error_event(&self, err: &GatewayError) -> Option<Vec<u8>> {
         Some(self.encoder.error_event(err))
+    }
+
+    fn commit(&mut self) {
+        self.committed = true;
     }
 }
 
@@ -294,6 +524,7 @@ impl<S: Source> Relay<S> {
         });
         match tokio::time::timeout_at(deadline, waiting).await {
             Ok(Ok(())) if relay.source.has_content() || relay.out.len() > PRECOMMIT_BYTES => {
+                relay.source.commit();
                 Ok(relay)
             }
             Ok(Ok(())) => Err(GatewayError::new(

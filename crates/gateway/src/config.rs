@@ -47,6 +47,10 @@ pub struct Config {
     pub aliases: BTreeMap<String, String>,
     /// Logging.
     pub logging: LoggingConfig,
+    /// Named client keys (`[[keys]]`), beside `server.api_keys`.
+    pub keys: Vec<KeyConfig>,
+    /// Where shared state lives (`[state]`).
+    pub state: StateConfig,
 }
 
 /// `[server]`.
@@ -57,6 +61,10 @@ pub struct ServerConfig {
     /// Client keys; empty means open.
     #[serde(serialize_with = "redact_all")]
     pub api_keys: Vec<Secret>,
+    /// Keys for `/admin/*` and `/metrics`; empty: `api_keys` serve (and, without them, the
+    /// named keys).
+    #[serde(serialize_with = "redact_all")]
+    pub admin_keys: Vec<Secret>,
     /// Signs the reasoning blobs handed to Responses clients (their thinking signatures);
     /// `None`: a random key per process.
     #[serde(serialize_with = "redact_opt")]
@@ -207,6 +215,22 @@ pub struct BackendConfig {
     pub timeouts: Timeouts,
     /// Same-backend retries before failing over.
     pub max_retries: u32,
+    /// Consecutive failures that open the breaker of one of its models.
+    pub breaker_threshold: u32,
+    /// How long a breaker stays open the first time; each failed probe doubles it.
+    #[serde(serialize_with = "duration")]
+    pub breaker_open: Duration,
+    /// The longest a breaker stays open: a recovered backend is used again within this.
+    #[serde(serialize_with = "duration")]
+    pub breaker_max_open: Duration,
+    /// Active health checks: the path asked with `GET` (below `base_url`), when set.
+    pub health_path: Option<String>,
+    /// Time between two health checks.
+    #[serde(serialize_with = "duration")]
+    pub health_interval: Duration,
+    /// How long one health check may take.
+    #[serde(serialize_with = "duration")]
+    pub health_timeout: Duration,
     /// Whether it serves at all.
     pub enabled: bool,
     /// Outbound proxy for this backend.
@@ -296,6 +320,25 @@ pub struct RouteConfig {
     pub chain: Vec<HopConfig>,
     /// When to move to the next hop.
     pub fallback_on: Vec<Condition>,
+    /// Start the next hop in parallel when the first content is this late.
+    #[serde(
+        serialize_with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub hedge_after: Option<Duration>,
+    /// What happens to a committed stream that breaks.
+    pub rescue: Rescue,
+}
+
+/// What a route does when a stream breaks after content reached the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rescue {
+    /// Continue the answer on the chain's next hop.
+    #[default]
+    Continue,
+    /// End the stream with the protocol's terminal error event.
+    Off,
 }
 
 /// Log output format.
@@ -316,6 +359,50 @@ pub struct LoggingConfig {
     pub format: LogFormat,
     /// The filter (`info`, `gateway=debug,info`, ...).
     pub level: String,
+}
+
+/// `[[keys]]`: a named client key. Logs and usage name it by `name`, never by its value.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyConfig {
+    /// The name usage and logs show.
+    pub name: String,
+    /// The key clients send.
+    #[serde(serialize_with = "redact")]
+    pub key: Secret,
+    /// Model patterns (`*`, `?`, case-insensitive) this key may use.
+    pub models: Vec<String>,
+    /// Requests per sliding minute; `None`: unlimited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u32>,
+    /// Tokens of finished requests per sliding minute; `None`: unlimited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+}
+
+/// `[state]`: where shared state lives.
+#[derive(Debug, Clone, Serialize)]
+pub struct StateConfig {
+    /// `local`: files and SQLite under the data directory (the only backend in this build).
+    pub backend: String,
+    /// The shared store's address, for a backend that has one.
+    #[serde(serialize_with = "redact")]
+    pub url: Secret,
+    /// The usage database; `None` (written `usage_db = ""`): usage is counted in the
+    /// metrics only.
+    #[serde(serialize_with = "path_or_empty")]
+    pub usage_db: Option<PathBuf>,
+}
+
+/// The usage database when `[state]` does not name one.
+pub const DEFAULT_USAGE_DB: &str = "data/usage.sqlite";
+
+fn path_or_empty<S: serde::Serializer>(path: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(
+        &path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+    )
 }
 
 /// A configuration error: where, which key, what.
@@ -434,10 +521,11 @@ fn toml_error(file: &str, lines: &LineIndex, key: &str, error: &toml::de::Error)
     ConfigError {
         file: file.to_owned(),
         line: error.span().map(|span| lines.line(span.start)),
-        key: if key == "." {
-            "(root)".to_owned()
-        } else {
-            key.to_owned()
+        // A type error inside a span-keeping value names serde's private field; the user
+        // wrote the key before it.
+        key: match key.replace(".$__serde_spanned_private_value", "") {
+            key if key == "." => "(root)".to_owned(),
+            key => key,
         },
         message,
     }
@@ -623,6 +711,8 @@ impl Validator<'_> {
             routes,
             aliases,
             logging: LoggingConfig { format, level },
+            keys: self.keys(&raw.keys),
+            state: self.state(&raw.state),
         }
     }
 
@@ -646,6 +736,13 @@ impl Validator<'_> {
             .filter(|k| !k.is_empty())
             .map(Secret::new)
             .collect();
+        let admin_keys = self
+            .texts("server.admin_keys", raw.admin_keys.as_ref())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|k| !k.is_empty())
+            .map(Secret::new)
+            .collect();
         let seal_key = self
             .opt_text("server.seal_key", raw.seal_key.as_ref())
             .filter(|k| !k.is_empty())
@@ -653,6 +750,7 @@ impl Validator<'_> {
         ServerConfig {
             listen,
             api_keys,
+            admin_keys,
             seal_key,
             max_body: self.size("server.max_body", raw.max_body.as_ref(), 32 << 20),
             shutdown_grace: self.duration(
@@ -685,6 +783,86 @@ impl Validator<'_> {
                 Duration::from_secs(15 * 60),
             ),
             max_attempts: raw.max_attempts.unwrap_or(6).max(1),
+        }
+    }
+
+    /// `[[keys]]`: names unique and non-empty, values unique, limits positive; an entry whose
+    /// key is empty (`${VAR:-}` unset) is left out, as empty `api_keys` are.
+    fn keys(&mut self, raw: &[raw::RawKey]) -> Vec<KeyConfig> {
+        let mut keys: Vec<KeyConfig> = Vec::new();
+        for (i, entry) in raw.iter().enumerate() {
+            let at = |field: &str| format!("keys[{i}].{field}");
+            let name = self.text(&at("name"), &entry.name).trim().to_owned();
+            let value = self.text(&at("key"), &entry.key);
+            if name.is_empty() {
+                self.error(&at("name"), Some(entry.name.span()), "a key needs a name");
+            } else if keys.iter().any(|k| k.name == name) {
+                self.error(
+                    &at("name"),
+                    Some(entry.name.span()),
+                    format!("{name:?} names two keys"),
+                );
+            }
+            if !value.is_empty() && keys.iter().any(|k| k.key.expose() == value) {
+                self.error(
+                    &at("key"),
+                    Some(entry.key.span()),
+                    format!("key {name:?} has the same value as another key"),
+                );
+            }
+            let models = self
+                .texts(&at("models"), entry.models.as_ref())
+                .unwrap_or_else(|| vec!["*".to_owned()]);
+            if models.is_empty() {
+                self.error(
+                    &at("models"),
+                    Some(entry.name.span()),
+                    "an empty list allows no model (leave models out to allow every model)",
+                );
+            }
+            for (field, zero) in [("rpm", entry.rpm == Some(0)), ("tpm", entry.tpm == Some(0))] {
+                if zero {
+                    self.error(&at(field), Some(entry.name.span()), "must be at least 1");
+                }
+            }
+            if value.is_empty() {
+                continue;
+            }
+            keys.push(KeyConfig {
+                name,
+                key: Secret::new(value),
+                models,
+                rpm: entry.rpm,
+                tpm: entry.tpm,
+            });
+        }
+        keys
+    }
+
+    fn state(&mut self, raw: &raw::RawState) -> StateConfig {
+        let backend = self
+            .opt_text("state.backend", raw.backend.as_ref())
+            .unwrap_or_else(|| "local".to_owned());
+        if backend != "local" {
+            let span = raw.backend.as_ref().map(Spanned::span);
+            self.error(
+                "state.backend",
+                span,
+                format!("{backend:?} is not available in this build (local)"),
+            );
+        }
+        let usage_db = match self.opt_text("state.usage_db", raw.usage_db.as_ref()) {
+            None => Some(PathBuf::from(DEFAULT_USAGE_DB)),
+            Some(path) if path.trim().is_empty() => None,
+            Some(path) => Some(PathBuf::from(path.trim())),
+        };
+        StateConfig {
+            backend,
+            url: Secret::new(
+                self.opt_text("state.url", raw.url.as_ref())
+                    .unwrap_or_default(),
+            ),
+            usage_db,
         }
     }
 
@@ -833,6 +1011,32 @@ impl Validator<'_> {
                 )
             })
             .collect();
+        let breaker_open = self.duration(
+            &key("breaker_open"),
+            raw.breaker_open.as_ref(),
+            Duration::from_secs(10),
+        );
+        let breaker_max_open = self.duration(
+            &key("breaker_max_open"),
+            raw.breaker_max_open.as_ref(),
+            Duration::from_secs(30),
+        );
+        let health_path = self.opt_text(&key("health_path"), raw.health_path.as_ref());
+        if let (Some(path), Some(span)) = (&health_path, raw.health_path.as_ref()) {
+            if !path.starts_with('/') {
+                self.error(
+                    &key("health_path"),
+                    Some(span.span()),
+                    format!("{path:?} must start with /"),
+                );
+            } else if kind == BackendKind::Antigravity {
+                self.error(
+                    &key("health_path"),
+                    Some(span.span()),
+                    "health checks are for http backends (the antigravity service has its own account checks)",
+                );
+            }
+        }
         BackendConfig {
             name: name.to_owned(),
             kind,
@@ -888,6 +1092,20 @@ impl Validator<'_> {
                 }
             },
             max_retries: raw.max_retries.unwrap_or(1),
+            breaker_threshold: raw.breaker_threshold.unwrap_or(5).max(1),
+            breaker_open,
+            breaker_max_open: breaker_max_open.max(breaker_open),
+            health_path,
+            health_interval: self.duration(
+                &key("health_interval"),
+                raw.health_interval.as_ref(),
+                Duration::from_secs(10),
+            ),
+            health_timeout: self.duration(
+                &key("health_timeout"),
+                raw.health_timeout.as_ref(),
+                Duration::from_secs(5),
+            ),
             enabled: raw.enabled.unwrap_or(true),
             outbound_proxy: self.proxy(&key("outbound_proxy"), raw.outbound_proxy.as_ref()),
             rules: raw
@@ -993,10 +1211,33 @@ impl Validator<'_> {
                     .collect()
             }
         };
+        let hedge_after = raw
+            .hedge_after
+            .as_ref()
+            .map(|value| self.duration(&key("hedge_after"), Some(value), Duration::ZERO))
+            .filter(|after| !after.is_zero());
+        let rescue = match self
+            .opt_text(&key("rescue"), raw.rescue.as_ref())
+            .as_deref()
+        {
+            None | Some("continue") => Rescue::Continue,
+            Some("off") => Rescue::Off,
+            Some(other) => {
+                let span = raw.rescue.as_ref().map(Spanned::span);
+                self.error(
+                    &key("rescue"),
+                    span,
+                    format!("{other:?} is not continue or off"),
+                );
+                Rescue::Continue
+            }
+        };
         RouteConfig {
             models,
             chain,
             fallback_on,
+            hedge_after,
+            rescue,
         }
     }
 }
@@ -1064,6 +1305,13 @@ fn redact_all<S: serde::Serializer>(secrets: &[Secret], s: S) -> Result<S::Ok, S
 
 fn duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+fn duration_opt<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => duration(d, s),
+        None => s.serialize_none(),
+    }
 }
 
 fn size<S: serde::Serializer>(n: &usize, s: S) -> Result<S::Ok, S::Error> {

@@ -6,7 +6,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::Serialize;
-use subtle::ConstantTimeEq;
+use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use gateway_core::{Body, Dialect, ErrorKind, GatewayError, Secret, body};
 
@@ -40,24 +40,16 @@ pub(crate) async fn read_body(
     }
 }
 
-/// Check the client's key against `keys` in constant time; with no keys configured every
-/// request passes. Each protocol's clients send it their own way: `Authorization: Bearer`
-/// (OpenAI), `x-api-key` (Anthropic), `x-goog-api-key` or `?key=` in the `query` (Gemini).
-pub(crate) fn authorize(
-    headers: &HeaderMap,
-    query: Option<&str>,
-    keys: &[Secret],
-) -> Result<(), GatewayError> {
-    if keys.is_empty() {
-        return Ok(());
-    }
+/// The key a client presented, each protocol's way: `Authorization: Bearer` (OpenAI),
+/// `x-api-key` (Anthropic), `x-goog-api-key` or `?key=` in the `query` (Gemini).
+pub(crate) fn presented_key<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let from_query = query.and_then(|q| {
         q.split('&')
             .find_map(|pair| pair.strip_prefix("key="))
             .filter(|key| !key.is_empty())
     });
-    let presented = header(header::AUTHORIZATION.as_str())
+    header(header::AUTHORIZATION.as_str())
         .and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
@@ -65,27 +57,38 @@ pub(crate) fn authorize(
         .or_else(|| header("x-api-key"))
         .or_else(|| header("x-goog-api-key"))
         .or(from_query)
-        .map(str::trim);
-    let Some(presented) = presented else {
-        return Err(GatewayError::new(
-            ErrorKind::Unauthorized,
-            "missing api key (send Authorization: Bearer <key>, x-api-key or x-goog-api-key)",
-        )
-        .with_code("missing_api_key"));
-    };
-    // Compare against every key, without stopping early, so timing reveals nothing.
-    let mut matched = subtle::Choice::from(0u8);
-    for key in keys {
-        matched |= presented.as_bytes().ct_eq(key.expose().as_bytes());
+        .map(str::trim)
+}
+
+/// Which of `keys` is `presented`, compared in constant time: every key is compared, without
+/// stopping early, so timing reveals nothing but the lengths.
+pub(crate) fn which_key<'k>(
+    presented: &str,
+    keys: impl IntoIterator<Item = &'k Secret>,
+) -> Option<usize> {
+    let mut found = 0u32;
+    for (index, key) in keys.into_iter().enumerate() {
+        let equal = presented.as_bytes().ct_eq(key.expose().as_bytes());
+        let position = u32::try_from(index).unwrap_or(u32::MAX - 1) + 1;
+        found = u32::conditional_select(&found, &position, equal);
     }
-    if bool::from(matched) {
-        Ok(())
-    } else {
-        Err(
-            GatewayError::new(ErrorKind::Unauthorized, "invalid api key")
-                .with_code("invalid_api_key"),
-        )
-    }
+    found
+        .checked_sub(1)
+        .and_then(|index| usize::try_from(index).ok())
+}
+
+/// The 401 for a request without a key.
+pub(crate) fn missing_key() -> GatewayError {
+    GatewayError::new(
+        ErrorKind::Unauthorized,
+        "missing api key (send Authorization: Bearer <key>, x-api-key or x-goog-api-key)",
+    )
+    .with_code("missing_api_key")
+}
+
+/// The 401 for a key that is not configured.
+pub(crate) fn invalid_key() -> GatewayError {
+    GatewayError::new(ErrorKind::Unauthorized, "invalid api key").with_code("invalid_api_key")
 }
 
 /// A JSON response.

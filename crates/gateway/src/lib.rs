@@ -8,7 +8,9 @@
 //! `dispatch` (local or proxy, pure), `classify` (retry, fail over or stop, pure), `breaker` and
 //! `budget` (circuit breakers, the global retry budget), `app` (state built from the config),
 //! `chat` (walking a chain), `commit` (the commit point for streams), `models`, `admin`,
-//! `metrics`, `http` (bodies, auth, responses, event streams), `server`.
+//! `metrics`, `http` (bodies, auth, responses, event streams), `auth` (client and admin keys,
+//! rate windows), `usage` (token accounting), `reload` (the configuration swapped while
+//! serving), `effective` (the printed configuration), `server`.
 //!
 //! Invariants:
 //! - This is the only crate that reads configuration files or the environment, owns the
@@ -21,6 +23,7 @@
 
 mod admin;
 mod app;
+mod auth;
 mod breaker;
 mod budget;
 mod chat;
@@ -29,15 +32,19 @@ mod commit;
 pub mod config;
 mod convert;
 mod dispatch;
+mod effective;
 mod http;
 mod keys;
 mod metrics;
 mod models;
+mod reload;
 mod responses_store;
 mod routing;
 mod server;
 pub mod telemetry;
 mod tokens;
+mod usage;
 
 pub use config::{Config, ConfigError, ConfigErrors};
-pub use server::serve;
+pub use effective::effective_toml;
+pub use server::{serve, serve_with_reload};

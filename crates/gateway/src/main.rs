@@ -162,7 +162,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!(
                     "# effective configuration from {}\n{}",
                     config.source,
-                    config.to_toml()
+                    gateway::effective_toml(&config)
                 );
                 ExitCode::SUCCESS
             }
@@ -201,13 +201,37 @@ async fn serve(mut config: Config, listen: Option<SocketAddr>) -> Result<()> {
     if let Some(listen) = listen {
         config.server.listen = listen;
     }
+    // Before the address is logged: from then on a SIGHUP reloads instead of ending the process.
+    let reloads = reload_signal();
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let address = listener.local_addr()?;
     tracing::info!(target: "gateway::startup", %address, config = %config.source, "gateway listening on {address}");
-    gateway::serve(listener, config, shutdown_signal()).await?;
+    gateway::serve_with_reload(listener, config, shutdown_signal(), reloads).await?;
     Ok(())
+}
+
+/// SIGHUP, as reload requests (one waiting at most: several signals in a row are one reload).
+fn reload_signal() -> tokio::sync::mpsc::Receiver<()> {
+    let (reload, reloads) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hangups) => {
+            tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    let _ = reload.try_send(());
+                }
+            });
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot listen for SIGHUP; reload with POST /admin/reload")
+        }
+    }
+    #[cfg(not(unix))]
+    drop(reload);
+    reloads
 }
 
 async fn shutdown_signal() {

@@ -1,40 +1,80 @@
-//! The HTTP server: connection handling, limits, paths, graceful shutdown.
+//! The HTTP server: connection handling, limits, keys, paths, graceful shutdown, reloads.
+//!
+//! Each request is served by the state current when it arrived (see `reload`); its answer's
+//! body is watched to its end, so the request's log line, its duration metric and its usage
+//! cover the whole stream rather than the first byte.
 
 use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
 
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto, graceful::GracefulShutdown},
 };
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::mpsc};
 use tracing::Instrument;
 
 use gateway_core::{Body, Dialect, ErrorKind, GatewayError};
 
 use crate::{
     admin,
-    app::App,
+    app::{App, InFlight},
+    auth::{Access, Caller, Limiter},
     chat,
     config::Config,
-    http::{authorize, error, error_in, json, read_body},
-    metrics::RequestLabels,
+    http::{error, error_in, json, read_body},
+    metrics::{EndpointLabels, RequestLabels, TokenLabels},
     models,
+    reload::Current,
+    usage::{Meter, Query, Record, Recorder, Scanner, Tokens},
 };
 
 /// How long connections get after the grace period to close on their own.
 const CLOSE_AFTER_GRACE: Duration = Duration::from_secs(1);
 
+/// What the server keeps across configurations: the current state, the rate windows and the
+/// usage writer.
+#[derive(Debug)]
+pub(crate) struct Server {
+    pub(crate) current: Current,
+    pub(crate) limiter: Limiter,
+    pub(crate) recorder: Recorder,
+}
+
 /// Serve `config` on `listener` until `shutdown` completes; then stop accepting (new
 /// connections are refused), let in-flight requests and streams finish for up to
-/// `server.shutdown_grace`, and close what remains.
+/// `server.shutdown_grace`, and close what remains. The configuration is reloaded on
+/// `POST /admin/reload`.
 pub async fn serve(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), GatewayError> {
+    let (_never, reloads) = mpsc::channel(1);
+    serve_with_reload(listener, config, shutdown, reloads).await
+}
+
+/// [`serve`], and reload the configuration file each time `reloads` yields (the binary sends
+/// SIGHUP there). A file that does not validate is refused and the old configuration keeps
+/// serving.
+pub async fn serve_with_reload(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+    mut reloads: mpsc::Receiver<()>,
+) -> Result<(), GatewayError> {
     let app = Arc::new(App::new(config)?);
+    crate::breaker::health::spawn(&app);
+    let server = Arc::new(Server {
+        recorder: Recorder::start(
+            app.config.state.usage_db.clone(),
+            app.metrics.usage_dropped.clone(),
+        ),
+        limiter: Limiter::default(),
+        current: Current::new(app.clone()),
+    });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -48,18 +88,20 @@ pub async fn serve(
         .max_header_list_size(
             u32::try_from(app.config.server.max_header_bytes).unwrap_or(u32::MAX),
         );
+    drop(app);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     let flusher = tokio::spawn({
-        let app = app.clone();
+        let server = server.clone();
         async move {
             let mut tick = tokio::time::interval(Duration::from_secs(30));
             loop {
                 tick.tick().await;
-                app.antigravity.credentials().flush().await;
+                server.current.get().antigravity.credentials().flush().await;
             }
         }
     });
+    let mut reloading = true;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -73,10 +115,10 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let app = app.clone();
+                let server = server.clone();
                 let service = hyper::service::service_fn(move |request| {
-                    let app = app.clone();
-                    async move { Ok::<_, Infallible>(handle(app, request, peer).await) }
+                    let server = server.clone();
+                    async move { Ok::<_, Infallible>(handle(server, request, peer).await) }
                 });
                 let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection.into_owned());
@@ -86,10 +128,23 @@ pub async fn serve(
                     }
                 });
             }
+            asked = reloads.recv(), if reloading => {
+                match asked {
+                    Some(()) => {
+                        let server = server.clone();
+                        tokio::spawn(async move {
+                            // The outcome is logged by the reload itself.
+                            let _ = server.current.reload().await;
+                        });
+                    }
+                    None => reloading = false,
+                }
+            }
             () = &mut shutdown => break,
         }
     }
     drop(listener);
+    let app = server.current.get();
     let grace = app.config.server.shutdown_grace;
     tracing::info!(grace = ?grace, "shutting down: no new connections; finishing in-flight requests");
     let draining = graceful.shutdown();
@@ -104,6 +159,7 @@ pub async fn serve(
     }
     flusher.abort();
     app.antigravity.credentials().flush().await;
+    server.recorder.flush().await;
     Ok(())
 }
 
@@ -157,85 +213,396 @@ fn api_endpoint(path: &str) -> Option<&str> {
 }
 
 async fn handle(
-    app: Arc<App>,
+    server: Arc<Server>,
     request: Request<Incoming>,
     peer: std::net::SocketAddr,
 ) -> Response<Body> {
+    // The state when the request arrived serves it to its end, across any reload.
+    let app = server.current.get();
     let span = tracing::info_span!(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
         %peer,
+        key = tracing::field::Empty,
         status = tracing::field::Empty,
         backend = tracing::field::Empty,
         model = tracing::field::Empty,
         attempts = tracing::field::Empty,
+        input_tokens = tracing::field::Empty,
+        output_tokens = tracing::field::Empty,
         duration_ms = tracing::field::Empty,
     );
     let started = tokio::time::Instant::now();
     let endpoint = endpoint_label(request.uri().path());
-    let response = route(app.clone(), request).instrument(span.clone()).await;
-    span.record("status", response.status().as_u16());
+    let meter = Meter::default();
+    let answer = meter
+        .clone()
+        .scope(route(&server, app.clone(), request).instrument(span.clone()))
+        .await;
+    let Answer {
+        response,
+        in_flight,
+        caller,
+    } = answer;
+    let status = response.status();
+    span.record("status", status.as_u16());
     app.metrics
         .requests
         .get_or_create(&RequestLabels {
             endpoint: endpoint.to_owned(),
-            status: response.status().as_u16().to_string(),
+            status: status.as_u16().to_string(),
         })
         .inc();
-    span.record("duration_ms", started.elapsed().as_millis() as u64);
-    span.in_scope(|| tracing::info!("request answered"));
-    response
+    let usage = caller
+        .filter(|_| status.is_success())
+        .and_then(|caller| Served::of(&response, caller, meter));
+    let (parts, body) = response.into_parts();
+    let tracked = Tracked {
+        body,
+        _in_flight: in_flight,
+        end: End {
+            app,
+            server,
+            span,
+            started,
+            endpoint,
+            usage,
+            done: false,
+        },
+    };
+    Response::from_parts(parts, tracked.boxed_unsync())
 }
 
-async fn route(app: Arc<App>, request: Request<Incoming>) -> Response<Body> {
+/// What `route` answered, and what the end of the answer needs.
+struct Answer {
+    response: Response<Body>,
+    /// Counts the request in flight until its body ends.
+    in_flight: Option<InFlight>,
+    /// The caller of a routed request, whose usage is counted.
+    caller: Option<Caller>,
+}
+
+impl From<Response<Body>> for Answer {
+    fn from(response: Response<Body>) -> Self {
+        Self {
+            response,
+            in_flight: None,
+            caller: None,
+        }
+    }
+}
+
+/// A routed answer whose usage is counted at its end.
+struct Served {
+    caller: Caller,
+    backend: String,
+    model: String,
+    scanner: Scanner,
+    meter: Meter,
+}
+
+impl Served {
+    /// The answer names what served it in `x-gateway-backend` and `x-gateway-model`.
+    fn of(response: &Response<Body>, caller: Caller, meter: Meter) -> Option<Self> {
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let backend = header("x-gateway-backend")?;
+        let model = header("x-gateway-model").unwrap_or_default();
+        let content_type = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        Some(Self {
+            caller,
+            backend,
+            model,
+            scanner: Scanner::new(content_type, meter.clone()),
+            meter,
+        })
+    }
+}
+
+/// What happens when an answer ends (its last byte, a failure, or the client leaving): the
+/// request's log line and duration cover the whole stream, and its usage is counted.
+struct End {
+    app: Arc<App>,
+    server: Arc<Server>,
+    span: tracing::Span,
+    started: tokio::time::Instant,
+    endpoint: &'static str,
+    usage: Option<Served>,
+    done: bool,
+}
+
+impl End {
+    fn feed(&mut self, data: &bytes::Bytes) {
+        if let Some(usage) = &mut self.usage {
+            usage.scanner.feed(data);
+        }
+    }
+
+    fn finish(&mut self) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let took = self.started.elapsed();
+        self.app
+            .metrics
+            .request_duration
+            .get_or_create(&EndpointLabels {
+                endpoint: self.endpoint,
+            })
+            .observe(took.as_secs_f64());
+        if let Some(mut usage) = self.usage.take() {
+            usage.scanner.finish();
+            let tokens = usage.meter.tokens();
+            if let Some(tokens) = tokens {
+                self.span.record("input_tokens", tokens.input);
+                self.span.record("output_tokens", tokens.output);
+            }
+            count(&self.app, &self.server, usage, tokens.unwrap_or_default());
+        }
+        self.span.record(
+            "duration_ms",
+            u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+        );
+        self.span.in_scope(|| tracing::info!("request answered"));
+    }
+}
+
+impl Drop for End {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// Count a routed answer's tokens: the metrics, the key's token window, the database.
+fn count(app: &App, server: &Server, usage: Served, tokens: Tokens) {
+    let Served {
+        caller,
+        backend,
+        model,
+        ..
+    } = usage;
+    let label = app.model_labels.label(&model);
+    for (kind, n) in tokens.kinds() {
+        if n > 0 {
+            app.metrics
+                .tokens
+                .get_or_create(&TokenLabels {
+                    kind,
+                    key: caller.name.to_string(),
+                    model: label.clone(),
+                    backend: backend.clone(),
+                })
+                .inc_by(n);
+        }
+    }
+    if app.keys.limits(&caller).1.is_some() {
+        server.limiter.spend(&caller.name, tokens.total());
+    }
+    server.recorder.record(Record {
+        key: caller.name,
+        model,
+        backend,
+        // The in-process service does not tell which of its accounts served.
+        account: String::new(),
+        tokens,
+        at: std::time::SystemTime::now(),
+    });
+}
+
+/// The answer's body, watched to its end.
+struct Tracked {
+    body: Body,
+    end: End,
+    _in_flight: Option<InFlight>,
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = GatewayError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, GatewayError>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.end.feed(data);
+                }
+                if this.body.is_end_stream() {
+                    this.end.finish();
+                }
+            }
+            Poll::Ready(None | Some(Err(_))) => this.end.finish(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The access a path needs, `None` for a public one.
+fn access(app: &App, path: &str) -> Option<Access> {
+    match path {
+        "/health" if app.config.server.public_health => None,
+        "/metrics" if app.config.server.public_metrics => None,
+        "/metrics" => Some(Access::Admin),
+        p if p.starts_with("/admin/") => Some(Access::Admin),
+        _ => Some(Access::Client),
+    }
+}
+
+/// Endpoints that count tokens rather than spend them.
+fn counts_tokens(endpoint: &str) -> bool {
+    endpoint.ends_with("/count_tokens")
+        || endpoint.ends_with("/input_tokens")
+        || endpoint.ends_with(":countTokens")
+}
+
+/// The model a request asks for, read only for a key limited to some models: from a Gemini
+/// path, else the body's `model`.
+fn requested_model(endpoint: Option<&str>, body: &[u8]) -> Option<String> {
+    if let Some(rest) = endpoint.and_then(|e| e.strip_prefix("/models/"))
+        && let Some((model, _)) = rest.rsplit_once(':')
+    {
+        return Some(model.to_owned());
+    }
+    #[derive(serde::Deserialize)]
+    struct Model<'a> {
+        #[serde(borrow, default)]
+        model: Option<std::borrow::Cow<'a, str>>,
+    }
+    serde_json::from_slice::<Model<'_>>(body)
+        .ok()
+        .and_then(|m| m.model)
+        .map(std::borrow::Cow::into_owned)
+}
+
+/// A JSON answer of an admin operation, or its error.
+fn admin_answer(result: Result<serde_json::Value, GatewayError>) -> Response<Body> {
+    match result {
+        Ok(value) => json(StatusCode::OK, &value),
+        Err(err) => error(&err),
+    }
+}
+
+/// `POST /admin/reload`: 200 with what could not be applied, or 400 with every reason.
+async fn reload(server: &Server) -> Response<Body> {
+    match server.current.reload().await {
+        Ok(reloaded) => json(
+            StatusCode::OK,
+            &serde_json::json!({"status": "reloaded", "source": reloaded.source, "notes": reloaded.notes}),
+        ),
+        Err(reasons) => {
+            let err = GatewayError::invalid_request(format!(
+                "the configuration was not reloaded: {}",
+                reasons.join("; ")
+            ))
+            .with_code("invalid_configuration");
+            let mut envelope = Dialect::OpenAiChat.envelope(&err);
+            envelope["reasons"] = serde_json::json!(reasons);
+            json(StatusCode::BAD_REQUEST, &envelope)
+        }
+    }
+}
+
+async fn route(server: &Server, app: Arc<App>, request: Request<Incoming>) -> Answer {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_owned();
-    let public = match path.as_str() {
-        "/health" => app.config.server.public_health,
-        "/metrics" => app.config.server.public_metrics,
-        _ => false,
-    };
     // Errors before routing are still in the envelope of the protocol the path belongs to.
     let dialect = api_endpoint(&path).map_or(Dialect::OpenAiChat, Dialect::of_endpoint);
-    if !public
-        && let Err(err) = authorize(
-            &parts.headers,
-            parts.uri.query(),
-            &app.config.server.api_keys,
-        )
-    {
-        return error_in(dialect, &err);
+    let caller = match access(&app, &path) {
+        None => None,
+        Some(access) => match app.keys.check(&parts.headers, parts.uri.query(), access) {
+            Ok(caller) => Some(caller),
+            Err(err) => return error_in(dialect, &err).into(),
+        },
+    };
+    if let Some(caller) = caller.as_ref().filter(|c| !c.name.is_empty()) {
+        tracing::Span::current().record("key", &*caller.name);
     }
     if let Err(err) = gateway_proxy::hops(&parts.headers) {
-        return error(&err);
+        return error(&err).into();
     }
     let method = parts.method.clone();
     // Answers that need no body.
     match (&method, path.as_str()) {
         // Clients probe the root (Claude Code sends `HEAD /` before its first request).
         (&Method::GET | &Method::HEAD, "/health" | "/") => {
-            return json(StatusCode::OK, &serde_json::json!({"status": "ok"}));
+            return json(StatusCode::OK, &serde_json::json!({"status": "ok"})).into();
         }
         (&Method::GET, "/metrics") => {
             let in_flight = app.in_flight.load(std::sync::atomic::Ordering::Relaxed);
-            let text = app.metrics.render(&app.breakers.views(), in_flight);
+            let text = app
+                .metrics
+                .render(&app.breakers.views(), in_flight, &app.model_labels);
             let mut response = Response::new(gateway_core::body::full(text));
             response.headers_mut().insert(
                 http::header::CONTENT_TYPE,
                 http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
             );
-            return response;
+            return response.into();
         }
-        (&Method::GET, "/admin/backends") => return json(StatusCode::OK, &admin::backends(&app)),
+        (&Method::GET, "/admin/backends") => {
+            return json(StatusCode::OK, &admin::backends(&app)).into();
+        }
         (&Method::GET, "/admin/accounts") => {
-            return json(StatusCode::OK, &admin::accounts(&app).await);
+            return json(StatusCode::OK, &admin::accounts(&app).await).into();
+        }
+        (&Method::GET, "/admin/usage") => {
+            let answer = match Query::parse(parts.uri.query()) {
+                Ok(query) => server.recorder.query(query).await,
+                Err(err) => Err(err),
+            };
+            return admin_answer(answer).into();
+        }
+        (&Method::POST, "/admin/reload") => return reload(server).await.into(),
+        (&Method::POST, "/admin/accounts") => {
+            let answer = match read_body(&parts.headers, body, app.config.server.max_body).await {
+                Ok(bytes) => admin::import(&app, bytes).await,
+                Err(err) => Err(err),
+            };
+            return admin_answer(answer).into();
+        }
+        (&Method::POST | &Method::DELETE, p) if p.starts_with("/admin/accounts/") => {
+            let rest = &p["/admin/accounts/".len()..];
+            let answer = match (&method, rest.rsplit_once('/')) {
+                (&Method::POST, Some((id, "enable"))) => admin::set_enabled(&app, id, true).await,
+                (&Method::POST, Some((id, "disable"))) => admin::set_enabled(&app, id, false).await,
+                (&Method::DELETE, None) if !rest.is_empty() => admin::remove(&app, rest).await,
+                _ => Err(GatewayError::new(
+                    ErrorKind::NotFound,
+                    format!("no {method} {path}"),
+                )),
+            };
+            return admin_answer(answer).into();
         }
         (&Method::GET, "/antigravity/v1/models") => {
             return match app.antigravity.models().await {
                 Ok(list) => json(StatusCode::OK, &list),
                 Err(err) => error(&err),
-            };
+            }
+            .into();
         }
         _ => {}
     }
@@ -247,9 +614,9 @@ async fn route(app: Arc<App>, request: Request<Incoming>) -> Response<Body> {
     if method == Method::GET && endpoint.as_deref() == Some("/models") {
         let list = models::merged(&app, &parts.headers).await;
         if path.contains("/v1beta/") {
-            return json(StatusCode::OK, &models::gemini(&list));
+            return json(StatusCode::OK, &models::gemini(&list)).into();
         }
-        return json(StatusCode::OK, &list);
+        return json(StatusCode::OK, &list).into();
     }
     if method == Method::GET
         && path.contains("/v1beta/")
@@ -265,7 +632,8 @@ async fn route(app: Arc<App>, request: Request<Incoming>) -> Response<Body> {
                     format!("model {name} is not served here"),
                 ),
             ),
-        };
+        }
+        .into();
     }
     if let Some(id) = endpoint
         .as_deref()
@@ -273,11 +641,11 @@ async fn route(app: Arc<App>, request: Request<Incoming>) -> Response<Body> {
         && id != "input_tokens"
         && (method == Method::GET || method == Method::DELETE)
     {
-        return stored_response(&app, &method, id);
+        return stored_response(&app, &method, id).into();
     }
     let in_flight = match app.enter() {
         Ok(guard) => guard,
-        Err(err) => return error(&err),
+        Err(err) => return error(&err).into(),
     };
     let known_post = path == "/antigravity/v1/chat/completions" || endpoint.is_some();
     if method != Method::POST {
@@ -286,19 +654,31 @@ async fn route(app: Arc<App>, request: Request<Incoming>) -> Response<Body> {
         } else {
             ErrorKind::NotFound
         };
-        return error(&GatewayError::new(kind, format!("no {method} {path}")));
+        return error(&GatewayError::new(kind, format!("no {method} {path}"))).into();
     }
     let body = match read_body(&parts.headers, body, app.config.server.max_body).await {
         Ok(body) => body,
-        Err(err) => return error(&err),
+        Err(err) => return error(&err).into(),
     };
+    if known_post && let Some(caller) = &caller {
+        if app.keys.restricted(caller)
+            && let Some(model) = requested_model(endpoint.as_deref(), &body)
+            && let Err(err) = app.keys.allows(caller, &model, &app.config.aliases)
+        {
+            return error_in(dialect, &err).into();
+        }
+        let (rpm, tpm) = app.keys.limits(caller);
+        if let Err(err) = server.limiter.admit(&caller.name, rpm, tpm) {
+            return error_in(dialect, &err).into();
+        }
+    }
     let response = if path == "/antigravity/v1/chat/completions" {
         chat::antigravity_direct(&app, &parts.headers, body).await
-    } else if let Some(endpoint) = endpoint {
+    } else if let Some(endpoint) = &endpoint {
         chat::routed(
             &app,
             method,
-            &endpoint,
+            endpoint,
             parts.uri.query(),
             &parts.headers,
             body,
@@ -310,9 +690,12 @@ async fn route(app: Arc<App>, request: Request<Incoming>) -> Response<Body> {
             format!("no {method} {path}"),
         ))
     };
-    // The in-flight count lasts as long as the response body.
-    let (parts, body) = response.into_parts();
-    Response::from_parts(parts, hold(body, in_flight))
+    let counted = endpoint.as_deref().is_some_and(|e| !counts_tokens(e));
+    Answer {
+        response,
+        in_flight: Some(in_flight),
+        caller: caller.filter(|_| counted),
+    }
 }
 
 /// `GET` or `DELETE /v1/responses/{id}`: a response the gateway kept.
@@ -344,34 +727,6 @@ fn stored_response(app: &App, method: &Method, id: &str) -> Response<Body> {
         }
         None => missing(),
     }
-}
-
-fn hold(body: Body, guard: crate::app::InFlight) -> Body {
-    use http_body_util::BodyExt;
-    pin_project_lite::pin_project! {
-        struct Holding {
-            #[pin]
-            body: Body,
-            guard: crate::app::InFlight,
-        }
-    }
-    impl http_body::Body for Holding {
-        type Data = bytes::Bytes;
-        type Error = GatewayError;
-        fn poll_frame(
-            self: std::pin::Pin<&mut Self>,
-            cx: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, GatewayError>>> {
-            self.project().body.poll_frame(cx)
-        }
-        fn is_end_stream(&self) -> bool {
-            self.body.is_end_stream()
-        }
-        fn size_hint(&self) -> http_body::SizeHint {
-            self.body.size_hint()
-        }
-    }
-    Holding { body, guard }.boxed_unsync()
 }
 
 #[cfg(test)]

@@ -481,3 +481,181 @@ fn json_logs_name_the_request_and_never_the_secrets() {
         assert!(!logged.contains(secret), "{secret} was logged:\n{logged}");
     }
 }
+
+#[test]
+fn check_output_is_accepted_by_check_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "gateway.toml",
+        r#"[server]
+api_keys = ["client-secret-1"]
+admin_keys = ["admin-secret-2"]
+shutdown_grace = "1m30s"
+
+[[keys]]
+name = "alice"
+key = "alice-secret-3"
+models = ["gpt-*"]
+tpm = 1000
+
+[state]
+usage_db = "somewhere/usage.sqlite"
+
+[backends.kiro]
+kind = "anthropic"
+base_url = "http://127.0.0.1:9/v1"
+api_key = "sk-kiro-secret-4"
+first_byte_timeout = "45s"
+
+[[backends.kiro.rules]]
+status = 400
+action = "failover"
+
+[backends.antigravity]
+kind = "antigravity"
+
+[[routes]]
+models = ["claude-*"]
+chain = ["kiro", { backend = "antigravity", model = "claude-sonnet-4-5" }]
+
+[aliases]
+sonnet = "claude-sonnet-4-5"
+"#,
+    );
+    let check = |path: &std::path::Path| {
+        let out = gateway()
+            .arg("check")
+            .arg("--config")
+            .arg(path)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stderr}\n{stdout}");
+        // The first line names the source; the rest is the configuration.
+        stdout.split_once('\n').unwrap().1.to_owned()
+    };
+    let printed = check(&config);
+    for secret in [
+        "client-secret-1",
+        "admin-secret-2",
+        "alice-secret-3",
+        "sk-kiro-secret-4",
+    ] {
+        assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
+    }
+    assert!(printed.contains("[backends.kiro]"), "{printed}");
+    let again = write(dir.path(), "printed.toml", &printed);
+    assert_eq!(check(&again), printed, "the printed file prints the same");
+}
+
+#[test]
+fn a_type_error_names_the_key_not_serde_internals() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(dir.path(), "bad.toml", "[server]\nlisten = 5\n");
+    let out = gateway()
+        .arg("check")
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.toml:2: server.listen: "), "{stderr}");
+    assert!(!stderr.contains("serde"), "{stderr}");
+}
+
+#[test]
+fn sighup_reloads_the_file_and_never_ends_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = |name: &str| {
+        format!("[backends.{name}]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n")
+    };
+    let config = write(dir.path(), "gateway.toml", &backend("first"));
+    let mut child = gateway()
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut addr = None;
+    while addr.is_none() {
+        let line = lines_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        addr = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .map(str::to_owned);
+    }
+    let addr = addr.unwrap();
+    let hangup = |child: &std::process::Child| {
+        let sent = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    let serves =
+        |name: &str| http_get(&addr, "/admin/backends").contains(&format!("\"name\":\"{name}\""));
+    assert!(serves("first"));
+
+    write(dir.path(), "gateway.toml", &backend("second"));
+    hangup(&child);
+    let mut reloaded = false;
+    for _ in 0..200 {
+        if serves("second") {
+            reloaded = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(reloaded, "SIGHUP reloads the file");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "SIGHUP does not end the process"
+    );
+
+    // A broken file is refused; the process and the old configuration stay.
+    write(dir.path(), "gateway.toml", "[server]\nlisten = 5\n");
+    hangup(&child);
+    let mut refused = String::new();
+    while let Ok(line) = lines_rx.recv_timeout(Duration::from_secs(10)) {
+        if line.contains("not reloaded") {
+            refused = line;
+            break;
+        }
+    }
+    assert!(
+        refused.contains("server.listen"),
+        "the reason is logged: {refused}"
+    );
+    assert!(child.try_wait().unwrap().is_none());
+    assert!(serves("second"));
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut status = None;
+    for _ in 0..200 {
+        if let Some(done) = child.try_wait().unwrap() {
+            status = Some(done);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(status.expect("the gateway stops after SIGTERM").success());
+}

@@ -16,7 +16,10 @@ use gateway_proxy::HeaderPolicy;
 use super::peek::Routed;
 use crate::{
     app::{App, Backend},
-    commit::{Encoder, EventSource, RawSource, Relay, SseSource, checked_json},
+    commit::{
+        Encoder, EventSource, RawSource, Relay, SseSource, checked_json,
+        rescue::{self, Rescuer},
+    },
     convert::{self, Client},
     dispatch::{Endpoint, Way, way},
     http::event_stream,
@@ -34,6 +37,9 @@ pub(crate) struct Call<'a> {
     pub(crate) request: &'a Routed,
     pub(crate) original: &'a Bytes,
     pub(crate) model: &'a str,
+    /// How a translated stream continues when it breaks after the commit, when the route
+    /// rescues.
+    pub(crate) rescue: Option<rescue::Plan>,
 }
 
 /// Whether a local failure means the in-process service could not serve at all (as opposed
@@ -79,7 +85,8 @@ pub(crate) async fn attempt(
         Some(Way::Local) => {
             let result = match call.request {
                 Routed::Conversation(request) => {
-                    local(app, request, call.model, call.headers, call.client).await
+                    let rescue = call.rescue.clone();
+                    local_with(app, request, call.model, call.headers, call.client, rescue).await
                 }
                 Routed::Peeked(_) => Err(GatewayError::internal(
                     "only decoded requests are served locally",
@@ -144,6 +151,18 @@ pub(crate) async fn local(
     headers: &HeaderMap,
     client: &Client,
 ) -> Result<Response<Body>, GatewayError> {
+    local_with(app, request, model, headers, client, None).await
+}
+
+/// [`local`], with the rescue of a stream that breaks after the commit.
+async fn local_with(
+    app: &Arc<App>,
+    request: &conversation::Request,
+    model: &str,
+    headers: &HeaderMap,
+    client: &Client,
+    rescue: Option<rescue::Plan>,
+) -> Result<Response<Body>, GatewayError> {
     let mut request = request.clone();
     request.model = model.to_owned();
     let budget = app
@@ -157,7 +176,8 @@ pub(crate) async fn local(
         .antigravity
         .generate(&request, &context(headers))
         .await?;
-    answer(app, events, &request, model, client, deadline, budget).await
+    let timing = (deadline, budget);
+    answer(app, events, &request, model, client, timing, rescue).await
 }
 
 /// Serve `request` with `model` from an HTTP upstream of another dialect, through the
@@ -216,8 +236,8 @@ async fn converted(
             &request,
             call.model,
             call.client,
-            deadline,
-            budget,
+            (deadline, budget),
+            call.rescue,
         )
         .await;
     }
@@ -252,8 +272,8 @@ async fn answer(
     request: &conversation::Request,
     model: &str,
     client: &Client,
-    deadline: Instant,
-    budget: Duration,
+    (deadline, budget): (Instant, Duration),
+    rescue: Option<rescue::Plan>,
 ) -> Result<Response<Body>, GatewayError> {
     let created = unix_now();
     if !request.stream {
@@ -276,7 +296,7 @@ async fn answer(
     };
     let encoder = Encoder::for_client(client, request, model, id, created, &app.seal)?;
     let content_type = encoder.content_type();
-    let source = EventSource::new(events, encoder);
+    let source = EventSource::new(events, encoder).rescued_by(rescue.map(Rescuer::new));
     let relay = Relay::until_content(source, deadline, budget).await?;
     let mut response = event_stream(relay.into_body(&app.closing));
     response.headers_mut().insert(
@@ -445,6 +465,7 @@ async fn proxy(
         request,
         original,
         model,
+        rescue: call_rescue,
         ..
     } = call;
     let dialect = client.dialect;
@@ -499,7 +520,8 @@ async fn proxy(
     let body = if dialect.has_events() && is_event_stream(&parts.headers) {
         // Committed once the dialect's first content arrived; each event checked, then sent
         // as the upstream wrote it.
-        let relay = Relay::until_content(SseSource::new(body, dialect), deadline, budget).await?;
+        let source = SseSource::new(body, dialect).rescued_by(call_rescue);
+        let relay = Relay::until_content(source, deadline, budget).await?;
         parts.headers.remove(header::CONTENT_LENGTH);
         relay.into_body(&app.closing)
     } else if dialect.has_events() || is_json(&parts.headers) {

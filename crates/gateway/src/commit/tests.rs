@@ -94,7 +94,8 @@ async fn failures_before_content_go_back_to_the_chain() {
         (vec![Ok(&role), Ok(DONE)], ErrorKind::Truncated),
         (vec![Ok(&role)], ErrorKind::Truncated),
         (vec![], ErrorKind::Truncated),
-        (vec![Ok("data: {not json\n\n")], ErrorKind::UpstreamProtocol),
+        // A malformed event is skipped; when it is all there is, nothing came.
+        (vec![Ok("data: {not json\n\n")], ErrorKind::Truncated),
         (
             vec![
                 Ok(&role),
@@ -135,12 +136,41 @@ async fn after_content_failures_become_the_terminal_error_event() {
         "{truncated}"
     );
 
-    let malformed = relay(vec![Ok(&role), Ok(&hello), Ok("data: {broken\n\n")])
-        .await
-        .unwrap();
+    let (finish, call) = (
+        finish(),
+        chunk(
+            r#"{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":"}}]}"#,
+            None,
+        ),
+    );
+    let skipped = relay(vec![
+        Ok(&role),
+        Ok(&hello),
+        Ok("data: {broken\n\n"),
+        Ok(&hello),
+        Ok(&finish),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        skipped,
+        format!("{role}{hello}{hello}{finish}{DONE}"),
+        "a malformed event is skipped and the stream goes on"
+    );
+    let in_call = relay(vec![
+        Ok(&role),
+        Ok(&call),
+        Ok("data: {broken\n\n"),
+        Ok(&finish),
+    ])
+    .await
+    .unwrap();
     assert!(
-        malformed.contains("malformed event") && !malformed.contains("broken"),
-        "{malformed}"
+        in_call.contains("malformed event")
+            && in_call.contains("tool call")
+            && !in_call.contains("broken")
+            && !in_call.contains("[DONE]"),
+        "{in_call}"
     );
 }
 

@@ -23,6 +23,10 @@ pub(super) struct RawConfig {
     pub(super) aliases: BTreeMap<String, Str>,
     #[serde(default)]
     pub(super) logging: RawLogging,
+    #[serde(default)]
+    pub(super) keys: Vec<RawKey>,
+    #[serde(default)]
+    pub(super) state: RawState,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -42,6 +46,27 @@ pub(super) struct RawServer {
     pub(super) models_cache_ttl: Option<Str>,
     pub(super) request_timeout: Option<Str>,
     pub(super) max_attempts: Option<usize>,
+    pub(super) admin_keys: Option<Vec<Str>>,
+}
+
+/// `[[keys]]`: a named client key with its limits.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKey {
+    pub(super) name: Str,
+    pub(super) key: Str,
+    pub(super) models: Option<Vec<Str>>,
+    pub(super) rpm: Option<u32>,
+    pub(super) tpm: Option<u64>,
+}
+
+/// `[state]`: where shared state lives.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawState {
+    pub(super) backend: Option<Str>,
+    pub(super) url: Option<Str>,
+    pub(super) usage_db: Option<Str>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -85,6 +110,12 @@ pub(super) struct RawBackend {
     pub(super) idle_timeout: Option<Str>,
     pub(super) timeout: Option<Str>,
     pub(super) max_retries: Option<u32>,
+    pub(super) breaker_threshold: Option<u32>,
+    pub(super) breaker_open: Option<Str>,
+    pub(super) breaker_max_open: Option<Str>,
+    pub(super) health_path: Option<Str>,
+    pub(super) health_interval: Option<Str>,
+    pub(super) health_timeout: Option<Str>,
     pub(super) enabled: Option<bool>,
     pub(super) outbound_proxy: Option<Str>,
     #[serde(default)]
@@ -105,6 +136,8 @@ pub(super) struct RawRoute {
     pub(super) models: Vec<Str>,
     pub(super) chain: Spanned<Vec<RawHop>>,
     pub(super) fallback_on: Option<Spanned<Vec<RawCondition>>>,
+    pub(super) hedge_after: Option<Str>,
+    pub(super) rescue: Option<Str>,
 }
 
 /// A chain entry: a backend name, or a table naming the backend and the model to send.
