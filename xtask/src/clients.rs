@@ -341,7 +341,7 @@ pub(crate) fn run(root: &Path, names: &[impl AsRef<str>]) -> Result<()> {
             })
             .collect::<Result<_>>()?
     };
-    let target = root.join("target");
+    let target = crate::target_dir(root);
     let needs_sdk = selected.iter().any(|c| matches!(c.client, Client::Sdk(_)));
     let needs_cli = selected.iter().any(|c| !matches!(c.client, Client::Sdk(_)));
     let python = needs_sdk
@@ -404,7 +404,7 @@ pub(crate) fn run(root: &Path, names: &[impl AsRef<str>]) -> Result<()> {
 /// The pinned CLIs under `target/clients`, installed only when the pinned versions are missing.
 fn ensure_clients(root: &Path) -> Result<PathBuf> {
     let source = root.join("xtask/clients");
-    let dir = root.join("target/clients");
+    let dir = crate::target_dir(root).join("clients");
     let manifest = std::fs::read_to_string(source.join("package.json"))?;
     let lock = std::fs::read_to_string(source.join("package-lock.json"))?;
     let pins: Value = serde_json::from_str(&manifest).context("xtask/clients/package.json")?;
@@ -475,7 +475,9 @@ fn ensure_clients(root: &Path) -> Result<PathBuf> {
 
 /// One scenario: mock, gateway, client, assertions.
 fn run_check(setup: &Setup, check: &Check) -> Result<()> {
-    let work = setup.root.join("target/clients-work").join(check.name);
+    let work = crate::target_dir(&setup.root)
+        .join("clients-work")
+        .join(check.name);
     if work.exists() {
         std::fs::remove_dir_all(&work)?;
     }

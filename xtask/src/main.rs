@@ -1,10 +1,11 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
-//! - `test`: format check, clippy with warnings denied, the whole test suite, the official
-//!   OpenAI Python SDK against the gateway binary, the release checks, then tidy.
+//! - `test`: format check, clippy with warnings denied, the whole test suite, the doc tests,
+//!   `cargo doc` with warnings denied, the official SDKs and CLIs against the gateway binary, the
+//!   release checks, then tidy (which also runs as a test).
 //! - `release-check`: the release artefacts alone (see [`release`]).
 //! - `tidy`: the repository's structural checks alone (see [`tidy`]).
-//! - `bench [--quick] [--check]`: the benchmarks (see [`bench`]).
+//! - `bench [--quick] [--check]`: the benchmarks (see [`mod@bench`]).
 //!
 //! Every step runs in the workspace root; the first failure stops the run and is named.
 
@@ -59,6 +60,15 @@ fn workspace_root() -> Result<PathBuf> {
         .context("xtask lives one level below the workspace root")
 }
 
+/// Cargo's target directory: `CARGO_TARGET_DIR` when set (relative to the root, or anywhere),
+/// else `target/` in the workspace. Everything xtask builds or installs goes below it.
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => root.join(dir),
+        _ => root.join("target"),
+    }
+}
+
 fn test(root: &Path, extra: &[String]) -> Result<()> {
     step(root, "format", "cargo", &["fmt", "--all", "--check"])?;
     step(
@@ -82,6 +92,25 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     };
     args.extend(extra.iter().map(String::as_str));
     step(root, "tests", "cargo", &args)?;
+    if args.first() == Some(&"nextest") {
+        // nextest does not run doc tests: every crate's examples run here.
+        step(
+            root,
+            "doc tests",
+            "cargo",
+            &["test", "--doc", "--workspace", "--quiet"],
+        )?;
+    }
+    eprintln!("==> docs: cargo doc --no-deps --workspace (warnings denied)");
+    let status = Command::new("cargo")
+        .args(["doc", "--no-deps", "--workspace", "--quiet"])
+        .env("RUSTDOCFLAGS", "-D warnings")
+        .current_dir(root)
+        .status()
+        .context("step `docs`: cannot run cargo")?;
+    if !status.success() {
+        bail!("step `docs` failed ({status})");
+    }
     eprintln!("==> sdk: the official OpenAI Python SDK against the gateway binary");
     sdk::run(root).context("step `sdk` failed")?;
     clients::run(root, clients::IN_TEST).context("step `clients` failed")?;

@@ -65,7 +65,7 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     }
     let probe = recipe.unwrap_or_default();
 
-    let work = root.join("target/release-check");
+    let work = crate::target_dir(root).join("release-check");
     if work.exists() {
         fs::remove_dir_all(&work)?;
     }
@@ -96,7 +96,7 @@ fn install(root: &Path, work: &Path) -> Result<PathBuf> {
         ])
         .arg("--root")
         .arg(&install_root)
-        .env("CARGO_TARGET_DIR", root.join("target"))
+        .env("CARGO_TARGET_DIR", crate::target_dir(root))
         .current_dir(root)
         .status()
         .context("cannot run cargo install")?;

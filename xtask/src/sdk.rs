@@ -23,7 +23,7 @@ const SDKS: &[(&str, &str, &str)] = &[
 ];
 
 pub(crate) fn run(root: &Path) -> Result<()> {
-    let target = root.join("target");
+    let target = crate::target_dir(root);
     let python = ensure_sdk(&target)?;
     crate::step(
         root,

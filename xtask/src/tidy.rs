@@ -4,7 +4,15 @@
 //! - every crate under `crates/` named in `docs/ARCHITECTURE.md`, and every crate named there exists;
 //! - every crate root opens with a `//!` doc;
 //! - no pending insta snapshots (`*.snap.new`, `*.pending-snap`);
-//! - no todo or unimplemented macros, and no ignore or should-panic attributes, in the code.
+//! - no todo or unimplemented macros, and no ignore or should-panic attributes, in the code;
+//! - every package inherits the workspace lints (`[lints] workspace = true`);
+//! - every normal dependency of a crate is used in its sources (crates are consumed one by one:
+//!   a dependency nobody uses is a cost for every consumer);
+//! - every repository file a comment or document names (`docs/...`, `crates/...`, `xtask/...`)
+//!   exists: the repository does not cite files it does not ship.
+//!
+//! The checks run as `cargo xtask tidy`, as a step of `cargo xtask test`, and as the
+//! `the_repository_is_tidy` test of this crate.
 
 use std::{
     collections::BTreeSet,
@@ -42,6 +50,8 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     let files = source_files(root)?;
     problems.extend(check_pending_snapshots(&files));
     problems.extend(check_markers(&files)?);
+    problems.extend(check_manifests(root, &metadata)?);
+    problems.extend(check_references(root, &files)?);
     if problems.is_empty() {
         return Ok(());
     }
@@ -216,6 +226,129 @@ fn check_markers(files: &[PathBuf]) -> Result<Vec<String>> {
     Ok(problems)
 }
 
+/// Every package inherits the workspace lints, and uses every normal dependency it declares
+/// (a dependency is used when its crate name appears in the package's sources).
+fn check_manifests(root: &Path, metadata: &Value) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    for package in metadata["packages"].as_array().into_iter().flatten() {
+        let name = package["name"].as_str().unwrap_or("");
+        let Some(manifest) = package["manifest_path"].as_str().map(PathBuf::from) else {
+            continue;
+        };
+        let text = fs::read_to_string(&manifest)?;
+        if !inherits_lints(&text) {
+            problems.push(format!(
+                "{}: add `[lints] workspace = true`",
+                rel(root, &manifest)
+            ));
+        }
+        let dir = manifest.parent().map(Path::to_path_buf).unwrap_or_default();
+        let sources = rust_sources(&dir)?;
+        for dependency in package["dependencies"].as_array().into_iter().flatten() {
+            if !dependency["kind"].is_null() {
+                continue;
+            }
+            let declared = dependency["rename"]
+                .as_str()
+                .or_else(|| dependency["name"].as_str())
+                .unwrap_or("");
+            if !uses_crate(&sources, declared) {
+                problems.push(format!(
+                    "{name} declares the dependency `{declared}` but never uses it"
+                ));
+            }
+        }
+    }
+    Ok(problems)
+}
+
+pub(crate) fn inherits_lints(manifest: &str) -> bool {
+    let mut in_lints = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_lints = line == "[lints]";
+        } else if in_lints && line.replace(' ', "") == "workspace=true" {
+            return true;
+        }
+    }
+    false
+}
+
+pub(crate) fn uses_crate(sources: &str, dependency: &str) -> bool {
+    let ident = dependency.replace('-', "_");
+    sources.match_indices(&ident).any(|(at, _)| {
+        let before = sources[..at].chars().next_back();
+        let after = sources[at + ident.len()..].chars().next();
+        let boundary = |c: Option<char>| c.is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'));
+        boundary(before) && boundary(after)
+    })
+}
+
+/// All Rust sources of a package, concatenated.
+fn rust_sources(dir: &Path) -> Result<String> {
+    let mut text = String::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|n| n != "target") {
+                    stack.push(path);
+                }
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                text.push_str(&fs::read_to_string(&path)?);
+                text.push('\n');
+            }
+        }
+    }
+    Ok(text)
+}
+
+/// Repository paths named in Rust comments and Markdown documents exist.
+fn check_references(root: &Path, files: &[PathBuf]) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    for path in files.iter().filter(|p| {
+        p.extension().is_some_and(|e| e == "rs" || e == "md")
+            && !p
+                .components()
+                .any(|c| c.as_os_str() == "snapshots" || c.as_os_str() == "test_data")
+    }) {
+        let text = fs::read_to_string(path).unwrap_or_default();
+        for reference in referenced_paths(&text) {
+            if !root.join(&reference).exists() {
+                problems.push(format!(
+                    "{} names {reference}, which is not in the repository",
+                    rel(root, path)
+                ));
+            }
+        }
+    }
+    Ok(problems)
+}
+
+/// Paths written in backticks (or Markdown links) that start with a repository directory
+/// and end in a file name with an extension: `docs/x.md`, `crates/a/src/b.rs`.
+pub(crate) fn referenced_paths(text: &str) -> Vec<String> {
+    const ROOTS: [&str; 5] = ["docs/", "crates/", "xtask/", "shared/", "contrib/"];
+    let mut out = Vec::new();
+    for (at, _) in text.match_indices(['`', '(']) {
+        let rest = &text[at + 1..];
+        let candidate: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'))
+            .collect();
+        let closed = rest[candidate.len()..].starts_with(['`', ')', '#']);
+        let is_file = candidate
+            .rsplit('/')
+            .next()
+            .is_some_and(|name| name.contains('.') && !name.ends_with('.'));
+        if closed && is_file && ROOTS.iter().any(|r| candidate.starts_with(r)) {
+            out.push(candidate);
+        }
+    }
+    out
+}
+
 /// Every file below the root except build output and version control.
 fn source_files(root: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
@@ -251,6 +384,47 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// The checks themselves, on this repository.
+    #[test]
+    fn the_repository_is_tidy() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        if let Err(err) = run(&root) {
+            panic!("{err:#}");
+        }
+    }
+
+    #[test]
+    fn manifests_inherit_lints_and_use_their_dependencies() {
+        assert!(inherits_lints(
+            "[package]\nname = \"x\"\n\n[lints]\nworkspace = true\n"
+        ));
+        assert!(!inherits_lints(
+            "[package]\nname = \"x\"\n[lints.rust]\nunsafe_code = \"forbid\"\n"
+        ));
+        assert!(!inherits_lints("[workspace]\nworkspace = true\n"));
+        let sources = "use gateway_core::Body;\nfn f() { serde_json::json!({}); }";
+        assert!(uses_crate(sources, "gateway-core"));
+        assert!(uses_crate(sources, "serde_json"));
+        assert!(!uses_crate(sources, "serde"), "serde_json is not serde");
+        assert!(!uses_crate(sources, "tracing"));
+    }
+
+    #[test]
+    fn named_repository_files_are_found() {
+        let text = "See `docs/configuration.md` and [the map](docs/ARCHITECTURE.md#code-map); \
+                    `shared/docs/design.md` is cited, `crates/gateway` is a directory, \
+                    `docs/` is a prefix and `xtask/src/main.rs` a file.";
+        assert_eq!(
+            referenced_paths(text),
+            [
+                "docs/configuration.md",
+                "docs/ARCHITECTURE.md",
+                "shared/docs/design.md",
+                "xtask/src/main.rs"
+            ]
+        );
+    }
 
     fn package(name: &str, deps: &[(&str, Option<&str>)]) -> Value {
         json!({

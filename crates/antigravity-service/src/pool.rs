@@ -1,6 +1,6 @@
 //! The account pool: which account serves each call, fresh tokens, and cooldowns.
 //!
-//! Rules (`shared/docs/antigravity.md`, Credentials):
+//! Rules:
 //! - Selection among accounts that are enabled and not cooling down for the model: round-robin,
 //!   fill-first, or sticky per conversation. Each account has a concurrency limit; a call waits
 //!   (bounded) for a free slot, and fails fast with a retry hint when every usable account is

@@ -17,6 +17,28 @@
 //! - Dropping a response body aborts the upstream request and frees its connection.
 //! - This crate never parses chat JSON and never logs secrets; messages name only
 //!   `scheme://host:port`, never paths or queries.
+//!
+//! What reaches an upstream is decided by one policy:
+//!
+//! ```
+//! use gateway_core::Secret;
+//! use gateway_proxy::{HeaderPolicy, KeyHeader};
+//! use http::{HeaderMap, HeaderValue};
+//!
+//! let mut incoming = HeaderMap::new();
+//! incoming.insert("authorization", HeaderValue::from_static("Bearer client-key"));
+//! incoming.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
+//! incoming.insert("connection", HeaderValue::from_static("keep-alive"));
+//! let policy = HeaderPolicy::new()
+//!     .api_key(Secret::new("sk-upstream"))
+//!     .key_header(KeyHeader::XApiKey);
+//! let outgoing = policy.outgoing(&incoming)?;
+//! assert_eq!(outgoing["x-api-key"], "sk-upstream");
+//! assert!(outgoing.get("authorization").is_none(), "the client's key never goes upstream");
+//! assert_eq!(outgoing["anthropic-version"], "2023-06-01");
+//! assert!(outgoing.get("connection").is_none(), "hop-by-hop headers stay here");
+//! # Ok::<(), gateway_core::GatewayError>(())
+//! ```
 
 mod client;
 mod forward;

@@ -2,7 +2,19 @@
 //! in-process service and the proxy, and the HTTP server.
 //!
 //! Entry point: [`serve`] (also what the binary runs and what the end-to-end tests call), with a
-//! [`Config`] from [`Config::load`], [`Config::embedded`] or [`Config::parse`].
+//! [`Config`] from [`Config::load`], [`Config::embedded`] or [`Config::parse`]:
+//!
+//! ```
+//! let text = "[backends.copilot]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:8141/v1\"\n";
+//! let config = gateway::Config::parse(text, "gateway.toml", &|_| None)?;
+//! assert_eq!(config.backends[0].name, "copilot");
+//! // A mistake names the file, the line and the key.
+//! let wrong = gateway::Config::parse("[server]\nlisten = \"nowhere\"\n", "gateway.toml", &|_| None);
+//! assert!(wrong.is_err_and(|e| e.to_string().starts_with("gateway.toml:2: server.listen")));
+//! # Ok::<(), gateway::ConfigErrors>(())
+//! ```
+//!
+//! `serve(listener, config, shutdown)` then runs until `shutdown` completes.
 //!
 //! Reading order: `config` (the file and its validation), `routing` (model → chain of hops, pure),
 //! `dispatch` (local or proxy, pure), `classify` (retry, fail over or stop, pure), `breaker` and
