@@ -1,5 +1,5 @@
 //! Fault-injection conformance: what the client sees, and what each upstream was asked, when a
-//! provider misbehaves in every way `shared/docs/reliability.md` lists. Paused time throughout.
+//! provider misbehaves in every way `docs/reliability.md` lists. Paused time throughout.
 //!
 //! The chain for model `m` is `primary` then `secondary` (both OpenAI-compatible mocks); faults
 //! are scripted on the primary.

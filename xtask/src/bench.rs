@@ -1,5 +1,5 @@
-//! `cargo xtask bench [--quick] [--check]`: the benchmark harness (method in
-//! `shared/docs/benchmarks.md`, results in `docs/benchmarks.md`).
+//! `cargo xtask bench [--quick] [--check]`: the benchmark harness (method and results in
+//! `docs/benchmarks.md`).
 //!
 //! Builds release binaries, starts the mock upstream and each target pinned as the method says
 //! (load client and mock on core 0, the target on core 1), runs the scenarios interleaved over
@@ -238,8 +238,8 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         )?;
     }
     let reference = reference::stored(root);
-    let bin = root.join("target/release");
-    let out_dir = root.join("target/bench");
+    let bin = crate::target_dir(root).join("release");
+    let out_dir = crate::target_dir(root).join("bench");
     std::fs::create_dir_all(&out_dir)?;
     if check {
         let record = args.iter().any(|a| a == "--record-baseline");
@@ -938,7 +938,7 @@ fn start_nginx_server(
 }
 
 fn start_litellm(root: &Path, out_dir: &Path, mock_url: &str) -> Result<(Running, String)> {
-    let venv = root.join("target/bench-venv");
+    let venv = crate::target_dir(root).join("bench-venv");
     let litellm = venv.join("bin/litellm");
     if !litellm.exists() {
         crate::step(

@@ -11,6 +11,17 @@
 //!   hop in Rust, which the gateway is compared with.
 //!
 //! Invariant: both talk only to the addresses they are given (loopback in every use here).
+//!
+//! ```
+//! let mut latencies = bench::histogram()?;
+//! for micros in [120, 130, 150, 900] {
+//!     latencies.record(micros)?;
+//! }
+//! let summary = bench::summary(&latencies);
+//! assert_eq!(summary["count"], 4);
+//! assert!(summary["p50"].as_u64() >= Some(130) && summary["p99"].as_u64() >= Some(900));
+//! # Ok::<(), anyhow::Error>(())
+//! ```
 
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};

@@ -1,6 +1,6 @@
 //! What to do after a failed attempt: one pure function over the outcome and the policy.
 //!
-//! Defaults (`shared/docs/reliability.md`, `docs/reliability.md`):
+//! Defaults (the table in `docs/reliability.md`):
 //! - a backend rule matching the status and the body decides first; its `failover` needs the
 //!   route's `fallback_on` to allow it like any other (the default `fallback_on` does; a route
 //!   that writes its own must name the status);
