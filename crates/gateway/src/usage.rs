@@ -14,8 +14,8 @@
 //!
 //! Writing never waits on the request path: a finished request sends one [`Record`] into a
 //! bounded channel (a full channel drops it and counts `gateway_usage_dropped_total`); one
-//! writer thread owns the database and writes in batches, one transaction each, summing rows per
-//! (day, key, model, backend, account). The database is opened when the first batch comes, so a
+//! writer thread owns the database and writes in batches (at most one transaction a second under
+//! load), summing rows per (day, key, model, backend, account). The database is opened when the first batch comes, so a
 //! gateway that serves nothing creates no file.
 
 use std::{
@@ -40,8 +40,13 @@ use gateway_core::{ErrorKind, GatewayError, conversation};
 /// Records waiting for the writer; beyond this a record is dropped, never waited for.
 const QUEUE: usize = 4096;
 
-/// Records written in one transaction at most.
-const BATCH: usize = 1024;
+/// Records summed into one transaction at most (rows are summed per day, key, model and
+/// backend, so a batch is a handful of rows).
+const BATCH: usize = 100_000;
+
+/// How long the writer sums records before it writes them: what a crash can lose, and what
+/// keeps a busy gateway at one transaction per interval.
+const WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The longest line (SSE event) or JSON answer the scanner keeps to read usage from.
 const MAX_KEPT: usize = 16 << 20;
@@ -460,6 +465,9 @@ fn writer(path: &Path, mut receiver: mpsc::Receiver<Message>) {
         let mut waiting = Vec::new();
         let mut next = Some(first);
         let mut taken = 0;
+        // Sum for up to one interval after the first record (or until a flush asks), so a
+        // busy gateway writes once per interval instead of once per request.
+        let deadline = std::time::Instant::now() + WRITE_INTERVAL;
         while let Some(message) = next.take() {
             match message {
                 Message::Record(record) => {
@@ -469,8 +477,18 @@ fn writer(path: &Path, mut receiver: mpsc::Receiver<Message>) {
                 Message::Flush(done) => waiting.push(done),
             }
             taken += 1;
-            if taken < BATCH {
-                next = receiver.try_recv().ok();
+            while next.is_none() && taken < BATCH && waiting.is_empty() {
+                match receiver.try_recv() {
+                    Ok(message) => next = Some(message),
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        let left = deadline.saturating_duration_since(std::time::Instant::now());
+                        if left.is_zero() {
+                            break;
+                        }
+                        std::thread::sleep(left.min(std::time::Duration::from_millis(20)));
+                    }
+                }
             }
         }
         if !sums.is_empty() {
