@@ -18,7 +18,7 @@ use serde_json::Value;
 use gateway_core::{
     Body, CallOptions, ChatBackend, ChatContext, ChatOutput, ErrorKind, Expect, GatewayError,
     Timeouts, Transport, body,
-    conversation::{self, Collector, Event, EventStream, Response as Answer},
+    conversation::{self, Collector, Event, EventStream},
     openai::{self, ChatCompletionChunk, ChatRequest, ChunkEncoder, Model, ModelList},
     retry::{RetryAllowance, Unlimited},
     sse,
@@ -156,7 +156,7 @@ impl<T: Transport, C: Credentials> Service<T, C> {
             let encoder = ChunkEncoder::new(id, created, conversation.model, include_usage);
             return Ok(ChatOutput::Stream(Box::pin(Chunks::new(events, encoder))));
         }
-        let response = collect(events, created).await?;
+        let response = Collector::collect(events, created).await?;
         Ok(ChatOutput::Complete(Box::new(
             openai::response_from_conversation(&response, &conversation.model),
         )))
@@ -440,15 +440,6 @@ impl<T: Transport, C: Credentials> ChatBackend for Service<T, C> {
     fn is_available(&self) -> bool {
         self.credentials.is_available()
     }
-}
-
-/// Collect a whole answer from its events.
-pub(crate) async fn collect(mut events: EventStream, created: u64) -> Result<Answer, GatewayError> {
-    let mut collector = Collector::new(created);
-    while let Some(event) = std::future::poll_fn(|cx| events.as_mut().poll_next(cx)).await {
-        collector.push(event?)?;
-    }
-    Ok(collector.finish())
 }
 
 /// Events encoded as OpenAI chunks.

@@ -7,14 +7,12 @@ use serde_json::{Value, json};
 
 use gateway_core::{
     GatewayError, body,
-    conversation::EventStream,
+    conversation::{Collector, EventStream},
     openai::{self, ChatCompletion, ChatRequest, parse_json},
 };
 
 use crate::{
-    request::translate,
-    response::StreamTranslator,
-    service::{UpstreamEvents, collect},
+    request::translate, response::StreamTranslator, service::UpstreamEvents,
     signatures::SignatureCache,
 };
 
@@ -43,7 +41,7 @@ async fn turn(
     );
     let frames = futures_util::stream::iter([Ok::<_, GatewayError>(Bytes::from(upstream))]);
     let events: EventStream = Box::pin(UpstreamEvents::new(body::from_stream(frames), translator));
-    let answer = collect(events, 0).await.unwrap();
+    let answer = Collector::collect(events, 0).await.unwrap();
     (
         sent,
         openai::response_from_conversation(&answer, &request.model),

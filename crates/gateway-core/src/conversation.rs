@@ -1026,6 +1026,15 @@ impl Collector {
     pub fn finish(self) -> Response {
         self.response
     }
+
+    /// Collect a whole response from `events`, stopping at the first error.
+    pub async fn collect(mut events: EventStream, created: u64) -> Result<Response, GatewayError> {
+        let mut collector = Self::new(created);
+        while let Some(event) = std::future::poll_fn(|cx| events.as_mut().poll_next(cx)).await {
+            collector.push(event?)?;
+        }
+        Ok(collector.finish())
+    }
 }
 
 /// An `UpstreamProtocol` error: a stream event that does not fit content block `index`.

@@ -101,6 +101,11 @@ pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body
     }
 }
 
+/// Bytes that already hold a JSON document, as a 200 response.
+pub(crate) fn json_bytes(bytes: impl Into<bytes::Bytes>) -> Response<Body> {
+    with_type(StatusCode::OK, "application/json", body::full(bytes))
+}
+
 fn with_type(status: StatusCode, content_type: &'static str, body: Body) -> Response<Body> {
     let mut response = Response::new(body);
     *response.status_mut() = status;

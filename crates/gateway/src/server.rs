@@ -24,7 +24,7 @@ use crate::{
     auth::{Access, Caller, Limiter},
     chat,
     config::Config,
-    http::{error, error_in, json, read_body},
+    http::{error, error_in, json, json_bytes, read_body},
     metrics::{EndpointLabels, RequestLabels, TokenLabels},
     models,
     reload::Current,
@@ -717,14 +717,7 @@ fn stored_response(app: &App, method: &Method, id: &str) -> Response<Body> {
         };
     }
     match app.responses.get(id) {
-        Some(stored) => {
-            let mut response = Response::new(gateway_core::body::full(stored.object));
-            response.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
-            response
-        }
+        Some(stored) => json_bytes(stored.object),
         None => missing(),
     }
 }

@@ -184,7 +184,7 @@ async fn the_collector_keeps_order_and_calls() {
         body::from_stream(frames),
         translator(Arc::new(SignatureCache::new(10))),
     ));
-    let answer = crate::service::collect(events, 1_700_000_000)
+    let answer = gateway_core::conversation::Collector::collect(events, 1_700_000_000)
         .await
         .unwrap();
     let completion = gateway_core::openai::response_from_conversation(&answer, "gemini-3-pro");

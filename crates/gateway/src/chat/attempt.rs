@@ -22,7 +22,7 @@ use crate::{
     },
     convert::{self, Client},
     dispatch::{Endpoint, Way, way},
-    http::event_stream,
+    http::{event_stream, json_bytes},
 };
 
 /// What one attempt sends: the client's request and the model of the hop.
@@ -277,7 +277,7 @@ async fn answer(
 ) -> Result<Response<Body>, GatewayError> {
     let created = unix_now();
     if !request.stream {
-        let answer = collect(events, created).await?;
+        let answer = conversation::Collector::collect(events, created).await?;
         return whole(app, answer, request, model, client);
     }
     let id = response_id(client.dialect);
@@ -408,28 +408,6 @@ fn response_id(dialect: Dialect) -> String {
         Dialect::Gemini => random,
         _ => format!("chatcmpl-{random}"),
     }
-}
-
-fn json_bytes(bytes: Bytes) -> Response<Body> {
-    let mut response = Response::new(body::full(bytes));
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-/// Collect a whole answer from its events.
-async fn collect(
-    mut events: conversation::EventStream,
-    created: u64,
-) -> Result<conversation::Response, GatewayError> {
-    use futures_util::StreamExt;
-    let mut collector = conversation::Collector::new(created);
-    while let Some(event) = events.next().await {
-        collector.push(event?)?;
-    }
-    Ok(collector.finish())
 }
 
 fn unix_now() -> u64 {

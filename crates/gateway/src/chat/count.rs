@@ -20,7 +20,7 @@ use crate::{
     classify,
     commit::checked_json,
     convert,
-    http::{error_in, json},
+    http::{error_in, json, json_bytes},
     routing::plan,
     tokens,
 };
@@ -120,14 +120,7 @@ pub(crate) async fn count(
         }
     };
     let mut response = match counted {
-        Counted::Answer(bytes) => {
-            let mut response = Response::new(body::full(bytes));
-            response.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
-            response
-        }
+        Counted::Answer(bytes) => json_bytes(bytes),
         Counted::Tokens(tokens, how) => {
             let mut response = json(StatusCode::OK, &convert::encode_count(dialect, tokens));
             response
