@@ -623,3 +623,46 @@ async fn accounts_are_imported_enabled_disabled_and_removed_through_the_admin_ap
     .await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn usage_names_the_antigravity_account_that_served() {
+    let upstream = MockUpstream::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[server]\nadmin_keys = [\"root\"]\n[state]\nusage_db = \"{}\"\n\
+         [antigravity]\ncredentials_dir = \"{}\"\nbase_urls = [\"{}\"]\n\
+         [backends.antigravity]\nkind = \"antigravity\"\n",
+        data.path().join("usage.sqlite").display(),
+        dir.path().display(),
+        upstream.url()
+    );
+    let gateway = Gateway::start(&config).await;
+    let export = json!({"client_id": "cid", "client_secret": "cs", "refresh_token": "r-usage",
+        "access_token": "ya29.usage", "expiry": "2999-01-01T00:00:00Z",
+        "project_id": "usage-project", "email": "usage@example.com"});
+    let imported = post_as(&gateway, "root", "/admin/accounts", &export).await;
+    assert_eq!(imported.status, StatusCode::OK, "{}", imported.text());
+    let id = imported.json()["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for stream in [false, true] {
+        let served = crate::harness::post(
+            &gateway.url("/v1/chat/completions"),
+            &chat("gemini-3-pro", stream),
+        )
+        .await;
+        assert_eq!(served.status, StatusCode::OK, "{}", served.text());
+    }
+    let usage = usage_until(&gateway, "root", "?group_by=backend,account", |u| {
+        requests(u) == 2
+    })
+    .await;
+    assert_eq!(usage["data"][0]["backend"], "antigravity", "{usage}");
+    assert_eq!(usage["data"][0]["account"], id.as_str(), "{usage}");
+    assert!(
+        usage["data"][0]["input_tokens"].as_i64().unwrap() > 0,
+        "{usage}"
+    );
+}

@@ -45,7 +45,7 @@ pub use pool::{
     AccountPool, AccountView, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TOKEN_URL,
     PoolConfig, Selection,
 };
-pub use service::{DEFAULT_BASE_URLS, DEFAULT_USER_AGENT, Service, ServiceConfig};
+pub use service::{DEFAULT_BASE_URLS, DEFAULT_USER_AGENT, Generation, Service, ServiceConfig};
 pub use store::{AccountState, AccountStore, ImportOutcome, Imported, StoredAccount};
 pub use translation::{Events, Translated, Translator};
 

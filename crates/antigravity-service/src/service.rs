@@ -110,7 +110,7 @@ impl<T: Transport, C: Credentials> Service<T, C> {
         &self,
         request: &conversation::Request,
         context: &ChatContext,
-    ) -> Result<EventStream, GatewayError> {
+    ) -> Result<Generation, GatewayError> {
         let translated = translate(request, &self.cache, context.conversation_id.as_deref())?;
         let spec = &translated.spec;
         let request_type = if spec.image { "image_gen" } else { "agent" };
@@ -133,10 +133,14 @@ impl<T: Transport, C: Credentials> Service<T, C> {
         // the upstream sends inside its 200 stream (a quota event cools that account too).
         let credentials = self.credentials.clone();
         let model = spec.upstream.clone();
+        let account = lease.account.clone();
         let reporter: Reporter = Box::new(move |err| credentials.report(&lease, &model, Err(err)));
-        Ok(Box::pin(
-            UpstreamEvents::new(response.into_body(), translator).reporting(reporter),
-        ))
+        Ok(Generation {
+            events: Box::pin(
+                UpstreamEvents::new(response.into_body(), translator).reporting(reporter),
+            ),
+            account,
+        })
     }
 
     /// Serve one OpenAI chat completion: a whole completion, or a chunk stream without
@@ -149,7 +153,7 @@ impl<T: Transport, C: Credentials> Service<T, C> {
         let stream = request.is_stream();
         let include_usage = request.include_usage();
         let conversation = openai::request_to_conversation(request)?;
-        let events = self.generate(&conversation, &context).await?;
+        let events = self.generate(&conversation, &context).await?.events;
         let created = unix_now();
         let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
         if stream {
@@ -439,6 +443,22 @@ impl<T: Transport, C: Credentials> ChatBackend for Service<T, C> {
 
     fn is_available(&self) -> bool {
         self.credentials.is_available()
+    }
+}
+
+/// An answer being served: its events, and the account that serves it.
+pub struct Generation {
+    /// The upstream's answer as neutral events.
+    pub events: EventStream,
+    /// The id of the account that serves it (its file name without `.json`), for accounting.
+    pub account: String,
+}
+
+impl std::fmt::Debug for Generation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generation")
+            .field("account", &self.account)
+            .finish_non_exhaustive()
     }
 }
 

@@ -7,7 +7,6 @@
 use std::{future::Future, pin::Pin};
 
 use futures_core::Stream;
-use http::HeaderMap;
 
 use crate::{
     GatewayError,
@@ -38,8 +37,6 @@ impl std::fmt::Debug for ChatOutput {
 /// What the caller knows about the request besides its body.
 #[derive(Debug, Clone, Default)]
 pub struct ChatContext {
-    /// The client's headers that the gateway's header policy lets through (control headers).
-    pub headers: HeaderMap,
     /// A conversation id from `x-ag-conversation-id` / `x-conversation-id`, when the client sent one.
     pub conversation_id: Option<String>,
 }

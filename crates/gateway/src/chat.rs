@@ -11,6 +11,7 @@
 //! after the commit is `crate::commit`.
 
 mod attempt;
+pub(crate) use attempt::context;
 mod count;
 mod peek;
 mod walk;

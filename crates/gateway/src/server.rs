@@ -28,7 +28,7 @@ use crate::{
     metrics::{EndpointLabels, RequestLabels, TokenLabels},
     models,
     reload::Current,
-    usage::{Meter, Query, Record, Recorder, Scanner, Tokens},
+    usage::{Account, Meter, Query, Record, Recorder, Scanner, Tokens},
 };
 
 /// How long connections get after the grace period to close on their own.
@@ -298,6 +298,7 @@ struct Served {
     caller: Caller,
     backend: String,
     model: String,
+    account: String,
     scanner: Scanner,
     meter: Meter,
 }
@@ -315,6 +316,11 @@ impl Served {
         };
         let backend = header("x-gateway-backend")?;
         let model = header("x-gateway-model").unwrap_or_default();
+        let account = response
+            .extensions()
+            .get::<Account>()
+            .map(|a| a.0.clone())
+            .unwrap_or_default();
         let content_type = response
             .headers()
             .get(http::header::CONTENT_TYPE)
@@ -323,6 +329,7 @@ impl Served {
             caller,
             backend,
             model,
+            account,
             scanner: Scanner::new(content_type, meter.clone()),
             meter,
         })
@@ -389,6 +396,7 @@ fn count(app: &App, server: &Server, usage: Served, tokens: Tokens) {
         caller,
         backend,
         model,
+        account,
         ..
     } = usage;
     let label = app.model_labels.label(&model);
@@ -412,8 +420,7 @@ fn count(app: &App, server: &Server, usage: Served, tokens: Tokens) {
         key: caller.name,
         model,
         backend,
-        // The in-process service does not tell which of its accounts served.
-        account: String::new(),
+        account,
         tokens,
         at: std::time::SystemTime::now(),
     });

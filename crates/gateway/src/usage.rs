@@ -366,6 +366,10 @@ pub(crate) fn usage_in(text: &[u8]) -> Option<Tokens> {
     None
 }
 
+/// The account of a backend that served an answer, carried in the response's extensions.
+#[derive(Debug, Clone)]
+pub(crate) struct Account(pub(crate) String);
+
 /// One finished request, for the database.
 #[derive(Debug, Clone)]
 pub(crate) struct Record {

@@ -11,7 +11,6 @@ use tokio::time::Instant;
 use gateway_core::{
     Body, CallOptions, ChatContext, Dialect, ErrorKind, Expect, GatewayError, body, conversation,
 };
-use gateway_proxy::HeaderPolicy;
 
 use super::peek::Routed;
 use crate::{
@@ -137,10 +136,7 @@ pub(crate) fn context(headers: &HeaderMap) -> ChatContext {
         .iter()
         .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
         .map(str::to_owned);
-    ChatContext {
-        headers: HeaderPolicy::new().outgoing(headers).unwrap_or_default(),
-        conversation_id,
-    }
+    ChatContext { conversation_id }
 }
 
 /// Serve `request` with `model` in process, answering `client`.
@@ -172,12 +168,25 @@ async fn local_with(
         .first_byte
         .unwrap_or(Duration::from_secs(60));
     let deadline = Instant::now() + budget;
-    let events = app
+    let generation = app
         .antigravity
         .generate(&request, &context(headers))
         .await?;
     let timing = (deadline, budget);
-    answer(app, events, &request, model, client, timing, rescue).await
+    let mut response = answer(
+        app,
+        generation.events,
+        &request,
+        model,
+        client,
+        timing,
+        rescue,
+    )
+    .await?;
+    response
+        .extensions_mut()
+        .insert(crate::usage::Account(generation.account));
+    Ok(response)
 }
 
 /// Serve `request` with `model` from an HTTP upstream of another dialect, through the

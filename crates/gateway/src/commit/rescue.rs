@@ -43,12 +43,11 @@ use serde::Deserialize;
 
 use antigravity_service::Credentials;
 use gateway_core::{
-    CallOptions, ChatContext, Dialect, ErrorKind, Expect, GatewayError, Side, body,
+    CallOptions, Dialect, ErrorKind, Expect, GatewayError, Side, body,
     conversation::{self, Event, EventStream, FinishReason, Message, Part, Role, Usage},
     openai::{self, ChunkEncoder},
     sse,
 };
-use gateway_proxy::HeaderPolicy;
 
 use crate::{
     app::{App, Backend},
@@ -700,14 +699,9 @@ async fn events(
     model.clone_into(&mut request.model);
     let in_process = backend.reach.is_in_process();
     if in_process && app.antigravity.credentials().is_available() {
-        let context = ChatContext {
-            headers: HeaderPolicy::new().outgoing(headers).unwrap_or_default(),
-            conversation_id: ["x-ag-conversation-id", "x-conversation-id"]
-                .iter()
-                .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
-                .map(str::to_owned),
-        };
-        return app.antigravity.generate(&request, &context).await;
+        let context = crate::chat::context(headers);
+        let generation = app.antigravity.generate(&request, &context).await?;
+        return Ok(generation.events);
     }
     let upstream = match backend.reach.facts(false).upstream {
         Dialect::Passthrough => Dialect::OpenAiChat,
