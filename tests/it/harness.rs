@@ -156,3 +156,28 @@ pub(crate) fn events(body: &[u8]) -> Vec<String> {
     }
     out
 }
+
+/// A JSON `POST` with `key` as the bearer token.
+pub(crate) async fn post_as(gateway: &Gateway, key: &str, path: &str, body: &Value) -> Answer {
+    send(
+        Method::POST,
+        &gateway.url(path),
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &format!("Bearer {key}")),
+        ],
+        body.to_string(),
+    )
+    .await
+}
+
+/// A `GET` with `key` as the bearer token.
+pub(crate) async fn get_as(gateway: &Gateway, key: &str, path: &str) -> Answer {
+    send(
+        Method::GET,
+        &gateway.url(path),
+        &[("authorization", &format!("Bearer {key}"))],
+        Bytes::new(),
+    )
+    .await
+}

@@ -12,6 +12,7 @@ mod accounts;
 mod antigravity;
 mod conformance;
 mod contracts;
+mod dashboard;
 mod dialects;
 mod gateway;
 mod harness;

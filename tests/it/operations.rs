@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 use test_support::{Behaviour, MockUpstream};
 
-use crate::harness::{Answer, Gateway, client, send};
+use crate::harness::{Gateway, client, get_as, post_as, send};
 
 fn chat(model: &str, stream: bool) -> Value {
     json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hello"}]})
@@ -20,29 +20,6 @@ fn backend(name: &str, upstream: &MockUpstream, models: &str) -> String {
         "[backends.{name}]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nmodels = {models}\n",
         upstream.url()
     )
-}
-
-async fn post_as(gateway: &Gateway, key: &str, path: &str, body: &Value) -> Answer {
-    send(
-        Method::POST,
-        &gateway.url(path),
-        &[
-            ("content-type", "application/json"),
-            ("authorization", &format!("Bearer {key}")),
-        ],
-        body.to_string(),
-    )
-    .await
-}
-
-async fn get_as(gateway: &Gateway, key: &str, path: &str) -> Answer {
-    send(
-        Method::GET,
-        &gateway.url(path),
-        &[("authorization", &format!("Bearer {key}"))],
-        Bytes::new(),
-    )
-    .await
 }
 
 #[tokio::test]

@@ -255,6 +255,20 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         &["--config", &config_arg, "serve", "--listen", "127.0.0.1:0"],
         true,
     )?;
+    // The same gateway without its usage database: the price of usage accounting (tokens
+    // still reach the metrics in both).
+    let plain_config = mock_gateway_setup(
+        &out_dir.join("no-usage"),
+        &mock_url,
+        &format!("{BENCH_EXTRA}\n[state]\nusage_db = \"\"\n"),
+    )?;
+    let plain_arg = plain_config.display().to_string();
+    let (plain, plain_addr) = start(
+        TARGET_CORE,
+        &bin.join("gateway"),
+        &["--config", &plain_arg, "serve", "--listen", "127.0.0.1:0"],
+        true,
+    )?;
     let (bare, bare_addr) = start(
         TARGET_CORE,
         &bin.join("bare-proxy"),
@@ -293,6 +307,14 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             model: "gpt-4o",
             pid: Some(bare.pid()),
             streams: true,
+        },
+        Target {
+            id: "T6",
+            name: "gateway, pass-through, no usage database".into(),
+            base: format!("http://{plain_addr}"),
+            model: "gpt-4o",
+            pid: Some(plain.pid()),
+            streams: false,
         },
     ];
     let mut peers_status = BTreeMap::new();
@@ -870,18 +892,7 @@ fn b8_check(root: &Path, bin: &Path, out_dir: &Path, record: bool) -> Result<()>
 
 /// Install Debian's `nginx-light` unless nginx is there; its path.
 fn nginx_installed() -> Result<&'static Path> {
-    let nginx = Path::new("/usr/sbin/nginx");
-    if !nginx.exists() {
-        let _ = Command::new("apt-get").args(["update", "-qq"]).status();
-        let status = Command::new("apt-get")
-            .args(["install", "-y", "-qq", "nginx-light"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()?;
-        if !status.success() || !nginx.exists() {
-            bail!("apt-get install nginx-light failed");
-        }
-    }
-    Ok(nginx)
+    crate::process::debian("/usr/sbin/nginx", "nginx-light")
 }
 
 /// The peer: nginx as a proxy in front of `mock_url`, one worker on the target core.
@@ -1177,6 +1188,16 @@ impl Report<'_> {
                 verdict(finite(l50).map(|l| a50 * 20.0 <= l)),
             ),
         ];
+        let (u50, _) = self.b1_added("T6");
+        rows.push((
+            "usage accounting ≤ 5 µs p50 (B1 T1 − T6)".into(),
+            format!(
+                "{:.1} µs p50; {:.1} µs CPU per request at 64 connections",
+                a50 - u50,
+                self.b2_cpu("T1", 64) - self.b2_cpu("T6", 64)
+            ),
+            verdict(finite(a50 - u50).map(|x| x <= 5.0)),
+        ));
         let r64 = self.b2_rps("T1", 64);
         rows.push((
             "B2 ≥ 0.9x T3 at 64 connections".into(),
@@ -1369,7 +1390,7 @@ impl Report<'_> {
         md += "## Method\n\n";
         md += "- The load client (`crates/bench`, `load`) and the mock upstream run on core 0; the target runs on core 1 (`taskset`), one process each.\n";
         md += "- Targets are interleaved in every round (T0, T1, T2, T3, peers), so drift on this shared machine affects them alike.\n";
-        md += "- T0 is the mock itself (the floor); T1 the gateway on its pass-through path (an `openai` backend); T2 the gateway's in-process Antigravity translation (the mock speaks the Antigravity protocol); T3 a bare hyper pass-through proxy (`crates/bench`, `bare-proxy`), the physical limit of one hop in Rust; T4 nginx from Debian (`nginx-light`, one worker, `proxy_buffering off`, upstream keepalive); T5 LiteLLM proxy from PyPI (one worker, no retries, no callbacks, no database, local cost map, no master key on loopback).\n";
+        md += "- T0 is the mock itself (the floor); T1 the gateway on its pass-through path (an `openai` backend); T2 the gateway's in-process Antigravity translation (the mock speaks the Antigravity protocol); T3 a bare hyper pass-through proxy (`crates/bench`, `bare-proxy`), the physical limit of one hop in Rust; T4 nginx from Debian (`nginx-light`, one worker, `proxy_buffering off`, upstream keepalive); T5 LiteLLM proxy from PyPI (one worker, no retries, no callbacks, no database, local cost map, no master key on loopback); T6 the gateway of T1 with `usage_db = \"\"` (no usage database; token counters in the metrics still run), for the price of usage accounting.\n";
         md += "- The gateway logs at `warn` during the runs (one info line per request is a real cost in production; it is the same for every request).\n";
         md += "- B1: sequential non-streaming requests; B2: closed loop at 16 and 64 connections, CPU from `/proc/PID/stat`; B4: 32 concurrent streams of 20 chunks 10 ms apart, bytes checked identical across all responses; B9: first 200 on `/health` after spawn, RSS when idle, stripped binary size.\n";
         md += "- B10 (issues 12 and 20): an 80 KB Claude Code-shaped Anthropic request and a 4 KB Chat request with tools, each through an `anthropic`, the in-process `antigravity` and an `openai` backend of one more gateway process; sequential latency against a per-path floor (the mock asked directly with what the gateway sent it), throughput and CPU per request at a fixed concurrency.\n";
@@ -1427,7 +1448,7 @@ impl Report<'_> {
             }
         }
         md += "\nThe mock sends the role chunk at once and the first text 10 ms later. The gateway holds a stream until its first real content (its commit point, so that failures before it can fail over invisibly): its first byte is the first content, so its added time to first *byte* includes one upstream inter-token gap by design. Time to first content is the comparable figure.\n";
-        md += "\nT2 and T5 are not in B4: the in-process path and LiteLLM do not forward the mock's test headers, so their streams have another shape.\n";
+        md += "\nT2 and T5 are not in B4: the in-process path and LiteLLM do not forward the mock's test headers, so their streams have another shape; T6 is not in B4 either (its streams are T1's).\n";
         md += &format!(
             "\n## B9: start-up and idle\n\n| first 200 after start | idle RSS | stripped binary |\n|---|---|---|\n| {:.0} ms | {:.1} MiB | {:.1} MiB |\n",
             self.b9["startup_ms"].as_f64().unwrap_or(f64::NAN),

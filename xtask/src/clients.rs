@@ -72,7 +72,11 @@ pub(crate) const IN_TEST: &[&str] = &[
     "codex-shell-openai",
     "codex-shell-antigravity",
     "gemini-cli-antigravity",
+    "dashboard",
 ];
+
+/// The key the dashboard check signs in with.
+const ADMIN_KEY: &str = "admin-key";
 
 /// The key clients present to the gateway; it must never reach an upstream.
 const CLIENT_KEY: &str = "client-key";
@@ -102,6 +106,8 @@ enum Backend {
     Antigravity,
     /// `kind = "gemini"`: Gemini clients pass through.
     Gemini,
+    /// Antigravity for `gemini-*` and an OpenAI-compatible backend for `gpt-*`.
+    Both,
 }
 
 impl Backend {
@@ -113,6 +119,7 @@ impl Backend {
             Self::Chat => "openai",
             Self::Antigravity => "antigravity",
             Self::Gemini => "gemini",
+            Self::Both => "both",
         }
     }
 
@@ -135,13 +142,16 @@ impl Backend {
             Self::Gemini => format!(
                 "[backends.gemini]\nkind = \"gemini\"\nbase_url = \"{mock}/v1beta\"\napi_key = \"upstream-key\"\n{models}\n"
             ),
+            Self::Both => format!(
+                "[backends.antigravity]\nkind = \"antigravity\"\nmodels = [\"gemini-*\"]\n\n[backends.openai]\nkind = \"openai\"\nbase_url = \"{mock}/v1\"\napi_key = \"sk-upstream\"\nmodels = [\"gpt-*\"]\n"
+            ),
         }
     }
 
     /// Part of the path every upstream request of a client speaking `client` must have.
     fn upstream_path(self, client: Protocol) -> &'static str {
         match (self, client) {
-            (Self::Antigravity, _) => "v1internal:streamGenerateContent",
+            (Self::Antigravity | Self::Both, _) => "v1internal:streamGenerateContent",
             (Self::Chat, _) => "/chat/completions",
             (_, Protocol::Anthropic) => "/messages",
             (_, Protocol::Responses) => "/responses",
@@ -169,6 +179,8 @@ enum Client {
     Codex { shell: bool },
     /// `gemini -p`.
     GeminiCli,
+    /// The dashboard in Debian's Chromium, driven by puppeteer-core (`dashboard.mjs`).
+    Browser,
 }
 
 /// One named scenario.
@@ -314,6 +326,7 @@ const CHECKS: &[Check] = &[
         Client::GeminiCli,
         Backend::Antigravity,
     ),
+    check("dashboard", Client::Browser, Backend::Both),
 ];
 
 /// What every check needs: where the binaries, the SDKs and the CLIs are.
@@ -521,6 +534,7 @@ fn run_check(setup: &Setup, check: &Check) -> Result<()> {
         Client::ClaudeCode { read } => claude_code(setup, &scenario, read),
         Client::Codex { shell } => codex(setup, &scenario, shell),
         Client::GeminiCli => gemini_cli(setup, &scenario),
+        Client::Browser => dashboard(setup, &scenario),
     };
     drop(gateway);
     drop(mock);
@@ -627,7 +641,7 @@ fn gateway_config(dir: &Path, mock: &str, backend: Backend) -> Result<PathBuf> {
     std::fs::write(
         &config,
         format!(
-            "[server]\napi_keys = [\"{CLIENT_KEY}\"]\n\n[antigravity]\ncredentials_dir = \"{accounts}\"\nbase_urls = [\"{mock}\"]\ntoken_url = \"{mock}/token\"\nuserinfo_url = \"{mock}/userinfo\"\nmax_concurrency_per_account = 1000\n\n{table}\n[logging]\nlevel = \"warn,gateway=info\"\n",
+            "[server]\napi_keys = [\"{CLIENT_KEY}\"]\nadmin_keys = [\"{ADMIN_KEY}\"]\n\n[antigravity]\ncredentials_dir = \"{accounts}\"\nbase_urls = [\"{mock}\"]\nauth_url = \"{mock}/auth\"\ntoken_url = \"{mock}/token\"\nuserinfo_url = \"{mock}/userinfo\"\nmax_concurrency_per_account = 1000\n\n{table}\n[logging]\nlevel = \"warn,gateway=info\"\n",
             accounts = accounts.display(),
             table = backend.table(mock),
         ),
@@ -958,5 +972,43 @@ fn gemini_cli(setup: &Setup, scenario: &Scenario<'_>) -> Result<()> {
         "gemini printed {:?}, not the mock's answer",
         output.stdout.trim()
     );
+    Ok(())
+}
+
+/// The dashboard in a real browser: sign-in (a wrong key, a client key, the admin key), both
+/// backends, the account by email, usage rows and requests after traffic, the configuration
+/// redacted, an account disabled from the page as `/admin/accounts` then shows; no JavaScript
+/// error, no request outside the gateway, the page under 200 KB; a screenshot in `target/`.
+fn dashboard(setup: &Setup, scenario: &Scenario<'_>) -> Result<()> {
+    let clients = setup
+        .clients
+        .as_ref()
+        .context("the clients are not installed")?;
+    let chromium = crate::process::debian("/usr/bin/chromium", "chromium")?;
+    let home = scenario.home()?;
+    let screenshot = crate::target_dir(&setup.root).join("dashboard.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let mut command = client_command(Path::new("node"), &home);
+    command
+        .arg(setup.root.join("xtask/clients/dashboard.mjs"))
+        .arg(&scenario.gateway)
+        .arg(ADMIN_KEY)
+        .arg(CLIENT_KEY)
+        .arg(&screenshot)
+        .env("CLIENTS_DIR", clients)
+        .env("CHROMIUM", chromium);
+    let output = bounded(command, scenario.work, "dashboard", CLIENT_TIMEOUT)?;
+    ensure!(
+        output.status.success(),
+        "the dashboard check failed ({}): {}",
+        output.status,
+        output.tail()
+    );
+    ensure!(
+        screenshot.metadata().is_ok_and(|m| m.len() > 10_000),
+        "no screenshot at {}",
+        screenshot.display()
+    );
+    eprintln!("     {}", output.stdout.trim());
     Ok(())
 }

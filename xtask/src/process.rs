@@ -11,6 +11,34 @@ use std::{
 
 use anyhow::{Context, Result};
 
+/// `binary`, installing Debian's `package` with apt-get when it is missing (the package lists
+/// are refreshed once if the first try fails).
+pub(crate) fn debian(binary: &'static str, package: &str) -> Result<&'static Path> {
+    let path = Path::new(binary);
+    if path.exists() {
+        return Ok(path);
+    }
+    eprintln!("==> installing Debian's {package}");
+    let install = || {
+        std::process::Command::new("apt-get")
+            .args(["install", "-y", "-qq", package])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !install() {
+        let _ = std::process::Command::new("apt-get")
+            .args(["update", "-qq"])
+            .status();
+        install();
+    }
+    anyhow::ensure!(
+        path.exists(),
+        "apt-get install {package} did not provide {binary}"
+    );
+    Ok(path)
+}
+
 /// A child process that is killed and reaped when dropped, whatever happens.
 pub(crate) struct Running(pub(crate) Child);
 

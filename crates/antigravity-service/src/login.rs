@@ -101,6 +101,11 @@ impl<T: Transport> LoginFlow<T> {
         }
     }
 
+    /// The random `state` this login's redirect must carry back.
+    pub fn state(&self) -> &str {
+        &self.state
+    }
+
     /// The URL the user opens; Google redirects to `redirect_uri` with the code.
     pub fn authorization_url(&self, redirect_uri: &str) -> String {
         let query = form_urlencoded::Serializer::new(String::new())

@@ -89,6 +89,9 @@ pub struct ServerConfig {
     pub public_health: bool,
     /// Whether `/metrics` answers without a key.
     pub public_metrics: bool,
+    /// Whether the dashboard is served at `/ui` (and `GET /` leads there); by default when the
+    /// gateway listens on a loopback address.
+    pub dashboard: bool,
     /// How long a merged model list is reused.
     #[serde(serialize_with = "duration")]
     pub models_cache_ttl: Duration,
@@ -131,6 +134,21 @@ pub struct AntigravityConfig {
     /// Upstream time budgets.
     #[serde(serialize_with = "timeouts")]
     pub timeouts: Timeouts,
+}
+
+impl AntigravityConfig {
+    /// The OAuth settings of a login (`gateway login` and the dashboard's "add account").
+    pub fn oauth(&self) -> antigravity_service::OAuthConfig {
+        antigravity_service::OAuthConfig {
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+            auth_url: self.auth_url.clone(),
+            token_url: self.token_url.clone(),
+            userinfo_url: self.userinfo_url.clone(),
+            base_url: self.base_urls.first().cloned().unwrap_or_default(),
+            ..antigravity_service::OAuthConfig::default()
+        }
+    }
 }
 
 /// What a backend is.
@@ -772,6 +790,7 @@ impl Validator<'_> {
             max_in_flight: raw.max_in_flight.unwrap_or(1024),
             public_health: raw.public_health.unwrap_or(true),
             public_metrics: raw.public_metrics.unwrap_or(false),
+            dashboard: raw.dashboard.unwrap_or(listen.ip().is_loopback()),
             models_cache_ttl: self.duration(
                 "server.models_cache_ttl",
                 raw.models_cache_ttl.as_ref(),

@@ -106,7 +106,11 @@ pub(crate) fn json_bytes(bytes: impl Into<bytes::Bytes>) -> Response<Body> {
     with_type(StatusCode::OK, "application/json", body::full(bytes))
 }
 
-fn with_type(status: StatusCode, content_type: &'static str, body: Body) -> Response<Body> {
+pub(crate) fn with_type(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Body,
+) -> Response<Body> {
     let mut response = Response::new(body);
     *response.status_mut() = status;
     response

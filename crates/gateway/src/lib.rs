@@ -33,6 +33,7 @@
 //!   the terminal error event.
 //! - Every error is the OpenAI envelope with the matching status.
 
+mod activity;
 mod admin;
 mod app;
 mod auth;
@@ -55,6 +56,7 @@ mod routing;
 mod server;
 pub mod telemetry;
 mod tokens;
+mod ui;
 mod usage;
 
 pub use config::{Config, ConfigError, ConfigErrors};

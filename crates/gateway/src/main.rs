@@ -12,9 +12,7 @@ use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
 
-use antigravity_service::{
-    AccountStore, CALLBACK_PATH, ImportOutcome, Imported, LoginFlow, OAuthConfig,
-};
+use antigravity_service::{AccountStore, CALLBACK_PATH, ImportOutcome, Imported, LoginFlow};
 use gateway::{Config, config::LogFormat, telemetry};
 use gateway_proxy::{Client, ClientConfig};
 
@@ -264,16 +262,7 @@ async fn login(config: &Config, no_browser: bool) -> Result<()> {
         proxy: settings.outbound_proxy.clone(),
         ..ClientConfig::default()
     })?;
-    let oauth = OAuthConfig {
-        client_id: settings.client_id.clone(),
-        client_secret: settings.client_secret.clone(),
-        auth_url: settings.auth_url.clone(),
-        token_url: settings.token_url.clone(),
-        userinfo_url: settings.userinfo_url.clone(),
-        base_url: settings.base_urls.first().cloned().unwrap_or_default(),
-        ..OAuthConfig::default()
-    };
-    let flow = LoginFlow::new(client, oauth);
+    let flow = LoginFlow::new(client, settings.oauth());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let redirect = format!("http://{}{CALLBACK_PATH}", listener.local_addr()?);
     println!(

@@ -19,15 +19,17 @@ use tracing::Instrument;
 use gateway_core::{Body, Dialect, ErrorKind, GatewayError};
 
 use crate::{
+    activity::{Activity, Seen},
     admin,
     app::{App, InFlight},
     auth::{Access, Caller, Limiter},
     chat,
     config::Config,
-    http::{error, error_in, json, json_bytes, read_body},
+    http::{error, error_in, json, json_bytes, read_body, with_type},
     metrics::{EndpointLabels, RequestLabels, TokenLabels},
     models,
     reload::Current,
+    ui::{self, Logins},
     usage::{Account, Meter, Query, Record, Recorder, Scanner, Tokens},
 };
 
@@ -41,6 +43,10 @@ pub(crate) struct Server {
     pub(crate) current: Current,
     pub(crate) limiter: Limiter,
     pub(crate) recorder: Recorder,
+    /// The recent requests and per-minute counts the dashboard shows.
+    pub(crate) activity: Activity,
+    /// Sign-ins started from the dashboard.
+    pub(crate) logins: Logins,
 }
 
 /// Serve `config` on `listener` until `shutdown` completes; then stop accepting (new
@@ -73,6 +79,8 @@ pub async fn serve_with_reload(
             app.metrics.usage_dropped.clone(),
         ),
         limiter: Limiter::default(),
+        activity: Activity::default(),
+        logins: Logins::default(),
         current: Current::new(app.clone()),
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -254,6 +262,10 @@ async fn handle(
             status: status.as_u16().to_string(),
         })
         .inc();
+    let seen = api_traffic(endpoint).then(|| seen(&response, caller.as_ref(), endpoint));
+    if let Some(seen) = &seen {
+        server.activity.begin(&seen.backend);
+    }
     let usage = caller
         .filter(|_| status.is_success())
         .and_then(|caller| Served::of(&response, caller, meter));
@@ -268,10 +280,46 @@ async fn handle(
             started,
             endpoint,
             usage,
+            seen,
             done: false,
         },
     };
     Response::from_parts(parts, tracked.boxed_unsync())
+}
+
+/// Whether requests to `endpoint` (a metrics label) are the traffic the dashboard lists.
+fn api_traffic(endpoint: &str) -> bool {
+    matches!(
+        endpoint,
+        "chat_completions" | "messages" | "responses" | "other" | "antigravity"
+    )
+}
+
+/// What the dashboard keeps of a request, as far as its answer's head tells.
+fn seen(response: &Response<Body>, caller: Option<&Caller>, endpoint: &'static str) -> Seen {
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let status = response.status();
+    Seen {
+        at_ms: crate::activity::unix_ms(),
+        endpoint,
+        key: caller.map(|c| c.name.to_string()).unwrap_or_default(),
+        model: header("x-gateway-model"),
+        backend: header("x-gateway-backend"),
+        attempts: header("x-gateway-attempts"),
+        status: status.as_u16(),
+        failed: !status.is_success(),
+        first_byte_ms: None,
+        duration_ms: 0,
+        input_tokens: 0,
+        output_tokens: 0,
+    }
 }
 
 /// What `route` answered, and what the end of the answer needs.
@@ -345,6 +393,8 @@ struct End {
     started: tokio::time::Instant,
     endpoint: &'static str,
     usage: Option<Served>,
+    /// What the dashboard will list, for API traffic.
+    seen: Option<Seen>,
     done: bool,
 }
 
@@ -353,6 +403,17 @@ impl End {
         if let Some(usage) = &mut self.usage {
             usage.scanner.feed(data);
         }
+        if let Some(seen) = self.seen.as_mut().filter(|s| s.first_byte_ms.is_none()) {
+            seen.first_byte_ms = Some(millis(self.started.elapsed()));
+        }
+    }
+
+    /// The body ended in an error (a stream cut after the commit).
+    fn fail(&mut self) {
+        if let Some(seen) = &mut self.seen {
+            seen.failed = true;
+        }
+        self.finish();
     }
 
     fn finish(&mut self) {
@@ -367,19 +428,25 @@ impl End {
                 endpoint: self.endpoint,
             })
             .observe(took.as_secs_f64());
+        let mut seen = self.seen.take();
         if let Some(mut usage) = self.usage.take() {
             usage.scanner.finish();
             let tokens = usage.meter.tokens();
             if let Some(tokens) = tokens {
                 self.span.record("input_tokens", tokens.input);
                 self.span.record("output_tokens", tokens.output);
+                if let Some(seen) = &mut seen {
+                    seen.input_tokens = tokens.input;
+                    seen.output_tokens = tokens.output;
+                }
             }
             count(&self.app, &self.server, usage, tokens.unwrap_or_default());
         }
-        self.span.record(
-            "duration_ms",
-            u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
-        );
+        if let Some(mut seen) = seen {
+            seen.duration_ms = millis(took);
+            self.server.activity.record(seen);
+        }
+        self.span.record("duration_ms", millis(took));
         self.span.in_scope(|| tracing::info!("request answered"));
     }
 }
@@ -426,6 +493,10 @@ fn count(app: &App, server: &Server, usage: Served, tokens: Tokens) {
     });
 }
 
+fn millis(took: Duration) -> u64 {
+    u64::try_from(took.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// The answer's body, watched to its end.
 struct Tracked {
     body: Body,
@@ -453,7 +524,8 @@ impl http_body::Body for Tracked {
                     this.end.finish();
                 }
             }
-            Poll::Ready(None | Some(Err(_))) => this.end.finish(),
+            Poll::Ready(Some(Err(_))) => this.end.fail(),
+            Poll::Ready(None) => this.end.finish(),
             Poll::Pending => {}
         }
         polled
@@ -472,6 +544,10 @@ impl http_body::Body for Tracked {
 fn access(app: &App, path: &str) -> Option<Access> {
     match path {
         "/health" if app.config.server.public_health => None,
+        // The page holds no data (it asks for an admin key), and a sign-in's redirect is
+        // bound to its unguessable `state`.
+        "/" | "/ui" | "/ui/" | "/ui/app.js" | "/ui/app.css" if app.config.server.dashboard => None,
+        antigravity_service::CALLBACK_PATH => None,
         "/metrics" if app.config.server.public_metrics => None,
         "/metrics" => Some(Access::Admin),
         p if p.starts_with("/admin/") => Some(Access::Admin),
@@ -554,6 +630,33 @@ async fn route(server: &Server, app: Arc<App>, request: Request<Incoming>) -> An
     let method = parts.method.clone();
     // Answers that need no body.
     match (&method, path.as_str()) {
+        (&Method::GET, "/") if app.config.server.dashboard => return ui::to_ui().into(),
+        (&Method::GET, p) if p.starts_with("/ui") && app.config.server.dashboard => {
+            if let Some(asset) = ui::asset(p) {
+                return asset.into();
+            }
+        }
+        (&Method::GET, antigravity_service::CALLBACK_PATH) => {
+            return server.logins.finish(&app, parts.uri.query()).await.into();
+        }
+        (&Method::POST, "/admin/login") => {
+            return admin_answer(server.logins.start(&app, &parts.headers)).into();
+        }
+        (&Method::GET, "/admin/requests") => {
+            return json(StatusCode::OK, &server.activity.requests()).into();
+        }
+        (&Method::GET, "/admin/activity") => {
+            return json(StatusCode::OK, &server.activity.minutes()).into();
+        }
+        (&Method::GET, "/admin/config") => {
+            let text = crate::effective::effective_toml(&app.config);
+            return with_type(
+                StatusCode::OK,
+                "text/plain; charset=utf-8",
+                gateway_core::body::full(text),
+            )
+            .into();
+        }
         // Clients probe the root (Claude Code sends `HEAD /` before its first request).
         (&Method::GET | &Method::HEAD, "/health" | "/") => {
             return json(StatusCode::OK, &serde_json::json!({"status": "ok"})).into();
@@ -577,10 +680,30 @@ async fn route(server: &Server, app: Arc<App>, request: Request<Incoming>) -> An
             return json(StatusCode::OK, &admin::accounts(&app).await).into();
         }
         (&Method::GET, "/admin/usage") => {
-            let answer = match Query::parse(parts.uri.query()) {
-                Ok(query) => server.recorder.query(query).await,
-                Err(err) => Err(err),
+            let query = match Query::parse(parts.uri.query()) {
+                Ok(query) => query,
+                Err(err) => return error(&err).into(),
             };
+            let csv = query.csv;
+            let answer = server.recorder.query(query).await;
+            if csv {
+                return match answer.and_then(|rows| crate::usage::csv(&rows)) {
+                    Ok(text) => {
+                        let mut response = with_type(
+                            StatusCode::OK,
+                            "text/csv; charset=utf-8",
+                            gateway_core::body::full(text),
+                        );
+                        response.headers_mut().insert(
+                            http::header::CONTENT_DISPOSITION,
+                            http::HeaderValue::from_static("attachment; filename=\"usage.csv\""),
+                        );
+                        response
+                    }
+                    Err(err) => error(&err),
+                }
+                .into();
+            }
             return admin_answer(answer).into();
         }
         (&Method::POST, "/admin/reload") => return reload(server).await.into(),
@@ -592,11 +715,14 @@ async fn route(server: &Server, app: Arc<App>, request: Request<Incoming>) -> An
             return admin_answer(answer).into();
         }
         (&Method::POST | &Method::DELETE, p) if p.starts_with("/admin/accounts/") => {
-            let rest = &p["/admin/accounts/".len()..];
+            // Ids are file names (often an email): the client may percent-encode them.
+            let rest = percent_encoding::percent_decode_str(&p["/admin/accounts/".len()..])
+                .decode_utf8_lossy()
+                .into_owned();
             let answer = match (&method, rest.rsplit_once('/')) {
                 (&Method::POST, Some((id, "enable"))) => admin::set_enabled(&app, id, true).await,
                 (&Method::POST, Some((id, "disable"))) => admin::set_enabled(&app, id, false).await,
-                (&Method::DELETE, None) if !rest.is_empty() => admin::remove(&app, rest).await,
+                (&Method::DELETE, None) if !rest.is_empty() => admin::remove(&app, &rest).await,
                 _ => Err(GatewayError::new(
                     ErrorKind::NotFound,
                     format!("no {method} {path}"),

@@ -632,20 +632,22 @@ pub(crate) struct Query {
     account: Option<String>,
     /// Columns kept apart; the others are summed over.
     group_by: Vec<&'static str>,
+    /// `format=csv`: the rows as CSV rather than JSON.
+    pub(crate) csv: bool,
 }
 
 impl Query {
-    /// Read the query string: `from`, `to`, `key`, `model`, `backend`, `account`, and
-    /// `group_by` (a comma-separated subset of day, key, model, backend, account; default all).
+    /// Read the query string: `from`, `to`, `key`, `model`, `backend`, `account`,
+    /// `group_by` (a comma-separated subset of day, key, model, backend, account; default all)
+    /// and `format` (`json`, the default, or `csv`).
     pub(crate) fn parse(query: Option<&str>) -> Result<Self, GatewayError> {
         let mut parsed = Self {
             group_by: DIMENSIONS.to_vec(),
             ..Self::default()
         };
-        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let value = decode(value);
-            match name {
+        for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            let value = value.into_owned();
+            match name.as_ref() {
                 "from" | "to" => {
                     if !is_day(&value) {
                         return Err(GatewayError::invalid_request(format!(
@@ -663,6 +665,18 @@ impl Query {
                 "model" => parsed.model = Some(value),
                 "backend" => parsed.backend = Some(value),
                 "account" => parsed.account = Some(value),
+                "format" => {
+                    parsed.csv = match value.as_str() {
+                        "json" => false,
+                        "csv" => true,
+                        other => {
+                            return Err(GatewayError::invalid_request(format!(
+                                "format is json or csv, not {other:?}"
+                            ))
+                            .with_param("format"));
+                        }
+                    }
+                }
                 "group_by" => {
                     let mut columns = Vec::new();
                     for column in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
@@ -682,7 +696,7 @@ impl Query {
                 }
                 other => {
                     return Err(GatewayError::invalid_request(format!(
-                        "unknown parameter {other:?} (from, to, key, model, backend, account, group_by)"
+                        "unknown parameter {other:?} (from, to, key, model, backend, account, group_by, format)"
                     )));
                 }
             }
@@ -698,33 +712,6 @@ fn is_day(text: &str) -> bool {
             4 | 7 => *b == b'-',
             _ => b.is_ascii_digit(),
         })
-}
-
-/// Percent-decoding of one query value (`+` is a space).
-fn decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(byte) => {
-                        out.push(byte);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            other => out.push(other),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn read(path: &Path, query: &Query) -> Result<Value, GatewayError> {
@@ -794,16 +781,7 @@ fn read(path: &Path, query: &Query) -> Result<Value, GatewayError> {
             for (i, name) in query.group_by.iter().enumerate() {
                 object.insert((*name).to_owned(), Value::String(row.get(i)?));
             }
-            for (i, name) in [
-                "requests",
-                "input_tokens",
-                "output_tokens",
-                "reasoning_tokens",
-                "cached_tokens",
-            ]
-            .into_iter()
-            .enumerate()
-            {
+            for (i, name) in SUMS.into_iter().enumerate() {
                 let sum: Option<i64> = row.get(dimensions + i)?;
                 object.insert(name.to_owned(), json!(sum.unwrap_or(0)));
             }
@@ -819,6 +797,39 @@ fn read(path: &Path, query: &Query) -> Result<Value, GatewayError> {
         .collect();
     Ok(answer(query, rows))
 }
+
+/// The rows of a usage answer as CSV: the grouped columns, then the sums.
+pub(crate) fn csv(answer: &Value) -> Result<String, GatewayError> {
+    let failed = |err: csv::Error| GatewayError::internal(format!("cannot write CSV: {err}"));
+    let mut columns: Vec<&str> = answer["group_by"]
+        .as_array()
+        .map(|g| g.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    columns.extend(SUMS);
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(&columns).map_err(failed)?;
+    for row in answer["data"].as_array().into_iter().flatten() {
+        let record = columns.iter().map(|column| match &row[*column] {
+            Value::String(text) => text.clone(),
+            Value::Null => String::new(),
+            other => other.to_string(),
+        });
+        writer.write_record(record).map_err(failed)?;
+    }
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| GatewayError::internal(format!("cannot write CSV: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| GatewayError::internal(format!("CSV: {e}")))
+}
+
+/// The summed columns of a usage row.
+const SUMS: [&str; 5] = [
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cached_tokens",
+];
 
 fn answer(query: &Query, rows: Vec<Value>) -> Value {
     json!({

@@ -60,14 +60,7 @@ pub(super) struct Fast {
 
 /// Install Debian's `wrk` unless it is there; `None` when it cannot be.
 fn wrk_installed() -> Option<&'static Path> {
-    let wrk = Path::new("/usr/bin/wrk");
-    if !wrk.exists() {
-        let _ = Command::new("apt-get")
-            .args(["install", "-y", "-qq", "wrk"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status();
-    }
-    wrk.exists().then_some(wrk)
+    crate::process::debian("/usr/bin/wrk", "wrk").ok()
 }
 
 /// Connections the static upstream has accepted so far (`stub_status`).

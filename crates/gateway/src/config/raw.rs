@@ -43,6 +43,7 @@ pub(super) struct RawServer {
     pub(super) max_in_flight: Option<usize>,
     pub(super) public_health: Option<bool>,
     pub(super) public_metrics: Option<bool>,
+    pub(super) dashboard: Option<bool>,
     pub(super) models_cache_ttl: Option<Str>,
     pub(super) request_timeout: Option<Str>,
     pub(super) max_attempts: Option<usize>,
