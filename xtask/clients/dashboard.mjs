@@ -129,6 +129,8 @@ try {
   const config = await page.$eval("#config-text", (pre) => pre.textContent);
   if (config.includes(adminKey) || config.includes(clientKey)) fail("the configuration page shows a key");
   if (!config.includes("[redacted]")) fail("the configuration page redacts nothing");
+  await page.click("#reload");
+  await page.waitForFunction(() => document.querySelector("#message").textContent.includes("reloaded"));
 
   // Import an export file (gcli2api's shape) through the file input.
   const exportFile = `${process.env.HOME}/export.json`;
