@@ -8,8 +8,11 @@ Prints one line per check and a closing `N passed, M failed` line; exits non-zer
 import json
 import sys
 import traceback
+import urllib.request
 
 import openai
+import prometheus_client.openmetrics.parser
+import prometheus_client.parser
 
 BASE_URL = sys.argv[1]
 client = openai.OpenAI(base_url=BASE_URL, api_key="sdk-test-key", max_retries=0, timeout=30)
@@ -167,6 +170,34 @@ def a_first_hop_failing_before_content_is_invisible():
     assert text.startswith("tok1 世界🌏 "), text
     assert finishes == ["stop"], finishes
     assert models == {"gpt-4o"}, models
+
+
+
+def metrics(accept=None, method="GET"):
+    root = BASE_URL[: -len("/v1")] if BASE_URL.endswith("/v1") else BASE_URL
+    request = urllib.request.Request(root + "/metrics", method=method)
+    if accept:
+        request.add_header("Accept", accept)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.headers.get("content-type", ""), response.read().decode()
+
+
+@check
+def metrics_parse_with_the_prometheus_text_parser():
+    content_type, text = metrics()
+    assert content_type.startswith("text/plain; version=0.0.4"), content_type
+    families = {f.name: f for f in prometheus_client.parser.text_string_to_metric_families(text)}
+    assert families["gateway_requests"].type == "counter", families["gateway_requests"]
+    assert any(s.name == "gateway_requests_total" for s in families["gateway_requests"].samples)
+    untyped = [name for name, f in families.items() if f.type in ("unknown", "untyped")]
+    assert not untyped, f"families without a type: {untyped}"
+    # Prometheus asks for OpenMetrics first, and gets it.
+    content_type, text = metrics("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
+    assert content_type.startswith("application/openmetrics-text"), content_type
+    names = {f.name for f in prometheus_client.openmetrics.parser.text_string_to_metric_families(text)}
+    assert "gateway_requests" in names, names
+    content_type, body = metrics(method="HEAD")
+    assert content_type.startswith("text/plain") and body == "", (content_type, body)
 
 
 passed = failed = 0

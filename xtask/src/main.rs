@@ -44,9 +44,10 @@ fn run() -> Result<()> {
         Some("release-check") => release::run(&root),
         Some("bench") => bench::run(&root, &args[1..]),
         Some("clients") => clients::run(&root, &args[1..]),
+        Some("sdk") => sdk::run(&root),
         _ => {
             bail!(
-                "usage: cargo xtask <test|tidy|release-check|bench>\n  test    fmt, clippy, tests, the OpenAI SDK, release checks, tidy\n  tidy    structural checks\n  release-check   the systemd unit, the Containerfile, cargo install, completions, man page\n  bench   [--quick] [--check [--record-baseline]] benchmarks (docs/benchmarks.md)"
+                "usage: cargo xtask <test|tidy|release-check|bench|clients|sdk>\n  test    fmt, clippy, tests, the OpenAI SDK, release checks, tidy\n  clients [NAME...]   the real SDKs, CLIs and the dashboard in a browser\n  sdk     the OpenAI SDK and the metrics parsers\n  tidy    structural checks\n  release-check   the systemd unit, the Containerfile, cargo install, completions, man page\n  bench   [--quick] [--check [--record-baseline]] benchmarks (docs/benchmarks.md)"
             )
         }
     }

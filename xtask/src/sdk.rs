@@ -3,7 +3,8 @@
 //! Installs the SDKs (pinned: OpenAI, and the Anthropic and google-genai SDKs that the client
 //! checks of [`crate::clients`] drive) into a virtual environment under `target/sdk-venv` when
 //! they are not there yet, builds the gateway and the mock upstream, starts both on ephemeral
-//! loopback ports, and runs `xtask/sdk/openai_sdk.py`. Both processes are stopped whatever
+//! loopback ports, and runs `xtask/sdk/openai_sdk.py` (which also reads `/metrics` with Prometheus'
+//! own Python parsers, 0.0.4 and OpenMetrics). Both processes are stopped whatever
 //! happens.
 
 use std::{
@@ -15,11 +16,13 @@ use anyhow::{Context, Result, bail};
 
 use crate::process::{Running, first_line, listening_address, mock_gateway_setup};
 
-/// The SDK versions the checks are written against: (pip name, import name, version).
-const SDKS: &[(&str, &str, &str)] = &[
-    ("openai", "openai", "3.51.0"),
-    ("anthropic", "anthropic", "2.14.0"),
-    ("google-genai", "google.genai", "3.6.1"),
+/// The SDK versions the checks are written against (pip name, version), and Prometheus'
+/// Python client, whose parsers read `/metrics`.
+const SDKS: &[(&str, &str)] = &[
+    ("openai", "3.51.0"),
+    ("anthropic", "2.14.0"),
+    ("google-genai", "3.6.1"),
+    ("prometheus-client", "0.26.0"),
 ];
 
 pub(crate) fn run(root: &Path) -> Result<()> {
@@ -106,14 +109,12 @@ pub(crate) fn ensure_sdk(target: &Path) -> Result<PathBuf> {
             &["-m", "venv", &venv.display().to_string()],
         )?;
     }
-    let imports: Vec<&str> = SDKS.iter().map(|(_, module, _)| *module).collect();
     let versions: Vec<String> = SDKS
         .iter()
-        .map(|(_, module, version)| format!("{module}.__version__ == '{version}'"))
+        .map(|(name, version)| format!("version('{name}') == '{version}'"))
         .collect();
     let check = format!(
-        "import sys, {}; sys.exit(0 if {} else 1)",
-        imports.join(", "),
+        "import sys; from importlib.metadata import version; sys.exit(0 if {} else 1)",
         versions.join(" and ")
     );
     let installed = Command::new(&python)
@@ -125,7 +126,7 @@ pub(crate) fn ensure_sdk(target: &Path) -> Result<PathBuf> {
         let pip = venv.join("bin").join("pip");
         let pins: Vec<String> = SDKS
             .iter()
-            .map(|(name, _, version)| format!("{name}=={version}"))
+            .map(|(name, version)| format!("{name}=={version}"))
             .collect();
         let mut args = vec!["install", "--quiet", "--disable-pip-version-check"];
         args.extend(pins.iter().map(String::as_str));

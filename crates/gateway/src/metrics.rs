@@ -288,6 +288,55 @@ impl Metrics {
     }
 }
 
+/// The Prometheus text format 0.0.4 of an OpenMetrics exposition, for scrapers that do not ask
+/// for OpenMetrics: a counter is declared under its sample name (`_total`), `# UNIT` and `# EOF`
+/// lines and `_created` samples are left out, and `unknown` is `untyped`.
+pub(crate) fn text_004(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split_once(' '))
+        .filter(|(_, kind)| *kind == "counter")
+        .map(|(name, _)| name)
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let comment = ["# TYPE ", "# HELP "]
+            .into_iter()
+            .find_map(|prefix| line.strip_prefix(prefix).map(|rest| (prefix, rest)));
+        match comment {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let tail = if prefix == "# TYPE " && tail == "unknown" {
+                    "untyped"
+                } else {
+                    tail
+                };
+                let suffix = if counters.contains(name) {
+                    "_total"
+                } else {
+                    ""
+                };
+                out.push_str(&format!("{prefix}{name}{suffix} {tail}\n"));
+            }
+            None => {
+                let name = line.split(['{', ' ']).next().unwrap_or("");
+                let created = name
+                    .strip_suffix("_created")
+                    .is_some_and(|base| counters.contains(base));
+                if !created && !line.is_empty() {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Model labels bounded by the configuration: a model the configuration names (an alias, a
 /// route's or `model_map`'s model, a pattern without wildcards) is its own label; any other
 /// model is labelled with the first configured pattern it matches (`gemini-*`, `*`), else
@@ -405,5 +454,52 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_004_text_declares_counters_by_their_sample_names() {
+        let metrics = Metrics::default();
+        metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                endpoint: "x".to_owned(),
+                status: "200".to_owned(),
+            })
+            .inc();
+        let open = metrics.render(&[], 0, &ModelLabels::new(&Config::embedded().unwrap()));
+        assert!(open.contains("# TYPE gateway_requests counter"), "{open}");
+        assert!(open.ends_with("# EOF\n"), "{open}");
+        let text = text_004(&open);
+        assert!(
+            text.contains("# TYPE gateway_requests_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("# HELP gateway_requests_total "), "{text}");
+        assert!(text.contains("gateway_requests_total{endpoint=\"x\",status=\"200\"} 1\n"));
+        assert!(text.contains("# TYPE gateway_in_flight gauge\n"), "{text}");
+        assert!(
+            text.contains("# TYPE gateway_overhead_seconds histogram"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
+        // Every sample belongs to a declared family.
+        let declared: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        for sample in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = sample.split(['{', ' ']).next().unwrap();
+            assert!(
+                declared.iter().any(|d| name == *d
+                    || ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .any(|s| name.strip_suffix(s) == Some(*d))),
+                "{name} is not declared: {text}"
+            );
+        }
     }
 }

@@ -661,17 +661,30 @@ async fn route(server: &Server, app: Arc<App>, request: Request<Incoming>) -> An
         (&Method::GET | &Method::HEAD, "/health" | "/") => {
             return json(StatusCode::OK, &serde_json::json!({"status": "ok"})).into();
         }
-        (&Method::GET, "/metrics") => {
+        (&Method::GET | &Method::HEAD, "/metrics") => {
             let in_flight = app.in_flight.load(std::sync::atomic::Ordering::Relaxed);
             let text = app
                 .metrics
                 .render(&app.breakers.views(), in_flight, &app.model_labels);
-            let mut response = Response::new(gateway_core::body::full(text));
-            response.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            return response.into();
+            // OpenMetrics to a scraper that asks for it (Prometheus does), else the 0.0.4 text.
+            let openmetrics = parts
+                .headers
+                .get_all(http::header::ACCEPT)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .any(|v| v.contains("application/openmetrics-text"));
+            let (content_type, text) = if openmetrics {
+                (
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    text,
+                )
+            } else {
+                (
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    crate::metrics::text_004(&text),
+                )
+            };
+            return with_type(StatusCode::OK, content_type, gateway_core::body::full(text)).into();
         }
         (&Method::GET, "/admin/backends") => {
             return json(StatusCode::OK, &admin::backends(&app)).into();
