@@ -411,9 +411,16 @@ async fn a_loop_back_to_this_gateway_is_stopped() {
 #[tokio::test]
 async fn the_embedded_default_starts_without_accounts_and_says_how_to_add_one() {
     let empty = tempfile::tempdir().unwrap();
-    let mut config = gateway::Config::embedded().unwrap();
-    config.antigravity.credentials_dir = empty.path().to_path_buf();
-    let gateway = Gateway::start_with(config).await;
+    let default = gateway::config::EMBEDDED_DEFAULT;
+    let toml = default.replace(
+        "credentials_dir = \"data/antigravity\"",
+        &format!("credentials_dir = {:?}", empty.path().display().to_string()),
+    );
+    assert_ne!(
+        toml, default,
+        "the embedded default names its credentials directory"
+    );
+    let gateway = Gateway::start(&toml).await;
     assert_eq!(get(&gateway.url("/health")).await.status, 200);
     let answer = post(
         &gateway.url("/v1/chat/completions"),

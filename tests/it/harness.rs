@@ -18,19 +18,21 @@ pub(crate) struct Gateway {
 }
 
 impl Gateway {
+    /// A gateway on `toml`. One that names no `[state]` keeps no usage database (the default
+    /// is relative to the working directory, which would collect every test's rows in the
+    /// source tree).
     pub(crate) async fn start(toml: &str) -> Self {
-        let config = Config::parse(toml, "test.toml", &|_| None).unwrap_or_else(|e| panic!("{e}"));
+        let toml = if toml.contains("[state]") {
+            toml.to_owned()
+        } else {
+            format!("{toml}\n[state]\nusage_db = \"\"\n")
+        };
+        let config = Config::parse(&toml, "test.toml", &|_| None).unwrap_or_else(|e| panic!("{e}"));
         Self::start_with(config).await
     }
 
-    pub(crate) async fn start_with(mut config: Config) -> Self {
-        // Tests that do not name a usage database keep none (the default is relative to the
-        // working directory, which would collect every test's rows in the source tree).
-        if config.state.usage_db.as_deref()
-            == Some(std::path::Path::new(gateway::config::DEFAULT_USAGE_DB))
-        {
-            config.state.usage_db = None;
-        }
+    /// A gateway on `config` (which must name its usage database, or none).
+    pub(crate) async fn start_with(config: Config) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();

@@ -29,28 +29,30 @@ use raw::{RawBackend, RawCondition, RawConfig, RawHop, Str};
 /// The configuration used when no file is given.
 pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
 
-/// The validated configuration.
+/// The validated configuration. Only [`Config::parse`], [`Config::load`] and
+/// [`Config::embedded`] make one, so every `Config` has passed validation; its parts are read
+/// through accessors.
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
     /// Where it came from (a path, or `<embedded default>`).
     #[serde(skip)]
-    pub source: String,
+    pub(crate) source: String,
     /// The HTTP server.
-    pub server: ServerConfig,
+    pub(crate) server: ServerConfig,
     /// The in-process Antigravity service.
-    pub antigravity: AntigravityConfig,
+    pub(crate) antigravity: AntigravityConfig,
     /// Backends by name.
-    pub backends: Vec<BackendConfig>,
+    pub(crate) backends: Vec<BackendConfig>,
     /// Fallback chains for model patterns; the first matching route wins.
-    pub routes: Vec<RouteConfig>,
+    pub(crate) routes: Vec<RouteConfig>,
     /// Client-visible model names and the model each stands for.
-    pub aliases: BTreeMap<String, String>,
+    pub(crate) aliases: BTreeMap<String, String>,
     /// Logging.
-    pub logging: LoggingConfig,
+    pub(crate) logging: LoggingConfig,
     /// Named client keys (`[[keys]]`), beside `server.api_keys`.
-    pub keys: Vec<KeyConfig>,
+    pub(crate) keys: Vec<KeyConfig>,
     /// Where shared state lives (`[state]`).
-    pub state: StateConfig,
+    pub(crate) state: StateConfig,
 }
 
 /// `[server]`.
@@ -466,6 +468,38 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 impl Config {
+    /// Where it came from (a path, or `<embedded default>`).
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// `[server]`.
+    pub fn server(&self) -> &ServerConfig {
+        &self.server
+    }
+
+    /// `[backends.*]`, in priority order.
+    pub fn backends(&self) -> &[BackendConfig] {
+        &self.backends
+    }
+
+    /// `[antigravity]`.
+    pub fn antigravity(&self) -> &AntigravityConfig {
+        &self.antigravity
+    }
+
+    /// `[logging]`.
+    pub fn logging(&self) -> &LoggingConfig {
+        &self.logging
+    }
+
+    /// The same configuration listening on `listen` (the `--listen` flag).
+    #[must_use]
+    pub fn with_listen(mut self, listen: SocketAddr) -> Self {
+        self.server.listen = listen;
+        self
+    }
+
     /// Load `path`, with variables from the process environment.
     pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| {

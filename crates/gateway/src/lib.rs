@@ -7,7 +7,7 @@
 //! ```
 //! let text = "[backends.copilot]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:8141/v1\"\n";
 //! let config = gateway::Config::parse(text, "gateway.toml", &|_| None)?;
-//! assert_eq!(config.backends[0].name, "copilot");
+//! assert_eq!(config.backends()[0].name, "copilot");
 //! // A mistake names the file, the line and the key.
 //! let wrong = gateway::Config::parse("[server]\nlisten = \"nowhere\"\n", "gateway.toml", &|_| None);
 //! assert!(wrong.is_err_and(|e| e.to_string().starts_with("gateway.toml:2: server.listen")));

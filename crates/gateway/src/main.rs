@@ -159,7 +159,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(config) => {
                 println!(
                     "# effective configuration from {}\n{}",
-                    config.source,
+                    config.source(),
                     gateway::effective_toml(&config)
                 );
                 ExitCode::SUCCESS
@@ -177,9 +177,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let format = match cli.log_format {
         Some(Format::Json) => LogFormat::Json,
         Some(Format::Human) => LogFormat::Human,
-        None => config.logging.format,
+        None => config.logging().format,
     };
-    telemetry::init(format, &config.logging.level);
+    telemetry::init(format, &config.logging().level);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -197,15 +197,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 async fn serve(mut config: Config, listen: Option<SocketAddr>) -> Result<()> {
     if let Some(listen) = listen {
-        config.server.listen = listen;
+        config = config.with_listen(listen);
     }
     // Before the address is logged: from then on a SIGHUP reloads instead of ending the process.
     let reloads = reload_signal();
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
+    let listener = tokio::net::TcpListener::bind(config.server().listen)
         .await
-        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        .with_context(|| format!("cannot listen on {}", config.server().listen))?;
     let address = listener.local_addr()?;
-    tracing::info!(target: "gateway::startup", %address, config = %config.source, "gateway listening on {address}");
+    tracing::info!(target: "gateway::startup", %address, config = %config.source(), "gateway listening on {address}");
     gateway::serve_with_reload(listener, config, shutdown_signal(), reloads).await?;
     Ok(())
 }
@@ -257,7 +257,7 @@ async fn shutdown_signal() {
 
 #[expect(clippy::print_stdout, reason = "the login talks to the user")]
 async fn login(config: &Config, no_browser: bool) -> Result<()> {
-    let settings = &config.antigravity;
+    let settings = &config.antigravity();
     let client = Client::new(ClientConfig {
         proxy: settings.outbound_proxy.clone(),
         ..ClientConfig::default()
@@ -323,7 +323,7 @@ fn read_line_detached() -> tokio::sync::oneshot::Receiver<std::io::Result<String
 
 #[expect(clippy::print_stdout, reason = "account commands print their results")]
 fn accounts(config: &Config, action: Accounts) -> Result<()> {
-    let store = AccountStore::new(&config.antigravity.credentials_dir);
+    let store = AccountStore::new(&config.antigravity().credentials_dir);
     match action {
         Accounts::List => {
             let (accounts, problems) = store.load();
