@@ -478,7 +478,7 @@ impl Config {
         &self.server
     }
 
-    /// `[backends.*]`, in priority order.
+    /// `[backends.*]`, in the order of the file.
     pub fn backends(&self) -> &[BackendConfig] {
         &self.backends
     }
