@@ -478,7 +478,7 @@ impl Config {
         &self.server
     }
 
-    /// `[backends.*]`, in the order of the file.
+    /// `[backends.*]`, by name.
     pub fn backends(&self) -> &[BackendConfig] {
         &self.backends
     }
