@@ -15,6 +15,7 @@ mod contracts;
 mod dashboard;
 mod dialects;
 mod gateway;
+mod geminicli;
 mod harness;
 mod operations;
 mod protocols;

@@ -3,8 +3,8 @@
 // Run by `cargo xtask clients dashboard` as
 //   node dashboard.mjs GATEWAY_URL ADMIN_KEY CLIENT_KEY SCREENSHOT
 // with CLIENTS_DIR (where puppeteer-core is installed) and CHROMIUM set. The gateway serves an
-// Antigravity backend with one account (check@example.com) and an OpenAI backend, both in
-// front of the mock upstream. Exits non-zero with the reason on the first failed expectation.
+// Antigravity backend with one account (check@example.com), a Gemini CLI backend with one
+// (cli.check@example.com) and an OpenAI backend, all in front of the mock upstream. Exits non-zero with the reason on the first failed expectation.
 import { writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 
@@ -28,7 +28,7 @@ async function api(path, key, options = {}) {
 }
 
 // Traffic on both backends first, so the overview, usage and requests have something to show.
-for (const model of ["gpt-4o", "gemini-3-pro", "gpt-4o"]) {
+for (const model of ["gpt-4o", "gemini-3-pro", "gpt-4o", "gemini-2.5-flash"]) {
   const answer = await api("/v1/chat/completions", clientKey, {
     method: "POST",
     body: JSON.stringify({ model, messages: [{ role: "user", content: "hello" }] }),
@@ -104,12 +104,14 @@ try {
     { polling: 100 }, table, text);
   await rowWith("#backends", "antigravity");
   await rowWith("#backends", "openai");
+  await rowWith("#backends", "geminicli");
   await page.waitForFunction(() => document.querySelectorAll("#activity-chart rect").length > 0);
   await page.screenshot({ path: screenshot.replace(/\.png$/, "-overview.png"), fullPage: true });
 
   // Accounts, by email.
   await page.click("#tab-accounts");
   await rowWith("#account-table", "check@example.com");
+  await rowWith("#account-table", "Gemini CLI");
 
   // Usage after traffic: per day, then per backend.
   await page.click("#tab-usage");
@@ -117,6 +119,7 @@ try {
   await page.select("#usage-group", "backend");
   await rowWith("#usage-table", "antigravity");
   await rowWith("#usage-table", "openai");
+  await rowWith("#usage-table", "geminicli");
 
   // The last requests, with their attempts chain.
   await page.click("#tab-requests");

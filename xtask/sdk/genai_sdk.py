@@ -31,11 +31,14 @@ MODEL = "gemini-2.5-flash"
 
 UPSTREAM = {
     "antigravity": "v1internal:streamGenerateContent",
+    "geminicli": "v1internal:streamGenerateContent",
     "gemini": "/v1beta/models/",
     "openai": "/v1/chat/completions",
 }[BACKEND]
-TEXT = {"antigravity": STREAM_TEXT, "gemini": MOCK_TEXT, "openai": MOCK_TEXT}[BACKEND]
-STREAMED = {"antigravity": STREAM_TEXT, "gemini": STREAM_TEXT, "openai": CHAT_STREAM_TEXT}[BACKEND]
+TEXT = {"antigravity": STREAM_TEXT, "geminicli": STREAM_TEXT, "gemini": MOCK_TEXT, "openai": MOCK_TEXT}[BACKEND]
+STREAMED = {
+    "antigravity": STREAM_TEXT, "geminicli": STREAM_TEXT, "gemini": STREAM_TEXT, "openai": CHAT_STREAM_TEXT,
+}[BACKEND]
 
 WEATHER = types.FunctionDeclaration(
     name="get_weather",

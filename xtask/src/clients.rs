@@ -59,6 +59,7 @@ pub(crate) const IN_TEST: &[&str] = &[
     "genai-sdk-antigravity",
     "genai-sdk-gemini",
     "genai-sdk-openai",
+    "genai-sdk-geminicli",
     "claude-code-anthropic",
     "claude-code-openai",
     "claude-code-antigravity",
@@ -72,6 +73,7 @@ pub(crate) const IN_TEST: &[&str] = &[
     "codex-shell-openai",
     "codex-shell-antigravity",
     "gemini-cli-antigravity",
+    "gemini-cli-geminicli",
     "dashboard",
 ];
 
@@ -104,9 +106,12 @@ enum Backend {
     Chat,
     /// The in-process Antigravity service, against the mock's `v1internal` endpoints.
     Antigravity,
+    /// The in-process Gemini CLI pool (`kind = "geminicli"`), against the same endpoints.
+    GeminiCli,
     /// `kind = "gemini"`: Gemini clients pass through.
     Gemini,
-    /// Antigravity for `gemini-*` and an OpenAI-compatible backend for `gpt-*`.
+    /// Antigravity for `gemini-3*`, the Gemini CLI pool for `gemini-2.5-*` and an
+    /// OpenAI-compatible backend for `gpt-*`.
     Both,
 }
 
@@ -118,6 +123,7 @@ impl Backend {
             Self::Native => "native",
             Self::Chat => "openai",
             Self::Antigravity => "antigravity",
+            Self::GeminiCli => "geminicli",
             Self::Gemini => "gemini",
             Self::Both => "both",
         }
@@ -139,11 +145,12 @@ impl Backend {
             Self::Antigravity => {
                 format!("[backends.antigravity]\nkind = \"antigravity\"\n{models}\n")
             }
+            Self::GeminiCli => format!("[backends.geminicli]\nkind = \"geminicli\"\n{models}\n"),
             Self::Gemini => format!(
                 "[backends.gemini]\nkind = \"gemini\"\nbase_url = \"{mock}/v1beta\"\napi_key = \"upstream-key\"\n{models}\n"
             ),
             Self::Both => format!(
-                "[backends.antigravity]\nkind = \"antigravity\"\nmodels = [\"gemini-*\"]\n\n[backends.openai]\nkind = \"openai\"\nbase_url = \"{mock}/v1\"\napi_key = \"sk-upstream\"\nmodels = [\"gpt-*\"]\n"
+                "[backends.antigravity]\nkind = \"antigravity\"\nmodels = [\"gemini-3*\"]\n\n[backends.geminicli]\nkind = \"geminicli\"\nmodels = [\"gemini-2.5-*\"]\n\n[backends.openai]\nkind = \"openai\"\nbase_url = \"{mock}/v1\"\napi_key = \"sk-upstream\"\nmodels = [\"gpt-*\"]\n"
             ),
         }
     }
@@ -151,7 +158,9 @@ impl Backend {
     /// Part of the path every upstream request of a client speaking `client` must have.
     fn upstream_path(self, client: Protocol) -> &'static str {
         match (self, client) {
-            (Self::Antigravity | Self::Both, _) => "v1internal:streamGenerateContent",
+            (Self::Antigravity | Self::GeminiCli | Self::Both, _) => {
+                "v1internal:streamGenerateContent"
+            }
             (Self::Chat, _) => "/chat/completions",
             (_, Protocol::Anthropic) => "/messages",
             (_, Protocol::Responses) => "/responses",
@@ -262,6 +271,11 @@ const CHECKS: &[Check] = &[
         Backend::Chat,
     ),
     check(
+        "genai-sdk-geminicli",
+        Client::Sdk("genai_sdk.py"),
+        Backend::GeminiCli,
+    ),
+    check(
         "claude-code-anthropic",
         Client::ClaudeCode { read: false },
         Backend::Anthropic,
@@ -325,6 +339,11 @@ const CHECKS: &[Check] = &[
         "gemini-cli-antigravity",
         Client::GeminiCli,
         Backend::Antigravity,
+    ),
+    check(
+        "gemini-cli-geminicli",
+        Client::GeminiCli,
+        Backend::GeminiCli,
     ),
     check("dashboard", Client::Browser, Backend::Both),
 ];
@@ -630,19 +649,31 @@ impl Scenario<'_> {
 
 /// The gateway configuration of one scenario, with one Antigravity account for the mock.
 fn gateway_config(dir: &Path, mock: &str, backend: Backend) -> Result<PathBuf> {
-    let accounts = dir.join("accounts");
-    std::fs::create_dir_all(&accounts)?;
-    std::fs::write(
-        accounts.join("check@example.com.json"),
-        r#"{"client_id":"cid","client_secret":"cs","refresh_token":"1//check","access_token":"ya29.check",
-            "expiry":"2999-01-01T00:00:00Z","project_id":"check-project","email":"check@example.com"}"#,
-    )?;
+    // One account per pool: Antigravity's, and the Gemini CLI's (used by `Both`).
+    let mut pools = String::new();
+    for (section, email) in [
+        ("antigravity", "check@example.com"),
+        ("geminicli", "cli.check@example.com"),
+    ] {
+        let accounts = dir.join(section);
+        std::fs::create_dir_all(&accounts)?;
+        std::fs::write(
+            accounts.join(format!("{email}.json")),
+            format!(
+                r#"{{"client_id":"cid","client_secret":"cs","refresh_token":"1//check","access_token":"ya29.check",
+                    "expiry":"2999-01-01T00:00:00Z","project_id":"check-project","email":"{email}"}}"#
+            ),
+        )?;
+        pools += &format!(
+            "[{section}]\ncredentials_dir = \"{}\"\nbase_urls = [\"{mock}\"]\nauth_url = \"{mock}/auth\"\ntoken_url = \"{mock}/token\"\nuserinfo_url = \"{mock}/userinfo\"\nmax_concurrency_per_account = 1000\n\n",
+            accounts.display()
+        );
+    }
     let config = dir.join("gateway.toml");
     std::fs::write(
         &config,
         format!(
-            "[server]\napi_keys = [\"{CLIENT_KEY}\"]\nadmin_keys = [\"{ADMIN_KEY}\"]\n\n[antigravity]\ncredentials_dir = \"{accounts}\"\nbase_urls = [\"{mock}\"]\nauth_url = \"{mock}/auth\"\ntoken_url = \"{mock}/token\"\nuserinfo_url = \"{mock}/userinfo\"\nmax_concurrency_per_account = 1000\n\n{table}\n[logging]\nlevel = \"warn,gateway=info\"\n",
-            accounts = accounts.display(),
+            "[server]\napi_keys = [\"{CLIENT_KEY}\"]\nadmin_keys = [\"{ADMIN_KEY}\"]\n\n{pools}{table}\n[logging]\nlevel = \"warn,gateway=info\"\n",
             table = backend.table(mock),
         ),
     )?;

@@ -9,11 +9,16 @@
 //! translates the upstream's event stream back into conversation events, incrementally.
 //! [`Translator`] offers the translation alone, without the pool or the network.
 //!
+//! The same service stands for the Gemini CLI's pool (Code Assist for individuals) when its
+//! [`ServiceConfig`], [`PoolConfig`] and [`OAuthConfig`] name [`Profile::GeminiCli`]: another
+//! OAuth client, base URL, envelope and model names over the same code.
+//!
 //! Reading order: `models` (the canonical model table), `schema` (JSON-schema cleaning), `names`
 //! (reversible tool-name rewriting), `request` (conversation → Antigravity), `signatures`
 //! (thought signatures across turns), `response` (Antigravity → conversation events),
 //! `translation` (the public face of the two), `credentials` (the contract), `store` (account
-//! files), `pool` (selection, tokens, cooldowns), `login` (OAuth), `service`.
+//! files), `pool` (selection, tokens, cooldowns), `login` (OAuth), `profile` (Antigravity or
+//! the Gemini CLI), `service`.
 //!
 //! Invariants:
 //! - The network is reached only through `Transport`, so everything here is testable without
@@ -30,6 +35,7 @@ mod login;
 mod models;
 mod names;
 mod pool;
+mod profile;
 mod request;
 mod response;
 mod schema;
@@ -45,6 +51,7 @@ pub use pool::{
     AccountPool, AccountView, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TOKEN_URL,
     PoolConfig, Selection,
 };
+pub use profile::Profile;
 pub use service::{DEFAULT_BASE_URLS, DEFAULT_USER_AGENT, Generation, Service, ServiceConfig};
 pub use store::{AccountState, AccountStore, ImportOutcome, Imported, StoredAccount};
 pub use translation::{Events, Translated, Translator};

@@ -49,6 +49,8 @@ pub struct OAuthConfig {
     pub base_url: String,
     /// Scopes to ask for.
     pub scopes: Vec<String>,
+    /// The pool the account is for (how its project is discovered).
+    pub profile: crate::Profile,
 }
 
 impl Default for OAuthConfig {
@@ -70,6 +72,7 @@ impl Default for OAuthConfig {
             .into_iter()
             .map(str::to_owned)
             .collect(),
+            profile: crate::Profile::Antigravity,
         }
     }
 }
@@ -226,8 +229,13 @@ impl<T: Transport> LoginFlow<T> {
             ));
         };
         let email = self.email(&tokens.access_token).await?;
-        let project =
-            discover_project(&self.transport, &self.config.base_url, &tokens.access_token).await?;
+        let project = discover_project(
+            &self.transport,
+            &self.config.base_url,
+            &tokens.access_token,
+            self.config.profile,
+        )
+        .await?;
         let expires = SystemTime::now() + Duration::from_secs(tokens.expires_in.unwrap_or(3600));
         Ok(AccountFile {
             client_id: Some(self.config.client_id.clone()),

@@ -66,8 +66,9 @@ pub(crate) fn thinking_id(upstream: &str) -> Option<&'static str> {
         .find(|id| id.strip_suffix("-thinking") == Some(upstream))
 }
 
-/// Resolve a requested model name.
-pub(crate) fn resolve(requested: &str) -> ModelSpec {
+/// Resolve a requested model name for a pool of `profile` (only Antigravity's has aliases).
+pub(crate) fn resolve(requested: &str, profile: crate::Profile) -> ModelSpec {
+    let alias = |name: &str| profile.aliases_models().then(|| alias(name)).flatten();
     let original = without_variant(requested.trim());
     let lower = original.to_ascii_lowercase();
     let (stem, suffix) = match lower.strip_suffix("-thinking") {
@@ -170,7 +171,7 @@ mod tests {
     use super::*;
 
     fn check(requested: &str, upstream: &str, thinking: bool, family: Family) {
-        let spec = resolve(requested);
+        let spec = resolve(requested, crate::Profile::Antigravity);
         assert_eq!(spec.upstream, upstream, "{requested}");
         assert_eq!(spec.thinking, thinking, "{requested}");
         assert_eq!(spec.family, family, "{requested}");
@@ -246,14 +247,26 @@ mod tests {
             false,
             Claude,
         );
-        assert_eq!(resolve("claude-sonnet-4-5[1m]").max_output, Some(64_000));
-        assert_eq!(resolve("claude-opus-4-1").max_output, Some(32_000));
-        assert_eq!(resolve("gemini-2.5-pro").max_output, Some(65_536));
-        assert_eq!(resolve("gpt-oss-120b").max_output, None);
+        assert_eq!(
+            resolve("claude-sonnet-4-5[1m]", crate::Profile::Antigravity).max_output,
+            Some(64_000)
+        );
+        assert_eq!(
+            resolve("claude-opus-4-1", crate::Profile::Antigravity).max_output,
+            Some(32_000)
+        );
+        assert_eq!(
+            resolve("gemini-2.5-pro", crate::Profile::Antigravity).max_output,
+            Some(65_536)
+        );
+        assert_eq!(
+            resolve("gpt-oss-120b", crate::Profile::Antigravity).max_output,
+            None
+        );
         // Unknown names pass through untouched: never another family.
         check("gpt-4o", "gpt-4o", false, Other);
         check("My-Custom.Model", "My-Custom.Model", false, Other);
-        assert!(resolve("gemini-3-pro-image").image);
+        assert!(resolve("gemini-3-pro-image", crate::Profile::Antigravity).image);
     }
 
     #[test]
@@ -265,5 +278,27 @@ mod tests {
         assert_eq!(thinking_id("claude-sonnet-4-5-thinking"), None);
         assert_eq!(thinking_id("claude-haiku-4-5"), None);
         assert_eq!(thinking_id("gemini-2.5-flash"), None);
+    }
+
+    #[test]
+    fn the_gemini_cli_pool_takes_public_names_as_they_are() {
+        for name in [
+            "gemini-3-pro-preview",
+            "gemini-2.5-pro",
+            "gemini-3-flash-preview",
+        ] {
+            let spec = resolve(name, crate::Profile::GeminiCli);
+            assert_eq!(spec.upstream, name);
+        }
+        let spec = resolve("gemini-3-pro-preview", crate::Profile::GeminiCli);
+        assert_eq!(
+            spec.family,
+            Family::Gemini3,
+            "signatures work as for Gemini 3"
+        );
+        assert_eq!(
+            resolve("gemini-3-pro-preview", crate::Profile::Antigravity).upstream,
+            "gemini-3-pro-high"
+        );
     }
 }

@@ -85,6 +85,8 @@ pub enum Selection {
 /// The pool's settings.
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
+    /// The pool this is: where discovery and quota look-ups go, and how.
+    pub profile: crate::Profile,
     /// How an account is picked.
     pub selection: Selection,
     /// Calls in flight per account.
@@ -113,6 +115,7 @@ pub struct PoolConfig {
 impl Default for PoolConfig {
     fn default() -> Self {
         Self {
+            profile: crate::Profile::Antigravity,
             selection: Selection::RoundRobin,
             max_concurrency_per_account: 4,
             acquire_timeout: Duration::from_secs(30),

@@ -74,12 +74,13 @@ pub(crate) fn translate(
     request: &Request,
     cache: &SignatureCache,
     conversation: Option<&str>,
+    profile: crate::Profile,
 ) -> Result<Translated, GatewayError> {
     if request.model.trim().is_empty() {
         return Err(GatewayError::invalid_request("model must not be empty").with_param("model"));
     }
     reject_unsupported(request)?;
-    let mut spec = resolve(&request.model);
+    let mut spec = resolve(&request.model, profile);
     if spec.family == Family::Claude
         && !spec.thinking
         && reasoning_asked(request)

@@ -25,11 +25,12 @@ use gateway_core::{
 };
 
 use crate::{
+    Profile,
     credentials::{Acquire, Credentials, Lease},
     request::translate,
     response::StreamTranslator,
     signatures::SignatureCache,
-    wire::{AvailableModels, Envelope},
+    wire::{AvailableModels, CodeAssistEnvelope, Envelope},
 };
 
 /// The default upstream base URLs, tried in order.
@@ -44,6 +45,8 @@ pub const DEFAULT_USER_AGENT: &str = "antigravity/1.11.3 windows/amd64";
 /// How the service talks to Antigravity.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
+    /// The pool this service stands for: the request envelope and the model names.
+    pub profile: Profile,
     /// Base URLs in order; 429, 5xx and connection failures move to the next one.
     pub base_urls: Vec<String>,
     /// `User-Agent` for upstream requests.
@@ -64,6 +67,7 @@ pub struct ServiceConfig {
 impl Default for ServiceConfig {
     fn default() -> Self {
         Self {
+            profile: Profile::Antigravity,
             base_urls: DEFAULT_BASE_URLS.iter().map(|s| (*s).to_owned()).collect(),
             user_agent: DEFAULT_USER_AGENT.to_owned(),
             timeouts: Timeouts::default(),
@@ -95,6 +99,11 @@ impl<T: Transport, C: Credentials> Service<T, C> {
         }
     }
 
+    /// The pool this service stands for.
+    pub fn profile(&self) -> Profile {
+        self.config.profile
+    }
+
     /// The credentials in use (for admin views).
     pub fn credentials(&self) -> &C {
         &self.credentials
@@ -111,7 +120,12 @@ impl<T: Transport, C: Credentials> Service<T, C> {
         request: &conversation::Request,
         context: &ChatContext,
     ) -> Result<Generation, GatewayError> {
-        let translated = translate(request, &self.cache, context.conversation_id.as_deref())?;
+        let translated = translate(
+            request,
+            &self.cache,
+            context.conversation_id.as_deref(),
+            self.config.profile,
+        )?;
         let spec = &translated.spec;
         let request_type = if spec.image { "image_gen" } else { "agent" };
         let (response, lease) = self
@@ -189,15 +203,23 @@ impl<T: Transport, C: Credentials> Service<T, C> {
         let mut renewed = false;
         let mut waited = false;
         loop {
-            let envelope = Envelope {
-                project: &lease.project_id,
-                model,
-                request_id: format!("agent/{}", uuid::Uuid::new_v4()),
-                user_agent: "antigravity",
-                request_type,
-                request: body,
+            let encoded = match self.config.profile {
+                Profile::Antigravity => serde_json::to_vec(&Envelope {
+                    project: &lease.project_id,
+                    model,
+                    request_id: format!("agent/{}", uuid::Uuid::new_v4()),
+                    user_agent: "antigravity",
+                    request_type,
+                    request: body,
+                }),
+                Profile::GeminiCli => serde_json::to_vec(&CodeAssistEnvelope {
+                    model,
+                    project: &lease.project_id,
+                    user_prompt_id: uuid::Uuid::new_v4().simple().to_string(),
+                    request: body,
+                }),
             };
-            let payload = Bytes::from(serde_json::to_vec(&envelope).map_err(|e| {
+            let payload = Bytes::from(encoded.map_err(|e| {
                 GatewayError::internal(format!("cannot encode the upstream request: {e}"))
             })?);
             let result = self
@@ -271,7 +293,12 @@ impl<T: Transport, C: Credentials> Service<T, C> {
         request: &conversation::Request,
         context: &ChatContext,
     ) -> Result<u64, GatewayError> {
-        let translated = translate(request, &self.cache, context.conversation_id.as_deref())?;
+        let translated = translate(
+            request,
+            &self.cache,
+            context.conversation_id.as_deref(),
+            self.config.profile,
+        )?;
         let model = translated.spec.upstream;
         let lease = self
             .credentials
@@ -313,8 +340,15 @@ impl<T: Transport, C: Credentials> Service<T, C> {
         })
     }
 
-    /// The models the upstream offers to the first account, from `fetchAvailableModels`.
+    /// The models the upstream offers to the first account, from `fetchAvailableModels` (a
+    /// pool without that call, the Gemini CLI's, has a fixed list).
     pub async fn models(&self) -> Result<ModelList, GatewayError> {
+        let owner = self.config.profile.name();
+        if let Some(fixed) = self.config.profile.fixed_models() {
+            return Ok(ModelList::new(
+                fixed.iter().map(|id| Model::new(*id, owner)).collect(),
+            ));
+        }
         let lease = self
             .credentials
             .acquire(Acquire {
@@ -345,7 +379,7 @@ impl<T: Transport, C: Credentials> Service<T, C> {
         ids.sort();
         Ok(ModelList::new(
             ids.into_iter()
-                .map(|id| Model::new(id.clone(), "antigravity"))
+                .map(|id| Model::new(id.clone(), owner))
                 .collect(),
         ))
     }

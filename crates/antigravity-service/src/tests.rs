@@ -25,7 +25,7 @@ async fn turn(
 ) -> (Value, ChatCompletion) {
     let request: ChatRequest = parse_json(request.to_string().as_bytes()).unwrap();
     let request = openai::request_to_conversation(request).unwrap();
-    let translated = translate(&request, cache, None).unwrap();
+    let translated = translate(&request, cache, None, crate::Profile::Antigravity).unwrap();
     let sent = serde_json::to_value(&translated.request).unwrap();
     // The model calls the function by the name the gateway declared.
     let declared = sent["tools"][0]["functionDeclarations"][0]["name"]

@@ -61,7 +61,12 @@ impl Translator {
         request: &Request,
         conversation_id: Option<&str>,
     ) -> Result<Translated, GatewayError> {
-        let translated = translate(request, &self.cache, conversation_id)?;
+        let translated = translate(
+            request,
+            &self.cache,
+            conversation_id,
+            crate::Profile::Antigravity,
+        )?;
         let body = serde_json::to_value(&translated.request)
             .map_err(|e| GatewayError::internal(format!("cannot encode the request: {e}")))?;
         Ok(Translated {

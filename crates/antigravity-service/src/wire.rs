@@ -24,6 +24,20 @@ pub(crate) struct Envelope<'a> {
     pub(crate) request: &'a GenerateRequest,
 }
 
+/// The envelope around a generate request of the Gemini CLI's Code Assist (its
+/// `converter.ts`, `toGenerateContentRequest`).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct CodeAssistEnvelope<'a> {
+    /// The model id as the client named it.
+    pub(crate) model: &'a str,
+    /// The project of the account whose token is sent.
+    pub(crate) project: &'a str,
+    /// A fresh id per prompt.
+    pub(crate) user_prompt_id: String,
+    /// The request itself.
+    pub(crate) request: &'a GenerateRequest,
+}
+
 /// A Gemini `GenerateContentRequest` as Antigravity takes it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -2,7 +2,7 @@
 //! running gateway (import, enable, disable, remove), which go through the same store as the
 //! `gateway accounts` commands and reach the running pool at once.
 
-use antigravity_service::{AccountStore, Credentials, ImportOutcome, Imported};
+use antigravity_service::{AccountStore, Credentials, ImportOutcome, Imported, Profile};
 use std::sync::{Arc, atomic::Ordering};
 
 use bytes::Bytes;
@@ -14,11 +14,13 @@ use crate::app::App;
 
 /// `GET /admin/backends`.
 pub(crate) fn backends(app: &Arc<App>) -> Value {
-    let local_available = app.antigravity.credentials().is_available();
     let list: Vec<Value> = app
         .backends
         .iter()
         .map(|backend| {
+            let local_available = app
+                .local_of(backend)
+                .is_some_and(|s| s.credentials().is_available());
             let config = &backend.config;
             let stats = &backend.stats;
             let last_error = stats
@@ -49,20 +51,59 @@ pub(crate) fn backends(app: &Arc<App>) -> Value {
     })
 }
 
-/// `GET /admin/accounts`.
+/// The pool an account operation is about: `?pool=antigravity` (the default) or
+/// `?pool=geminicli`.
+pub(crate) fn pool(query: Option<&str>) -> Result<Profile, GatewayError> {
+    let named = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(name, _)| name == "pool")
+        .map(|(_, value)| value.into_owned());
+    match named.as_deref() {
+        None | Some("antigravity") => Ok(Profile::Antigravity),
+        Some("geminicli") => Ok(Profile::GeminiCli),
+        Some(other) => Err(GatewayError::invalid_request(format!(
+            "pool is antigravity or geminicli, not {other:?}"
+        ))
+        .with_param("pool")),
+    }
+}
+
+/// `GET /admin/accounts`: the accounts of every running pool, each naming its `pool`.
 pub(crate) async fn accounts(app: &Arc<App>) -> Value {
-    let views = app.antigravity.credentials().views(true).await;
-    json!({ "object": "list", "data": views })
+    let mut data = Vec::new();
+    for profile in [Profile::Antigravity, Profile::GeminiCli] {
+        let Some(service) = app.local(profile) else {
+            continue;
+        };
+        for view in service.credentials().views(true).await {
+            let mut value = serde_json::to_value(view).unwrap_or(Value::Null);
+            if let Some(object) = value.as_object_mut() {
+                object.insert("pool".to_owned(), json!(profile.name()));
+            }
+            data.push(value);
+        }
+    }
+    json!({ "object": "list", "data": data })
+}
+
+/// Take what changed on disk into the running pool of `profile`, if it runs.
+async fn refresh(app: &App, profile: Profile) {
+    if let Some(service) = app.local(profile) {
+        service.credentials().refresh().await;
+    }
 }
 
 /// `POST /admin/accounts`: import an export file (any format `gateway accounts import` reads)
-/// into the credentials directory, and take it into the running pool at once.
-pub(crate) async fn import(app: &Arc<App>, body: Bytes) -> Result<Value, GatewayError> {
-    let store = AccountStore::new(&app.config.antigravity.credentials_dir);
+/// into the pool's credentials directory, and take it into the running pool at once.
+pub(crate) async fn import(
+    app: &Arc<App>,
+    profile: Profile,
+    body: Bytes,
+) -> Result<Value, GatewayError> {
+    let store = AccountStore::new(&app.config.pool(profile).credentials_dir);
     let imported = tokio::task::spawn_blocking(move || store.import_all(&body))
         .await
         .map_err(|e| GatewayError::internal(format!("the import failed: {e}")))??;
-    app.antigravity.credentials().refresh().await;
+    refresh(app, profile).await;
     let data: Vec<Value> = imported
         .into_iter()
         .map(|Imported { id, outcome }| {
@@ -76,6 +117,7 @@ pub(crate) async fn import(app: &Arc<App>, body: Bytes) -> Result<Value, Gateway
         .collect();
     tracing::info!(
         accounts = data.len(),
+        pool = profile.name(),
         "accounts imported through the admin api"
     );
     Ok(json!({ "object": "list", "data": data }))
@@ -85,13 +127,17 @@ pub(crate) async fn import(app: &Arc<App>, body: Bytes) -> Result<Value, Gateway
 /// the account's file and applied to the running pool.
 pub(crate) async fn set_enabled(
     app: &Arc<App>,
+    profile: Profile,
     id: &str,
     enabled: bool,
 ) -> Result<Value, GatewayError> {
-    let pool = app.antigravity.credentials();
-    if !pool.set_enabled(id, enabled).await {
+    let running = match app.local(profile) {
+        Some(service) => service.credentials().set_enabled(id, enabled).await,
+        None => false,
+    };
+    if !running {
         // A file the pool has not taken in yet (its directory is looked at every 2 s).
-        let store = AccountStore::new(&app.config.antigravity.credentials_dir);
+        let store = AccountStore::new(&app.config.pool(profile).credentials_dir);
         let owned = id.to_owned();
         let found = tokio::task::spawn_blocking(move || store.set_enabled(&owned, enabled))
             .await
@@ -99,10 +145,11 @@ pub(crate) async fn set_enabled(
         if !found {
             return Err(no_account(id));
         }
-        pool.refresh().await;
+        refresh(app, profile).await;
     }
     tracing::info!(
         account = id,
+        pool = profile.name(),
         enabled,
         "account changed through the admin api"
     );
@@ -111,10 +158,17 @@ pub(crate) async fn set_enabled(
 
 /// `DELETE /admin/accounts/{id}`: remove the account's file; calls in flight finish, no new
 /// call uses it.
-pub(crate) async fn remove(app: &Arc<App>, id: &str) -> Result<Value, GatewayError> {
-    let pool = app.antigravity.credentials();
-    if !pool.remove(id).await? {
-        let store = AccountStore::new(&app.config.antigravity.credentials_dir);
+pub(crate) async fn remove(
+    app: &Arc<App>,
+    profile: Profile,
+    id: &str,
+) -> Result<Value, GatewayError> {
+    let running = match app.local(profile) {
+        Some(service) => service.credentials().remove(id).await?,
+        None => false,
+    };
+    if !running {
+        let store = AccountStore::new(&app.config.pool(profile).credentials_dir);
         let owned = id.to_owned();
         let found = tokio::task::spawn_blocking(move || store.remove(&owned))
             .await
@@ -122,9 +176,13 @@ pub(crate) async fn remove(app: &Arc<App>, id: &str) -> Result<Value, GatewayErr
         if !found {
             return Err(no_account(id));
         }
-        pool.refresh().await;
+        refresh(app, profile).await;
     }
-    tracing::info!(account = id, "account removed through the admin api");
+    tracing::info!(
+        account = id,
+        pool = profile.name(),
+        "account removed through the admin api"
+    );
     Ok(json!({ "id": id, "deleted": true }))
 }
 

@@ -6,7 +6,7 @@ use std::sync::{
     atomic::{AtomicU64, AtomicUsize, Ordering},
 };
 
-use antigravity_service::{AccountPool, AccountStore, PoolConfig, Service, ServiceConfig};
+use antigravity_service::{AccountPool, AccountStore, PoolConfig, Profile, Service, ServiceConfig};
 use gateway_core::{
     Dialect, ErrorKind, GatewayError, Secret, openai::ModelList, responses::ReasoningSeal,
 };
@@ -39,9 +39,12 @@ pub(crate) struct Backend {
 /// into behaviour, so a new kind is one variant here and one arm in [`Reach::of`].
 #[derive(Debug)]
 pub(crate) enum Reach {
-    /// The in-process Antigravity service (a direct call), and its `proxy_url` for what the
-    /// service does not serve or while it cannot.
-    InProcess { proxy: Option<Box<Forwarder>> },
+    /// An in-process Google pool (a direct call: Antigravity's or the Gemini CLI's), and its
+    /// `proxy_url` for what the service does not serve or while it cannot.
+    InProcess {
+        profile: Profile,
+        proxy: Option<Box<Forwarder>>,
+    },
     /// An HTTP upstream through `gateway-proxy`, speaking `dialect`, and serving `native`
     /// other dialects itself.
     Http {
@@ -83,14 +86,19 @@ impl Reach {
                     .collect::<Result<_, _>>()?,
             ))
         };
-        Ok(match backend.kind {
-            BackendKind::Antigravity => Self::InProcess {
+        let in_process = |profile: Profile| -> Result<Self, GatewayError> {
+            Ok(Self::InProcess {
+                profile,
                 proxy: backend
                     .proxy_url
                     .as_deref()
                     .map(|url| forwarder(url, key_header).map(Box::new))
                     .transpose()?,
-            },
+            })
+        };
+        Ok(match backend.kind {
+            BackendKind::Antigravity => in_process(Profile::Antigravity)?,
+            BackendKind::Geminicli => in_process(Profile::GeminiCli)?,
             BackendKind::Openai => Self::Http {
                 upstream: ring(url)?,
                 dialect: Dialect::OpenAiChat,
@@ -118,7 +126,7 @@ impl Reach {
     /// The HTTP way to this backend, when there is one (for calls that use no key's quota).
     pub(crate) fn forwarder(&self) -> Option<&Forwarder> {
         match self {
-            Self::InProcess { proxy } => proxy.as_deref(),
+            Self::InProcess { proxy, .. } => proxy.as_deref(),
             Self::Http { upstream, .. } => upstream.any(),
         }
     }
@@ -127,7 +135,7 @@ impl Reach {
     /// through [`Reach::report`]), or the `proxy_url`.
     pub(crate) fn pick(&self) -> Result<Option<(usize, &Forwarder)>, GatewayError> {
         match self {
-            Self::InProcess { proxy } => Ok(proxy.as_deref().map(|p| (0, p))),
+            Self::InProcess { proxy, .. } => Ok(proxy.as_deref().map(|p| (0, p))),
             Self::Http { upstream, .. } => upstream.pick().map(Some),
         }
     }
@@ -147,15 +155,23 @@ impl Reach {
         }
     }
 
-    /// Whether the backend is the in-process service.
+    /// Whether the backend is an in-process pool.
     pub(crate) fn is_in_process(&self) -> bool {
         matches!(self, Self::InProcess { .. })
+    }
+
+    /// The in-process pool of this backend, if it is one.
+    pub(crate) fn profile(&self) -> Option<Profile> {
+        match self {
+            Self::InProcess { profile, .. } => Some(*profile),
+            Self::Http { .. } => None,
+        }
     }
 
     /// What the dispatch decision needs to know of this backend.
     pub(crate) fn facts(&self, local_available: bool) -> Facts<'_> {
         match self {
-            Self::InProcess { proxy } => Facts {
+            Self::InProcess { proxy, .. } => Facts {
                 in_process: true,
                 // A proxy_url is another gateway: it speaks every dialect, so requests pass.
                 upstream: Dialect::Passthrough,
@@ -201,6 +217,8 @@ pub(crate) struct App {
     pub(crate) config: Config,
     pub(crate) backends: Vec<Backend>,
     pub(crate) antigravity: Arc<Antigravity>,
+    /// The in-process Gemini CLI pool, when a backend uses it.
+    pub(crate) geminicli: Option<Arc<Antigravity>>,
     pub(crate) in_flight: AtomicUsize,
     pub(crate) models: Mutex<Option<(tokio::time::Instant, ModelList)>>,
     pub(crate) patterns: Patterns,
@@ -223,6 +241,19 @@ pub(crate) struct App {
 }
 
 impl App {
+    /// The in-process service of `profile`, when this configuration has it.
+    pub(crate) fn local(&self, profile: Profile) -> Option<&Arc<Antigravity>> {
+        match profile {
+            Profile::Antigravity => Some(&self.antigravity),
+            Profile::GeminiCli => self.geminicli.as_ref(),
+        }
+    }
+
+    /// The in-process service of `backend`, if it is served by one.
+    pub(crate) fn local_of(&self, backend: &Backend) -> Option<&Arc<Antigravity>> {
+        backend.reach.profile().and_then(|p| self.local(p))
+    }
+
     /// Build the state; account-file problems are logged, not fatal.
     pub(crate) fn new(config: Config) -> Result<Self, GatewayError> {
         let backends = config
@@ -238,7 +269,13 @@ impl App {
             .collect::<Result<Vec<_>, GatewayError>>()?;
         let budget = Arc::new(RetryBudget::default());
         let seal = ReasoningSeal::new(&seal_key(&config)?);
-        let antigravity = Arc::new(antigravity(&config, budget.clone())?);
+        let antigravity = Arc::new(pool(&config, Profile::Antigravity, budget.clone())?);
+        let geminicli = config
+            .backends
+            .iter()
+            .any(|b| b.kind.profile() == Some(Profile::GeminiCli))
+            .then(|| pool(&config, Profile::GeminiCli, budget.clone()).map(Arc::new))
+            .transpose()?;
         let patterns = Patterns::new(&config);
         let keys = Keys::new(&config);
         let model_labels = ModelLabels::new(&config);
@@ -249,6 +286,7 @@ impl App {
             config,
             backends,
             antigravity,
+            geminicli,
             in_flight: AtomicUsize::new(0),
             models: Mutex::new(None),
             breakers: Breakers::default(),
@@ -266,7 +304,8 @@ impl App {
     /// retry budget it shares) when `[antigravity]` did not change. Requests in flight keep
     /// `old`.
     pub(crate) fn next(config: Config, old: &Self) -> Result<Self, GatewayError> {
-        let keep_service = same_antigravity(&config, &old.config);
+        let keep_service = same_pool(&config, &old.config, Profile::Antigravity);
+        let keep_geminicli = same_pool(&config, &old.config, Profile::GeminiCli);
         let keep_seal = config.server.seal_key == old.config.server.seal_key;
         let mut app = Self::new(config)?;
         app.metrics = old.metrics.share();
@@ -278,6 +317,9 @@ impl App {
         if keep_service {
             app.antigravity = old.antigravity.clone();
             app.budget = old.budget.clone();
+        }
+        if keep_geminicli && app.geminicli.is_some() && old.geminicli.is_some() {
+            app.geminicli = old.geminicli.clone();
         }
         Ok(app)
     }
@@ -309,10 +351,10 @@ impl Drop for InFlight {
     }
 }
 
-/// Whether two configurations build the same in-process service (secrets compared too; the
-/// debug form redacts them).
-fn same_antigravity(new: &Config, old: &Config) -> bool {
-    let (new, old) = (&new.antigravity, &old.antigravity);
+/// Whether two configurations build the same in-process pool of `profile` (secrets compared
+/// too; the debug form redacts them).
+fn same_pool(new: &Config, old: &Config, profile: Profile) -> bool {
+    let (new, old) = (new.pool(profile), old.pool(profile));
     format!("{new:?}") == format!("{old:?}") && new.client_secret == old.client_secret
 }
 
@@ -327,13 +369,19 @@ fn seal_key(config: &Config) -> Result<Vec<u8>, GatewayError> {
     Ok(key)
 }
 
-fn antigravity(config: &Config, budget: Arc<RetryBudget>) -> Result<Antigravity, GatewayError> {
-    let settings = &config.antigravity;
+/// The in-process service of `profile`, with its account pool.
+fn pool(
+    config: &Config,
+    profile: Profile,
+    budget: Arc<RetryBudget>,
+) -> Result<Antigravity, GatewayError> {
+    let settings = config.pool(profile);
     let client = Client::new(ClientConfig {
         proxy: settings.outbound_proxy.clone(),
         ..ClientConfig::default()
     })?;
     let pool_config = PoolConfig {
+        profile,
         selection: settings.selection,
         max_concurrency_per_account: settings.max_concurrency_per_account,
         token_url: settings.token_url.clone(),
@@ -354,9 +402,11 @@ fn antigravity(config: &Config, budget: Arc<RetryBudget>) -> Result<Antigravity,
         target: "gateway::startup",
         accounts = pool.len(),
         dir = %settings.credentials_dir.display(),
-        "antigravity accounts loaded"
+        "{} accounts loaded",
+        profile.name()
     );
     let service_config = ServiceConfig {
+        profile,
         base_urls: settings.base_urls.clone(),
         user_agent: settings.user_agent.clone(),
         timeouts: settings.timeouts,

@@ -21,7 +21,7 @@ use std::{
 use serde::Serialize;
 use toml::Spanned;
 
-use antigravity_service::Selection;
+use antigravity_service::{Profile, Selection};
 use gateway_core::{Secret, Timeouts};
 
 use raw::{RawBackend, RawCondition, RawConfig, RawHop, Str};
@@ -41,6 +41,8 @@ pub struct Config {
     pub(crate) server: ServerConfig,
     /// The in-process Antigravity service.
     pub(crate) antigravity: AntigravityConfig,
+    /// The in-process Gemini CLI pool (`[geminicli]`).
+    pub(crate) geminicli: AntigravityConfig,
     /// Backends by name.
     pub(crate) backends: Vec<BackendConfig>,
     /// Fallback chains for model patterns; the first matching route wins.
@@ -104,9 +106,12 @@ pub struct ServerConfig {
     pub max_attempts: usize,
 }
 
-/// `[antigravity]`.
+/// `[antigravity]` or `[geminicli]`: an in-process Google pool.
 #[derive(Debug, Clone, Serialize)]
 pub struct AntigravityConfig {
+    /// Which pool this is.
+    #[serde(skip)]
+    pub profile: Profile,
     /// The account files.
     pub credentials_dir: PathBuf,
     /// Upstream base URLs in order.
@@ -148,7 +153,7 @@ impl AntigravityConfig {
             token_url: self.token_url.clone(),
             userinfo_url: self.userinfo_url.clone(),
             base_url: self.base_urls.first().cloned().unwrap_or_default(),
-            ..antigravity_service::OAuthConfig::default()
+            ..self.profile.oauth()
         }
     }
 }
@@ -165,13 +170,25 @@ pub enum BackendKind {
     Anthropic,
     /// A Gemini API upstream (AI Studio keys).
     Gemini,
+    /// The in-process Gemini CLI pool (Code Assist for individuals, `[geminicli]`).
+    Geminicli,
 }
 
 impl BackendKind {
+    /// The in-process pool a backend of this kind is served by, if it is one.
+    pub fn profile(self) -> Option<Profile> {
+        match self {
+            Self::Antigravity => Some(Profile::Antigravity),
+            Self::Geminicli => Some(Profile::GeminiCli),
+            Self::Openai | Self::Anthropic | Self::Gemini => None,
+        }
+    }
+
     /// The name used in the configuration file.
     pub fn name(self) -> &'static str {
         match self {
             Self::Antigravity => "antigravity",
+            Self::Geminicli => "geminicli",
             Self::Openai => "openai",
             Self::Anthropic => "anthropic",
             Self::Gemini => "gemini",
@@ -488,6 +505,14 @@ impl Config {
         &self.antigravity
     }
 
+    /// The settings of the pool of `profile`: `[antigravity]` or `[geminicli]`.
+    pub fn pool(&self, profile: Profile) -> &AntigravityConfig {
+        match profile {
+            Profile::Antigravity => &self.antigravity,
+            Profile::GeminiCli => &self.geminicli,
+        }
+    }
+
     /// `[logging]`.
     pub fn logging(&self) -> &LoggingConfig {
         &self.logging
@@ -719,7 +744,8 @@ impl Validator<'_> {
 
     fn config(&mut self, raw: RawConfig) -> Config {
         let server = self.server(&raw.server);
-        let antigravity = self.antigravity(&raw.antigravity);
+        let antigravity = self.pool(&raw.antigravity, Profile::Antigravity);
+        let geminicli = self.pool(&raw.geminicli, Profile::GeminiCli);
         let backends: Vec<BackendConfig> = raw
             .backends
             .iter()
@@ -759,6 +785,7 @@ impl Validator<'_> {
             source: self.file.to_owned(),
             server,
             antigravity,
+            geminicli,
             backends,
             routes,
             aliases,
@@ -919,10 +946,14 @@ impl Validator<'_> {
         }
     }
 
-    fn antigravity(&mut self, raw: &raw::RawAntigravity) -> AntigravityConfig {
-        let defaults = antigravity_service::OAuthConfig::default();
+    /// `[antigravity]` or `[geminicli]`: one in-process Google pool, with its profile's
+    /// defaults.
+    fn pool(&mut self, raw: &raw::RawAntigravity, profile: Profile) -> AntigravityConfig {
+        let section = profile.name();
+        let field = |name: &str| format!("{section}.{name}");
+        let defaults = profile.oauth();
         let selection = match self
-            .opt_text("antigravity.selection", raw.selection.as_ref())
+            .opt_text(&field("selection"), raw.selection.as_ref())
             .as_deref()
         {
             None | Some("round-robin") => Selection::RoundRobin,
@@ -931,7 +962,7 @@ impl Validator<'_> {
             Some(other) => {
                 let span = raw.selection.as_ref().map(Spanned::span);
                 self.error(
-                    "antigravity.selection",
+                    &field("selection"),
                     span,
                     format!("{other:?} is not round-robin, fill-first or sticky"),
                 );
@@ -942,66 +973,68 @@ impl Validator<'_> {
             Some(list) => list
                 .iter()
                 .enumerate()
-                .filter_map(|(i, url)| self.url(&format!("antigravity.base_urls[{i}]"), Some(url)))
+                .filter_map(|(i, url)| self.url(&format!("{section}.base_urls[{i}]"), Some(url)))
                 .collect(),
-            None => antigravity_service::DEFAULT_BASE_URLS
+            None => profile
+                .base_urls()
                 .iter()
                 .map(|s| (*s).to_owned())
                 .collect(),
         };
         let base = Timeouts::default();
         AntigravityConfig {
+            profile,
             credentials_dir: PathBuf::from(
-                self.opt_text("antigravity.credentials_dir", raw.credentials_dir.as_ref())
-                    .unwrap_or_else(|| "data/antigravity".to_owned()),
+                self.opt_text(&field("credentials_dir"), raw.credentials_dir.as_ref())
+                    .unwrap_or_else(|| profile.credentials_dir().to_owned()),
             ),
             base_urls,
             token_url: self
-                .url("antigravity.token_url", raw.token_url.as_ref())
+                .url(&field("token_url"), raw.token_url.as_ref())
                 .unwrap_or(defaults.token_url),
             auth_url: self
-                .url("antigravity.auth_url", raw.auth_url.as_ref())
+                .url(&field("auth_url"), raw.auth_url.as_ref())
                 .unwrap_or(defaults.auth_url),
             userinfo_url: self
-                .url("antigravity.userinfo_url", raw.userinfo_url.as_ref())
+                .url(&field("userinfo_url"), raw.userinfo_url.as_ref())
                 .unwrap_or(defaults.userinfo_url),
             client_id: self
-                .opt_text("antigravity.client_id", raw.client_id.as_ref())
+                .opt_text(&field("client_id"), raw.client_id.as_ref())
                 .filter(|s| !s.is_empty())
                 .unwrap_or(defaults.client_id),
             client_secret: self
-                .opt_text("antigravity.client_secret", raw.client_secret.as_ref())
+                .opt_text(&field("client_secret"), raw.client_secret.as_ref())
                 .filter(|s| !s.is_empty())
                 .map_or(defaults.client_secret, Secret::new),
             user_agent: self
-                .opt_text("antigravity.user_agent", raw.user_agent.as_ref())
-                .unwrap_or_else(|| antigravity_service::DEFAULT_USER_AGENT.to_owned()),
+                .opt_text(&field("user_agent"), raw.user_agent.as_ref())
+                .unwrap_or_else(|| profile.user_agent().to_owned()),
             selection,
             max_concurrency_per_account: raw.max_concurrency_per_account.unwrap_or(4).max(1),
-            outbound_proxy: self.proxy("antigravity.outbound_proxy", raw.outbound_proxy.as_ref()),
+            outbound_proxy: self.proxy(&field("outbound_proxy"), raw.outbound_proxy.as_ref()),
             short_retry_wait: self.duration(
-                "antigravity.short_retry_wait",
+                &field("short_retry_wait"),
                 raw.short_retry_wait.as_ref(),
                 Duration::from_secs(3),
             ),
             timeouts: Timeouts {
                 headers: Some(self.duration(
-                    "antigravity.first_byte_timeout",
+                    &field("first_byte_timeout"),
                     raw.first_byte_timeout.as_ref(),
                     Duration::from_secs(60),
                 )),
                 first_byte: Some(self.duration(
-                    "antigravity.first_byte_timeout",
+                    &field("first_byte_timeout"),
                     raw.first_byte_timeout.as_ref(),
                     Duration::from_secs(60),
                 )),
                 idle: Some(self.duration(
-                    "antigravity.idle_timeout",
+                    &field("idle_timeout"),
                     raw.idle_timeout.as_ref(),
                     base.idle.unwrap_or(Duration::from_secs(120)),
                 )),
                 total: Some(self.duration(
-                    "antigravity.timeout",
+                    &field("timeout"),
                     raw.timeout.as_ref(),
                     Duration::from_secs(600),
                 )),
@@ -1013,6 +1046,7 @@ impl Validator<'_> {
         let key = |field: &str| format!("backends.{name}.{field}");
         let kind = match self.text(&key("kind"), &raw.kind).as_str() {
             "antigravity" => BackendKind::Antigravity,
+            "geminicli" => BackendKind::Geminicli,
             "openai" => BackendKind::Openai,
             "anthropic" => BackendKind::Anthropic,
             "gemini" => BackendKind::Gemini,
@@ -1021,14 +1055,14 @@ impl Validator<'_> {
                     &key("kind"),
                     Some(raw.kind.span()),
                     format!(
-                        "{other:?} is not a backend kind (antigravity, openai, anthropic or gemini)"
+                        "{other:?} is not a backend kind (antigravity, geminicli, openai, anthropic or gemini)"
                     ),
                 );
                 BackendKind::Openai
             }
         };
         let base_url = self.url(&key("base_url"), raw.base_url.as_ref());
-        if kind != BackendKind::Antigravity && base_url.is_none() {
+        if kind.profile().is_none() && base_url.is_none() {
             self.error(
                 &key("base_url"),
                 Some(raw.kind.span()),
@@ -1082,11 +1116,11 @@ impl Validator<'_> {
                     Some(span.span()),
                     format!("{path:?} must start with /"),
                 );
-            } else if kind == BackendKind::Antigravity {
+            } else if kind.profile().is_some() {
                 self.error(
                     &key("health_path"),
                     Some(span.span()),
-                    "health checks are for http backends (the antigravity service has its own account checks)",
+                    "health checks are for http backends (an in-process pool has its own account checks)",
                 );
             }
         }

@@ -11,11 +11,12 @@ use toml::{Table, Value};
 use crate::config::Config;
 
 /// The sections in the order `docs/configuration.md` documents them.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "server",
     "keys",
     "state",
     "antigravity",
+    "geminicli",
     "backends",
     "routes",
     "aliases",
@@ -29,8 +30,10 @@ pub fn effective_toml(config: &Config) -> String {
         Ok(_) => return "# cannot print the configuration\n".to_owned(),
         Err(err) => return format!("# cannot print the configuration: {err}\n"),
     };
-    if let Some(Value::Table(antigravity)) = whole.get_mut("antigravity") {
-        flatten_timeouts(antigravity);
+    for pool in ["antigravity", "geminicli"] {
+        if let Some(Value::Table(settings)) = whole.get_mut(pool) {
+            flatten_timeouts(settings);
+        }
     }
     if let Some(Value::Array(list)) = whole.remove("backends") {
         let mut backends = Table::new();

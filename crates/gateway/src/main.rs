@@ -12,7 +12,9 @@ use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
 
-use antigravity_service::{AccountStore, CALLBACK_PATH, ImportOutcome, Imported, LoginFlow};
+use antigravity_service::{
+    AccountStore, CALLBACK_PATH, ImportOutcome, Imported, LoginFlow, Profile,
+};
 use gateway::{Config, config::LogFormat, telemetry};
 use gateway_proxy::{Client, ClientConfig};
 
@@ -54,8 +56,11 @@ enum Command {
         #[command(subcommand)]
         provider: Provider,
     },
-    /// Manage the Antigravity accounts.
+    /// Manage the accounts of an in-process Google pool.
     Accounts {
+        /// The pool: `antigravity` (the default) or `geminicli`.
+        #[arg(long, global = true, value_enum, default_value_t = Pool::Antigravity)]
+        pool: Pool,
         #[command(subcommand)]
         action: Accounts,
     },
@@ -76,6 +81,28 @@ enum Provider {
         #[arg(long)]
         no_browser: bool,
     },
+    /// Log in with a Google account for the Gemini CLI backend (Code Assist for individuals).
+    Geminicli {
+        /// Do not wait for the browser's redirect: paste the redirected URL instead.
+        #[arg(long)]
+        no_browser: bool,
+    },
+}
+
+/// An in-process Google pool.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Pool {
+    Antigravity,
+    Geminicli,
+}
+
+impl Pool {
+    fn profile(self) -> Profile {
+        match self {
+            Self::Antigravity => Profile::Antigravity,
+            Self::Geminicli => Profile::GeminiCli,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -189,8 +216,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check | Command::Completions { .. } | Command::Man => {}
         Command::Login {
             provider: Provider::Antigravity { no_browser },
-        } => runtime.block_on(login(&config, no_browser))?,
-        Command::Accounts { action } => accounts(&config, action)?,
+        } => runtime.block_on(login(&config, Profile::Antigravity, no_browser))?,
+        Command::Login {
+            provider: Provider::Geminicli { no_browser },
+        } => runtime.block_on(login(&config, Profile::GeminiCli, no_browser))?,
+        Command::Accounts { pool, action } => accounts(&config, pool.profile(), action)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -256,8 +286,8 @@ async fn shutdown_signal() {
 }
 
 #[expect(clippy::print_stdout, reason = "the login talks to the user")]
-async fn login(config: &Config, no_browser: bool) -> Result<()> {
-    let settings = &config.antigravity();
+async fn login(config: &Config, profile: Profile, no_browser: bool) -> Result<()> {
+    let settings = config.pool(profile);
     let client = Client::new(ClientConfig {
         proxy: settings.outbound_proxy.clone(),
         ..ClientConfig::default()
@@ -322,8 +352,8 @@ fn read_line_detached() -> tokio::sync::oneshot::Receiver<std::io::Result<String
 }
 
 #[expect(clippy::print_stdout, reason = "account commands print their results")]
-fn accounts(config: &Config, action: Accounts) -> Result<()> {
-    let store = AccountStore::new(&config.antigravity().credentials_dir);
+fn accounts(config: &Config, profile: Profile, action: Accounts) -> Result<()> {
+    let store = AccountStore::new(&config.pool(profile).credentials_dir);
     match action {
         Accounts::List => {
             let (accounts, problems) = store.load();

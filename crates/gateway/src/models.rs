@@ -66,14 +66,19 @@ async fn of_backend(
     backend: &Backend,
     headers: &HeaderMap,
 ) -> Result<ModelList, GatewayError> {
-    let local = backend.reach.is_in_process() && app.antigravity.credentials().is_available();
-    match way(
-        backend.reach.facts(local),
-        Dialect::Passthrough,
-        Endpoint::Models,
+    let service = app.local_of(backend);
+    let local = service.is_some_and(|s| s.credentials().is_available());
+    match (
+        way(
+            backend.reach.facts(local),
+            Dialect::Passthrough,
+            Endpoint::Models,
+        ),
+        service,
     ) {
-        Some(Way::Local) => app.antigravity.models().await,
-        Some(Way::Pass | Way::Convert(_)) => {
+        (Some(Way::Local), Some(service)) => service.models().await,
+        (Some(Way::Local), None) => Err(GatewayError::internal("no in-process service")),
+        (Some(Way::Pass | Way::Convert(_)), _) => {
             let Some(forwarder) = backend.reach.forwarder() else {
                 return Err(GatewayError::internal("no forwarder"));
             };
@@ -90,7 +95,7 @@ async fn of_backend(
             let bytes = response.into_body().collect().await?.to_bytes();
             upstream_list(&bytes)
         }
-        None => Err(GatewayError::new(
+        (None, _) => Err(GatewayError::new(
             gateway_core::ErrorKind::Unavailable,
             "no usable account and no proxy_url",
         )),

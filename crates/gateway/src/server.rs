@@ -166,7 +166,12 @@ pub async fn serve_with_reload(
         let _ = tokio::time::timeout(CLOSE_AFTER_GRACE, &mut draining).await;
     }
     flusher.abort();
-    app.antigravity.credentials().flush().await;
+    for service in [Some(&app.antigravity), app.geminicli.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        service.credentials().flush().await;
+    }
     server.recorder.flush().await;
     Ok(())
 }
@@ -640,7 +645,9 @@ async fn route(server: &Server, app: Arc<App>, request: Request<Incoming>) -> An
             return server.logins.finish(&app, parts.uri.query()).await.into();
         }
         (&Method::POST, "/admin/login") => {
-            return admin_answer(server.logins.start(&app, &parts.headers)).into();
+            let started = admin::pool(parts.uri.query())
+                .and_then(|pool| server.logins.start(&app, pool, &parts.headers));
+            return admin_answer(started).into();
         }
         (&Method::GET, "/admin/requests") => {
             return json(StatusCode::OK, &server.activity.requests()).into();
@@ -721,9 +728,12 @@ async fn route(server: &Server, app: Arc<App>, request: Request<Incoming>) -> An
         }
         (&Method::POST, "/admin/reload") => return reload(server).await.into(),
         (&Method::POST, "/admin/accounts") => {
-            let answer = match read_body(&parts.headers, body, app.config.server.max_body).await {
-                Ok(bytes) => admin::import(&app, bytes).await,
-                Err(err) => Err(err),
+            let answer = match (
+                admin::pool(parts.uri.query()),
+                read_body(&parts.headers, body, app.config.server.max_body).await,
+            ) {
+                (Ok(pool), Ok(bytes)) => admin::import(&app, pool, bytes).await,
+                (Err(err), _) | (_, Err(err)) => Err(err),
             };
             return admin_answer(answer).into();
         }
@@ -732,10 +742,20 @@ async fn route(server: &Server, app: Arc<App>, request: Request<Incoming>) -> An
             let rest = percent_encoding::percent_decode_str(&p["/admin/accounts/".len()..])
                 .decode_utf8_lossy()
                 .into_owned();
+            let pool = match admin::pool(parts.uri.query()) {
+                Ok(pool) => pool,
+                Err(err) => return error(&err).into(),
+            };
             let answer = match (&method, rest.rsplit_once('/')) {
-                (&Method::POST, Some((id, "enable"))) => admin::set_enabled(&app, id, true).await,
-                (&Method::POST, Some((id, "disable"))) => admin::set_enabled(&app, id, false).await,
-                (&Method::DELETE, None) if !rest.is_empty() => admin::remove(&app, &rest).await,
+                (&Method::POST, Some((id, "enable"))) => {
+                    admin::set_enabled(&app, pool, id, true).await
+                }
+                (&Method::POST, Some((id, "disable"))) => {
+                    admin::set_enabled(&app, pool, id, false).await
+                }
+                (&Method::DELETE, None) if !rest.is_empty() => {
+                    admin::remove(&app, pool, &rest).await
+                }
                 _ => Err(GatewayError::new(
                     ErrorKind::NotFound,
                     format!("no {method} {path}"),

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use antigravity_service::{AccountStore, CALLBACK_PATH, LoginFlow};
+use antigravity_service::{AccountStore, CALLBACK_PATH, LoginFlow, Profile};
 use gateway_core::{Body, ErrorKind, GatewayError, body};
 use gateway_proxy::{Client, ClientConfig};
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
@@ -72,6 +72,7 @@ fn page(status: StatusCode, content_type: &'static str, text: String) -> Respons
 
 struct Pending {
     flow: LoginFlow<Client>,
+    profile: Profile,
     redirect: String,
     started: Instant,
 }
@@ -91,14 +92,19 @@ impl std::fmt::Debug for Logins {
 impl Logins {
     /// `POST /admin/login`: a new sign-in whose redirect comes back to this gateway, at the
     /// address the browser used (`Host`). Answers the URL to open.
-    pub(crate) fn start(&self, app: &App, headers: &HeaderMap) -> Result<Value, GatewayError> {
+    pub(crate) fn start(
+        &self,
+        app: &App,
+        profile: Profile,
+        headers: &HeaderMap,
+    ) -> Result<Value, GatewayError> {
         let host = headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .filter(|h| valid_host(h))
             .map_or_else(|| app.config.server.listen.to_string(), str::to_owned);
         let redirect = format!("http://{host}{CALLBACK_PATH}");
-        let settings = &app.config.antigravity;
+        let settings = app.config.pool(profile);
         let client = Client::new(ClientConfig {
             proxy: settings.outbound_proxy.clone(),
             ..ClientConfig::default()
@@ -118,11 +124,15 @@ impl Logins {
             flow.state().to_owned(),
             Pending {
                 flow,
+                profile,
                 redirect,
                 started: Instant::now(),
             },
         );
-        tracing::info!("a sign-in was started from the dashboard");
+        tracing::info!(
+            pool = profile.name(),
+            "a sign-in was started from the dashboard"
+        );
         Ok(json!({ "url": url, "expires_in": LOGIN_TTL.as_secs() }))
     }
 
@@ -140,13 +150,19 @@ impl Logins {
                 .remove(&state)
                 .filter(|p| p.started.elapsed() < LOGIN_TTL)
         };
-        let Some(Pending { flow, redirect, .. }) = waiting else {
+        let Some(Pending {
+            flow,
+            profile,
+            redirect,
+            ..
+        }) = waiting
+        else {
             return done(
                 StatusCode::BAD_REQUEST,
                 "This sign-in is unknown or expired. Start it again from the dashboard.",
             );
         };
-        match self::add(app, &flow, &redirect, query).await {
+        match self::add(app, profile, &flow, &redirect, query).await {
             Ok(name) => {
                 tracing::info!("an account was added from the dashboard");
                 done(
@@ -168,6 +184,7 @@ impl Logins {
 /// Exchange the redirect's code and save the account; its email (or id) for the page.
 async fn add(
     app: &App,
+    profile: Profile,
     flow: &LoginFlow<Client>,
     redirect: &str,
     query: &str,
@@ -175,11 +192,13 @@ async fn add(
     let code = flow.code_from_pasted(&format!("{CALLBACK_PATH}?{query}"))?;
     let account = flow.complete(&code, redirect).await?;
     let email = account.email.clone();
-    let store = AccountStore::new(&app.config.antigravity.credentials_dir);
+    let store = AccountStore::new(&app.config.pool(profile).credentials_dir);
     let id = tokio::task::spawn_blocking(move || store.add(account))
         .await
         .map_err(|e| GatewayError::internal(format!("saving the account failed: {e}")))??;
-    app.antigravity.credentials().refresh().await;
+    if let Some(service) = app.local(profile) {
+        service.credentials().refresh().await;
+    }
     Ok(email.unwrap_or(id))
 }
 

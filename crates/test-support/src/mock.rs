@@ -406,6 +406,12 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Mo
     } else if parts.uri.path().ends_with("v1internal:onboardUser") {
         let answer = serde_json::json!({"done": true, "response": {"cloudaicompanionProject": {"id": "onboarded-project-456"}}});
         ("application/json", full(answer.to_string()))
+    } else if parts.uri.path().ends_with("v1internal:retrieveUserQuota") {
+        let body = serde_json::json!({"buckets": [
+            {"modelId": "gemini-2.5-pro", "remainingFraction": 0.25, "resetTime": "2026-11-26T12:00:00Z", "tokenType": "REQUESTS"},
+            {"modelId": "gemini-2.5-flash", "remainingFraction": 1.0, "tokenType": "REQUESTS"}
+        ]});
+        ("application/json", full(body.to_string()))
     } else if parts
         .uri
         .path()

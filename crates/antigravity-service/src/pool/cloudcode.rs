@@ -2,8 +2,8 @@
 //!
 //! An account without a project learns it once from `loadCodeAssist`, or is onboarded with its
 //! default tier (`onboardUser`, polled until done); a project is never invented. The quota view
-//! of `/admin/accounts` comes from `fetchAvailableModels`, cached per account. Discovery is
-//! shared with the login flow.
+//! of `/admin/accounts` comes from `fetchAvailableModels` (Antigravity) or `retrieveUserQuota`
+//! (the Gemini CLI), cached per account. Discovery is shared with the login flow.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -14,9 +14,7 @@ use tokio::time::Instant;
 use gateway_core::{ErrorKind, GatewayError, Secret, Transport, body};
 
 use super::{Account, AccountPool, oauth::small_call_options, roster, send_with_backoff};
-
-const CLIENT_METADATA: &str =
-    r#"{"ideType":"ANTIGRAVITY","platform":"PLATFORM_UNSPECIFIED","pluginType":"GEMINI"}"#;
+use crate::Profile;
 
 /// Tries of `onboardUser` before giving up, and the pause between them.
 const ONBOARD_TRIES: usize = 5;
@@ -36,7 +34,13 @@ impl<T: Transport> AccountPool<T> {
             return Ok(project);
         }
         let token = account.live().file.access_token.clone().unwrap_or_default();
-        let project = discover_project(&self.transport, &self.config.base_url, &token).await?;
+        let project = discover_project(
+            &self.transport,
+            &self.config.base_url,
+            &token,
+            self.config.profile,
+        )
+        .await?;
         account.live().file.project_id = Some(project.clone());
         roster::persist(self.roster.clone(), account.clone()).await;
         Ok(project)
@@ -55,23 +59,51 @@ impl<T: Transport> AccountPool<T> {
         }
         self.ensure_token(account).await?;
         let token = account.live().file.access_token.clone().unwrap_or_default();
-        let url = format!(
-            "{}/v1internal:fetchAvailableModels",
-            self.config.base_url.trim_end_matches('/')
-        );
-        let response = post_json(&self.transport, &url, Some(&token), json!({})).await?;
-        let models = response.get("models").cloned().unwrap_or(Value::Null);
-        let quota: BTreeMap<String, Value> = models
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(model, info)| {
-                (
-                    model.clone(),
-                    info.get("quotaInfo").cloned().unwrap_or(Value::Null),
+        let base = self.config.base_url.trim_end_matches('/');
+        let profile = self.config.profile;
+        let quota: BTreeMap<String, Value> = match profile {
+            Profile::Antigravity => {
+                let url = format!("{base}/v1internal:fetchAvailableModels");
+                let response =
+                    post_json(&self.transport, &url, Some(&token), json!({}), profile).await?;
+                let models = response.get("models").cloned().unwrap_or(Value::Null);
+                models
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(model, info)| {
+                        (
+                            model.clone(),
+                            info.get("quotaInfo").cloned().unwrap_or(Value::Null),
+                        )
+                    })
+                    .collect()
+            }
+            Profile::GeminiCli => {
+                let project = self.ensure_project(account).await?;
+                let url = format!("{base}/v1internal:retrieveUserQuota");
+                let response = post_json(
+                    &self.transport,
+                    &url,
+                    Some(&token),
+                    json!({"project": project}),
+                    profile,
                 )
-            })
-            .collect();
+                .await?;
+                response["buckets"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|bucket| {
+                        let model = bucket["modelId"].as_str()?;
+                        Some((
+                            model.to_owned(),
+                            json!({"remainingFraction": bucket["remainingFraction"], "resetTime": bucket["resetTime"]}),
+                        ))
+                    })
+                    .collect()
+            }
+        };
         account.live().quota = Some((Instant::now(), json!(quota)));
         Ok(())
     }
@@ -83,11 +115,12 @@ pub(crate) async fn post_json<T: Transport>(
     url: &str,
     token: Option<&Secret>,
     payload: Value,
+    profile: Profile,
 ) -> Result<Value, GatewayError> {
     let build = || {
         let mut builder = Request::post(url)
             .header(header::CONTENT_TYPE, "application/json")
-            .header(header::USER_AGENT, crate::service::DEFAULT_USER_AGENT);
+            .header(header::USER_AGENT, profile.user_agent());
         if let Some(token) = token {
             let value = crate::credentials::bearer(token)?;
             builder = builder.header(header::AUTHORIZATION, value);
@@ -107,14 +140,16 @@ pub(crate) async fn discover_project<T: Transport>(
     transport: &T,
     base_url: &str,
     token: &Secret,
+    profile: Profile,
 ) -> Result<String, GatewayError> {
     let base = base_url.trim_end_matches('/');
-    let metadata: Value = serde_json::from_str(CLIENT_METADATA).unwrap_or(Value::Null);
+    let metadata = profile.metadata();
     let loaded = post_json(
         transport,
         &format!("{base}/v1internal:loadCodeAssist"),
         Some(token),
         json!({"metadata": metadata}),
+        profile,
     )
     .await?;
     if loaded.get("currentTier").is_some()
@@ -136,6 +171,7 @@ pub(crate) async fn discover_project<T: Transport>(
             &format!("{base}/v1internal:onboardUser"),
             Some(token),
             json!({"tierId": tier, "metadata": metadata}),
+            profile,
         )
         .await?;
         if answer["done"] == Value::Bool(true) {
@@ -150,7 +186,14 @@ pub(crate) async fn discover_project<T: Transport>(
     }
     Err(GatewayError::new(
         ErrorKind::Unavailable,
-        "antigravity did not assign a project to this account; open Antigravity once with it, then log in again",
+        format!(
+            "{} did not assign a project to this account; open {} once with it, then log in again",
+            profile.name(),
+            match profile {
+                Profile::Antigravity => "Antigravity",
+                Profile::GeminiCli => "the Gemini CLI",
+            }
+        ),
     ))
 }
 

@@ -45,9 +45,9 @@ fn run(fixture: &Value) -> Value {
         Ok(request) => request,
         Err(err) => return json!({"parse_error": err.message()}),
     };
-    match openai::request_to_conversation(request)
-        .and_then(|conversation| translate(&conversation, &cache, None))
-    {
+    match openai::request_to_conversation(request).and_then(|conversation| {
+        translate(&conversation, &cache, None, crate::Profile::Antigravity)
+    }) {
         Ok(translated) => {
             let mut body = serde_json::to_value(&translated.request).unwrap();
             // The session id is a hash; assert its presence and shape, not its value.
@@ -88,7 +88,7 @@ fn session_id_is_stable_per_conversation() {
         parse_json(br#"{"model":"m","messages":[{"role":"user","content":"bye"}]}"#).unwrap();
     let session = |r: &ChatRequest, conversation| {
         let r = openai::request_to_conversation(r.clone()).unwrap();
-        translate(&r, &cache, conversation)
+        translate(&r, &cache, conversation, crate::Profile::Antigravity)
             .unwrap()
             .request
             .session_id

@@ -55,7 +55,8 @@ pub(crate) async fn attempt(
     backend: &Backend,
     call: Call<'_>,
 ) -> Result<Response<Body>, GatewayError> {
-    let local_available = app.antigravity.credentials().is_available();
+    let service = app.local_of(backend);
+    let local_available = service.is_some_and(|s| s.credentials().is_available());
     match way(
         backend.reach.facts(local_available),
         call.client.dialect,
@@ -63,8 +64,17 @@ pub(crate) async fn attempt(
     ) {
         None if backend.reach.is_in_process() => Err(GatewayError::new(
             ErrorKind::Unavailable,
-            if app.antigravity.credentials().is_empty() {
-                "the antigravity backend has no account: add one with `gateway login antigravity` or `gateway accounts import FILE`".to_owned()
+            if service.is_none_or(|s| s.credentials().is_empty()) {
+                let pool = backend.config.kind.name();
+                format!(
+                    "the {} backend has no account: add one with `gateway login {pool}` or `gateway accounts import FILE{}`",
+                    backend.config.name,
+                    if pool == "antigravity" {
+                        ""
+                    } else {
+                        " --pool geminicli"
+                    }
+                )
             } else {
                 format!(
                     "the {} backend cannot serve this now and has no proxy_url",
@@ -82,12 +92,28 @@ pub(crate) async fn attempt(
             ),
         )),
         Some(Way::Local) => {
-            let result = match call.request {
-                Routed::Conversation(request) => {
+            let result = match (call.request, service) {
+                (Routed::Conversation(request), Some(service)) => {
                     let rescue = call.rescue.clone();
-                    local_with(app, request, call.model, call.headers, call.client, rescue).await
+                    let local = Local {
+                        service,
+                        settings: app.config.pool(service.profile()),
+                    };
+                    local_with(
+                        app,
+                        local,
+                        request,
+                        call.model,
+                        call.headers,
+                        call.client,
+                        rescue,
+                    )
+                    .await
                 }
-                Routed::Peeked(_) => Err(GatewayError::internal(
+                (Routed::Conversation(_), None) => Err(GatewayError::internal(
+                    "an in-process backend without its service",
+                )),
+                (Routed::Peeked(_), _) => Err(GatewayError::internal(
                     "only decoded requests are served locally",
                 )),
             };
@@ -147,12 +173,23 @@ pub(crate) async fn local(
     headers: &HeaderMap,
     client: &Client,
 ) -> Result<Response<Body>, GatewayError> {
-    local_with(app, request, model, headers, client, None).await
+    let local = Local {
+        service: &app.antigravity,
+        settings: &app.config.antigravity,
+    };
+    local_with(app, local, request, model, headers, client, None).await
+}
+
+/// An in-process service and its settings.
+struct Local<'a> {
+    service: &'a Arc<crate::app::Antigravity>,
+    settings: &'a crate::config::AntigravityConfig,
 }
 
 /// [`local`], with the rescue of a stream that breaks after the commit.
 async fn local_with(
     app: &Arc<App>,
+    local: Local<'_>,
     request: &conversation::Request,
     model: &str,
     headers: &HeaderMap,
@@ -161,17 +198,13 @@ async fn local_with(
 ) -> Result<Response<Body>, GatewayError> {
     let mut request = request.clone();
     request.model = model.to_owned();
-    let budget = app
-        .config
-        .antigravity
+    let budget = local
+        .settings
         .timeouts
         .first_byte
         .unwrap_or(Duration::from_secs(60));
     let deadline = Instant::now() + budget;
-    let generation = app
-        .antigravity
-        .generate(&request, &context(headers))
-        .await?;
+    let generation = local.service.generate(&request, &context(headers)).await?;
     let timing = (deadline, budget);
     let mut response = answer(
         app,

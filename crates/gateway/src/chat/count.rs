@@ -62,17 +62,22 @@ pub(crate) async fn count(
     let backend = &app.backends[hop.backend];
     request.model.clone_from(&hop.model);
     let name = backend.config.name.as_str();
-    let asked = match &backend.reach {
-        Reach::InProcess { .. } if app.antigravity.credentials().is_available() => app
-            .antigravity
+    let local = app
+        .local_of(backend)
+        .filter(|s| s.credentials().is_available());
+    let asked = match (&backend.reach, local) {
+        (Reach::InProcess { .. }, Some(service)) => service
             .count_tokens(&request, &attempt::context(headers))
             .await
             .map(|tokens| Counted::Tokens(tokens, "upstream")),
-        Reach::Http {
-            upstream,
-            dialect: speaks,
-            native,
-        } if *speaks == dialect || native.contains(&dialect) => {
+        (
+            Reach::Http {
+                upstream,
+                dialect: speaks,
+                native,
+            },
+            _,
+        ) if *speaks == dialect || native.contains(&dialect) => {
             let path = with_query(endpoint, query);
             let payload = if dialect == Dialect::Gemini || plan.model == hop.model {
                 Ok(body.clone())

@@ -697,10 +697,12 @@ async fn events(
 ) -> Result<EventStream, GatewayError> {
     let mut request = request.clone();
     model.clone_into(&mut request.model);
-    let in_process = backend.reach.is_in_process();
-    if in_process && app.antigravity.credentials().is_available() {
+    if let Some(service) = app
+        .local_of(backend)
+        .filter(|s| s.credentials().is_available())
+    {
         let context = crate::chat::context(headers);
-        let generation = app.antigravity.generate(&request, &context).await?;
+        let generation = service.generate(&request, &context).await?;
         return Ok(generation.events);
     }
     let upstream = match backend.reach.facts(false).upstream {
@@ -714,10 +716,9 @@ async fn events(
         ));
     };
     let (path, payload) = convert::encode_request(upstream, &request)?;
-    let timeouts = if in_process {
-        app.config.antigravity.timeouts
-    } else {
-        backend.config.timeouts
+    let timeouts = match backend.reach.profile() {
+        Some(profile) => app.config.pool(profile).timeouts,
+        None => backend.config.timeouts,
     };
     let options = CallOptions {
         timeouts,

@@ -16,6 +16,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) antigravity: RawAntigravity,
     #[serde(default)]
+    pub(super) geminicli: RawAntigravity,
+    #[serde(default)]
     pub(super) backends: BTreeMap<String, RawBackend>,
     #[serde(default)]
     pub(super) routes: Vec<RawRoute>,

@@ -244,11 +244,14 @@ function quotaBars(quota) {
 async function accounts() {
   const list = await apiJson("/admin/accounts");
   fill($("account-table").tBodies[0], list.data.map((a) => {
-    const name = a.email || a.id;
+    const pool = a.pool || "antigravity";
+    // The same Google account may sit in both pools: the Gemini CLI's is named so.
+    const name = (a.email || a.id) + (pool === "geminicli" ? " (Gemini CLI)" : "");
     const disabled = a.disabled_reason !== null && a.disabled_reason !== undefined;
     const cooling = Object.entries(a.cooldowns || {});
     return el("tr", { "data-account": a.id },
-      el("th", { scope: "row" }, name), cell(a.project_id || ""),
+      el("th", { scope: "row" }, a.email || a.id), cell(pool === "geminicli" ? "Gemini CLI" : "Antigravity"),
+      cell(a.project_id || ""),
       cell(disabled ? `disabled: ${a.disabled_reason}` : cooling.length ? "cooling down" : "enabled",
         disabled ? "state-bad" : cooling.length ? "state-warn" : "state-ok"),
       cell(quotaBars(a.quota)),
@@ -258,17 +261,18 @@ async function accounts() {
       cell(a.last_error || "", "small"),
       cell(el("div", { class: "actions" },
         el("button", { type: "button", "aria-label": `${disabled ? "Enable" : "Disable"} ${name}`,
-          onclick: () => accountAction(a.id, disabled ? "enable" : "disable", name) }, disabled ? "Enable" : "Disable"),
+          onclick: () => accountAction(pool, a.id, disabled ? "enable" : "disable", name) }, disabled ? "Enable" : "Disable"),
         el("button", { type: "button", "aria-label": `Remove ${name}`,
-          onclick: () => accountAction(a.id, "remove", name) }, "Remove"))));
+          onclick: () => accountAction(pool, a.id, "remove", name) }, "Remove"))));
   }), "No accounts yet: add one with Google sign-in, or import an export file.");
 }
 
-async function accountAction(id, action, name) {
+async function accountAction(pool, id, action, name) {
   if (action === "remove" && !confirm(`Remove ${name}? Its file is deleted.`)) return;
+  const query = `?pool=${encodeURIComponent(pool)}`;
   try {
-    if (action === "remove") await apiJson(`/admin/accounts/${encodeURIComponent(id)}`, { method: "DELETE" });
-    else await apiJson(`/admin/accounts/${encodeURIComponent(id)}/${action}`, { method: "POST" });
+    if (action === "remove") await apiJson(`/admin/accounts/${encodeURIComponent(id)}${query}`, { method: "DELETE" });
+    else await apiJson(`/admin/accounts/${encodeURIComponent(id)}/${action}${query}`, { method: "POST" });
     say(`${name}: ${action === "remove" ? "removed" : action + "d"}.`, "ok");
   } catch (err) {
     if (err instanceof Refused) return signOut(err.message);
@@ -282,7 +286,7 @@ async function importFile(event) {
   if (!file) return;
   try {
     const body = await file.text();
-    const answer = await apiJson("/admin/accounts", {
+    const answer = await apiJson(`/admin/accounts?pool=${$("account-pool").value}`, {
       method: "POST", headers: { "content-type": "application/json" }, body,
     });
     say(`Imported ${answer.data.length} account(s): ` +
@@ -297,7 +301,7 @@ async function importFile(event) {
 
 async function addAccount() {
   try {
-    const answer = await apiJson("/admin/login", { method: "POST" });
+    const answer = await apiJson(`/admin/login?pool=${$("account-pool").value}`, { method: "POST" });
     const link = $("login-link");
     link.replaceChildren("Sign in with the Google account to add, in the window that opened or ",
       el("a", { href: answer.url, target: "_blank", rel: "noopener" }, "here"),
