@@ -19,3 +19,4 @@ mod geminicli;
 mod harness;
 mod operations;
 mod protocols;
+mod scaleout;

@@ -118,7 +118,53 @@ struct Target {
     model: &'static str,
     pid: Option<u32>,
     streams: bool,
+    /// A client key sent as `?key=` (the gateway never forwards it).
+    key: Option<&'static str>,
 }
+
+impl Target {
+    fn url(&self) -> String {
+        match self.key {
+            Some(key) => format!("{}/v1/chat/completions?key={key}", self.base),
+            None => format!("{}/v1/chat/completions", self.base),
+        }
+    }
+}
+
+/// A `redis-server` on a free loopback port of the client core (Debian's, installed when
+/// missing), stopped when dropped.
+struct Redis {
+    port: u16,
+    _process: Running,
+}
+
+impl Redis {
+    fn start() -> Result<Self> {
+        let server = crate::process::debian("/usr/bin/redis-server", "redis-server")?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let process = Running(
+            Command::new("taskset")
+                .args(["-c", CLIENT_CORE])
+                .arg(server)
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("cannot start redis-server")?,
+        );
+        wait_for_port(port)?;
+        Ok(Self {
+            port,
+            _process: process,
+        })
+    }
+}
+
+/// A key with a request limit no run reaches: its admission is checked on every request.
+const LIMITED_KEY: &str = "[[keys]]\nname = \"bench\"\nkey = \"bench-key\"\nrpm = 1000000000\n";
 
 fn load(bin: &Path, args: &[String]) -> Result<Value> {
     let out = Command::new("taskset")
@@ -269,6 +315,31 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         &["--config", &plain_arg, "serve", "--listen", "127.0.0.1:0"],
         true,
     )?;
+    // The price of Redis as the shared state: the same gateway with a key whose rate window is
+    // checked on every request, once on local state (T8), once through Redis (T7).
+    let redis = Redis::start()?;
+    let keyed = |dir: &str, state: String| -> Result<(Running, String)> {
+        let config = mock_gateway_setup(
+            &out_dir.join(dir),
+            &mock_url,
+            &format!("{BENCH_EXTRA}\n{LIMITED_KEY}\n{state}"),
+        )?;
+        let arg = config.display().to_string();
+        start(
+            TARGET_CORE,
+            &bin.join("gateway"),
+            &["--config", &arg, "serve", "--listen", "127.0.0.1:0"],
+            true,
+        )
+    };
+    let (shared, shared_addr) = keyed(
+        "redis",
+        format!(
+            "[state]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:{}/0\"\nprefix = \"bench\"\nusage_db = \"\"\n",
+            redis.port
+        ),
+    )?;
+    let (alone, alone_addr) = keyed("keyed", "[state]\nusage_db = \"\"\n".to_owned())?;
     let (bare, bare_addr) = start(
         TARGET_CORE,
         &bin.join("bare-proxy"),
@@ -283,6 +354,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             model: "gpt-4o",
             pid: Some(mock.pid()),
             streams: true,
+            key: None,
         },
         Target {
             id: "T1",
@@ -291,6 +363,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             model: "gpt-4o",
             pid: Some(gateway.pid()),
             streams: true,
+            key: None,
         },
         Target {
             id: "T2",
@@ -299,6 +372,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             model: "gemini-3-pro",
             pid: Some(gateway.pid()),
             streams: false,
+            key: None,
         },
         Target {
             id: "T3",
@@ -307,6 +381,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             model: "gpt-4o",
             pid: Some(bare.pid()),
             streams: true,
+            key: None,
         },
         Target {
             id: "T6",
@@ -315,6 +390,25 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             model: "gpt-4o",
             pid: Some(plain.pid()),
             streams: false,
+            key: None,
+        },
+        Target {
+            id: "T7",
+            name: "gateway, pass-through, rate-limited key, Redis state".into(),
+            base: format!("http://{shared_addr}"),
+            model: "gpt-4o",
+            pid: Some(shared.pid()),
+            streams: false,
+            key: Some("bench-key"),
+        },
+        Target {
+            id: "T8",
+            name: "gateway, pass-through, rate-limited key, local state".into(),
+            base: format!("http://{alone_addr}"),
+            model: "gpt-4o",
+            pid: Some(alone.pid()),
+            streams: false,
+            key: Some("bench-key"),
         },
     ];
     let mut peers_status = BTreeMap::new();
@@ -332,6 +426,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
                     model: "gpt-4o",
                     pid: Some(process.pid()),
                     streams: true,
+                    key: None,
                 });
                 _peers.push(process);
                 peers_status.insert("T4 nginx", "measured".to_owned());
@@ -349,6 +444,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
                     model: "gpt-4o",
                     pid: Some(process.pid()),
                     streams: false,
+                    key: None,
                 });
                 _peers.push(process);
                 peers_status.insert("T5 LiteLLM", "measured".to_owned());
@@ -405,7 +501,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             &bin,
             &[
                 "--url".into(),
-                format!("{}/v1/chat/completions", target.base),
+                target.url(),
                 "--mode".into(),
                 "seq".into(),
                 "--requests".into(),
@@ -418,7 +514,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     for round in 0..rounds {
         eprintln!("==> bench round {}/{rounds}", round + 1);
         for target in targets.iter().filter(|_| classic) {
-            let url = format!("{}/v1/chat/completions", target.base);
+            let url = target.url();
             let r = load(
                 &bin,
                 &[
@@ -657,7 +753,7 @@ fn full_scenarios(bin: &Path, targets: &[Target], raw: &mut Vec<Value>) -> Resul
         .iter()
         .filter(|t| matches!(t.id, "T0" | "T1" | "T2" | "T3" | "T4"))
     {
-        let url = format!("{}/v1/chat/completions", target.base);
+        let url = target.url();
         let mut base = None;
         let mut knee = Value::Null;
         for rate in rates {
@@ -694,7 +790,7 @@ fn full_scenarios(bin: &Path, targets: &[Target], raw: &mut Vec<Value>) -> Resul
     let mut b7 = BTreeMap::new();
     for target in targets.iter().filter(|t| t.streams) {
         let Some(pid) = target.pid else { continue };
-        let url = format!("{}/v1/chat/completions", target.base);
+        let url = target.url();
         // B5: 1000 concurrent slow streams: memory per stream.
         let idle = rss_tree_kib(pid);
         let streams = std::thread::spawn({
@@ -1198,6 +1294,24 @@ impl Report<'_> {
             ),
             verdict(finite(a50 - u50).map(|x| x <= 5.0)),
         ));
+        let (r50, _) = self.b1_added("T7");
+        let (k50, _) = self.b1_added("T8");
+        rows.push((
+            "Redis state within 10% of local (B1 p50 and B2 rps @64, T7 vs T8)".into(),
+            format!(
+                "B1 added p50 {r50:.0} vs {k50:.0} µs; B2 {:.0} vs {:.0} rps ({:.2}x); {:.1} vs {:.1} µs CPU per request",
+                self.b2_rps("T7", 64),
+                self.b2_rps("T8", 64),
+                self.b2_rps("T7", 64) / self.b2_rps("T8", 64),
+                self.b2_cpu("T7", 64),
+                self.b2_cpu("T8", 64)
+            ),
+            verdict(
+                finite(self.b2_rps("T7", 64) / self.b2_rps("T8", 64))
+                    .zip(finite(self.b1_of("T7").0 / self.b1_of("T8").0))
+                    .map(|(rps, latency)| rps >= 0.9 && latency <= 1.1),
+            ),
+        ));
         let r64 = self.b2_rps("T1", 64);
         rows.push((
             "B2 ≥ 0.9x T3 at 64 connections".into(),
@@ -1390,7 +1504,7 @@ impl Report<'_> {
         md += "## Method\n\n";
         md += "- The load client (`crates/bench`, `load`) and the mock upstream run on core 0; the target runs on core 1 (`taskset`), one process each.\n";
         md += "- Targets are interleaved in every round (T0, T1, T2, T3, peers), so drift on this shared machine affects them alike.\n";
-        md += "- T0 is the mock itself (the floor); T1 the gateway on its pass-through path (an `openai` backend); T2 the gateway's in-process Antigravity translation (the mock speaks the Antigravity protocol); T3 a bare hyper pass-through proxy (`crates/bench`, `bare-proxy`), the physical limit of one hop in Rust; T4 nginx from Debian (`nginx-light`, one worker, `proxy_buffering off`, upstream keepalive); T5 LiteLLM proxy from PyPI (one worker, no retries, no callbacks, no database, local cost map, no master key on loopback); T6 the gateway of T1 with `usage_db = \"\"` (no usage database; token counters in the metrics still run), for the price of usage accounting.\n";
+        md += "- T0 is the mock itself (the floor); T1 the gateway on its pass-through path (an `openai` backend); T2 the gateway's in-process Antigravity translation (the mock speaks the Antigravity protocol); T3 a bare hyper pass-through proxy (`crates/bench`, `bare-proxy`), the physical limit of one hop in Rust; T4 nginx from Debian (`nginx-light`, one worker, `proxy_buffering off`, upstream keepalive); T5 LiteLLM proxy from PyPI (one worker, no retries, no callbacks, no database, local cost map, no master key on loopback); T6 the gateway of T1 with `usage_db = \"\"` (no usage database; token counters in the metrics still run), for the price of usage accounting; T7 and T8 the gateway with a named key whose `rpm` is checked on every request (sent as `?key=`), T7 with `[state] backend = \"redis\"` (a local `redis-server` on the client core), T8 on local state, for the price of Redis.\n";
         md += "- The gateway logs at `warn` during the runs (one info line per request is a real cost in production; it is the same for every request).\n";
         md += "- B1: sequential non-streaming requests; B2: closed loop at 16 and 64 connections, CPU from `/proc/PID/stat`; B4: 32 concurrent streams of 20 chunks 10 ms apart, bytes checked identical across all responses; B9: first 200 on `/health` after spawn, RSS when idle, stripped binary size.\n";
         md += "- B10 (issues 12 and 20): an 80 KB Claude Code-shaped Anthropic request and a 4 KB Chat request with tools, each through an `anthropic`, the in-process `antigravity` and an `openai` backend of one more gateway process; sequential latency against a per-path floor (the mock asked directly with what the gateway sent it), throughput and CPU per request at a fixed concurrency.\n";
@@ -1448,7 +1562,7 @@ impl Report<'_> {
             }
         }
         md += "\nThe mock sends the role chunk at once and the first text 10 ms later. The gateway holds a stream until its first real content (its commit point, so that failures before it can fail over invisibly): its first byte is the first content, so its added time to first *byte* includes one upstream inter-token gap by design. Time to first content is the comparable figure.\n";
-        md += "\nT2 and T5 are not in B4: the in-process path and LiteLLM do not forward the mock's test headers, so their streams have another shape; T6 is not in B4 either (its streams are T1's).\n";
+        md += "\nT2 and T5 are not in B4: the in-process path and LiteLLM do not forward the mock's test headers, so their streams have another shape; T6, T7 and T8 are not in B4 either (their streams are T1's).\n";
         md += &format!(
             "\n## B9: start-up and idle\n\n| first 200 after start | idle RSS | stripped binary |\n|---|---|---|\n| {:.0} ms | {:.1} MiB | {:.1} MiB |\n",
             self.b9["startup_ms"].as_f64().unwrap_or(f64::NAN),

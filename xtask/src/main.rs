@@ -92,6 +92,8 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         vec!["test", "--workspace", "--no-fail-fast"]
     };
     args.extend(extra.iter().map(String::as_str));
+    // The scale-out tests run two replicas against a real Redis.
+    process::debian("/usr/bin/redis-server", "redis-server").context("step `tests`")?;
     step(root, "tests", "cargo", &args)?;
     if args.first() == Some(&"nextest") {
         // nextest does not run doc tests: every crate's examples run here.

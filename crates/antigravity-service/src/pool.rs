@@ -24,6 +24,7 @@ mod cooldown;
 mod oauth;
 mod roster;
 mod selection;
+mod shared;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -42,7 +43,10 @@ use tokio::{
     time::Instant,
 };
 
-use gateway_core::{ErrorKind, GatewayError, Secret, Transport};
+use gateway_core::{
+    ErrorKind, GatewayError, Secret, Transport,
+    state::{AccountFact, Alone, SharedAccounts},
+};
 
 use crate::{
     credentials::{AccountFile, Acquire, Credentials, Lease, unix_ms},
@@ -110,6 +114,8 @@ pub struct PoolConfig {
     /// How often a pool with a store looks at its directory for the operator's changes
     /// (`None`: never; [`AccountPool::refresh`] still does on demand).
     pub watch_interval: Option<Duration>,
+    /// What the pool shares with the other replicas of its gateway (nothing, by default).
+    pub shared: Arc<dyn SharedAccounts>,
 }
 
 impl Default for PoolConfig {
@@ -130,6 +136,7 @@ impl Default for PoolConfig {
             base_url: crate::service::DEFAULT_BASE_URLS[0].to_owned(),
             quota_ttl: Duration::from_secs(300),
             watch_interval: Some(Duration::from_secs(2)),
+            shared: Arc::new(Alone),
         }
     }
 }
@@ -374,13 +381,17 @@ impl<T: Transport> AccountPool<T> {
         let watcher = config
             .watch_interval
             .and_then(|every| roster::watch(&roster, every));
+        let released = Arc::new(Notify::new());
+        config
+            .shared
+            .listen(shared::sink(Arc::downgrade(&roster), released.clone()));
         Self {
             transport,
             config,
             roster,
             cursor: AtomicUsize::new(0),
             sticky: Mutex::new(HashMap::new()),
-            released: Arc::new(Notify::new()),
+            released,
             watcher,
         }
     }
@@ -404,6 +415,16 @@ impl<T: Transport> AccountPool<T> {
             let mut live = account.live();
             live.disabled = (!enabled).then(|| OPERATOR_DISABLED.to_owned());
         }
+        self.config.shared.publish(if enabled {
+            AccountFact::Enabled {
+                account: id.to_owned(),
+            }
+        } else {
+            AccountFact::Disabled {
+                account: id.to_owned(),
+                reason: OPERATOR_DISABLED.to_owned(),
+            }
+        });
         roster::persist(self.roster.clone(), account).await;
         true
     }

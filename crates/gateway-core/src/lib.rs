@@ -43,6 +43,7 @@ pub mod responses;
 pub mod retry;
 mod secret;
 pub mod sse;
+pub mod state;
 #[cfg(test)]
 mod test_support;
 mod transport;

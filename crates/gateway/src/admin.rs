@@ -47,6 +47,7 @@ pub(crate) fn backends(app: &Arc<App>) -> Value {
         "object": "list",
         "data": list,
         "circuits": app.breakers.views(),
+        "state": app.shared.view(),
         "in_flight": app.in_flight.load(Ordering::Relaxed),
     })
 }

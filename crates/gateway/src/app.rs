@@ -22,6 +22,7 @@ use crate::{
     metrics::{Metrics, ModelLabels},
     responses_store::ResponseStore,
     routing::Patterns,
+    state::Shared,
 };
 
 /// The in-process Antigravity service as the gateway runs it.
@@ -238,6 +239,8 @@ pub(crate) struct App {
     pub(crate) keys: Keys,
     /// Model labels for the metrics, bounded by the configuration.
     pub(crate) model_labels: ModelLabels,
+    /// Where shared state lives (this process, or Redis); the same across reloads.
+    pub(crate) shared: Shared,
 }
 
 impl App {
@@ -255,7 +258,7 @@ impl App {
     }
 
     /// Build the state; account-file problems are logged, not fatal.
-    pub(crate) fn new(config: Config) -> Result<Self, GatewayError> {
+    pub(crate) fn new(config: Config, shared: Shared) -> Result<Self, GatewayError> {
         let backends = config
             .backends
             .iter()
@@ -269,12 +272,17 @@ impl App {
             .collect::<Result<Vec<_>, GatewayError>>()?;
         let budget = Arc::new(RetryBudget::default());
         let seal = ReasoningSeal::new(&seal_key(&config)?);
-        let antigravity = Arc::new(pool(&config, Profile::Antigravity, budget.clone())?);
+        let antigravity = Arc::new(pool(
+            &config,
+            Profile::Antigravity,
+            budget.clone(),
+            &shared,
+        )?);
         let geminicli = config
             .backends
             .iter()
             .any(|b| b.kind.profile() == Some(Profile::GeminiCli))
-            .then(|| pool(&config, Profile::GeminiCli, budget.clone()).map(Arc::new))
+            .then(|| pool(&config, Profile::GeminiCli, budget.clone(), &shared).map(Arc::new))
             .transpose()?;
         let patterns = Patterns::new(&config);
         let keys = Keys::new(&config);
@@ -295,6 +303,7 @@ impl App {
             closing: tokio_util::sync::CancellationToken::new(),
             seal,
             responses: Arc::default(),
+            shared,
         })
     }
 
@@ -307,7 +316,7 @@ impl App {
         let keep_service = same_pool(&config, &old.config, Profile::Antigravity);
         let keep_geminicli = same_pool(&config, &old.config, Profile::GeminiCli);
         let keep_seal = config.server.seal_key == old.config.server.seal_key;
-        let mut app = Self::new(config)?;
+        let mut app = Self::new(config, old.shared.clone())?;
         app.metrics = old.metrics.share();
         app.responses = old.responses.clone();
         app.closing = old.closing.clone();
@@ -374,6 +383,7 @@ fn pool(
     config: &Config,
     profile: Profile,
     budget: Arc<RetryBudget>,
+    shared: &Shared,
 ) -> Result<Antigravity, GatewayError> {
     let settings = config.pool(profile);
     let client = Client::new(ClientConfig {
@@ -382,6 +392,7 @@ fn pool(
     })?;
     let pool_config = PoolConfig {
         profile,
+        shared: shared.accounts(),
         selection: settings.selection,
         max_concurrency_per_account: settings.max_concurrency_per_account,
         token_url: settings.token_url.clone(),

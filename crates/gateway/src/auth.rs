@@ -337,7 +337,7 @@ impl Limiter {
 }
 
 /// A 429 asking to come back after `wait` (at least a second).
-fn limited(message: String, wait: Duration) -> GatewayError {
+pub(crate) fn limited(message: String, wait: Duration) -> GatewayError {
     GatewayError::new(ErrorKind::RateLimited, message)
         .with_code("rate_limit_exceeded")
         .with_retry(RetryHint {

@@ -419,11 +419,15 @@ pub struct KeyConfig {
 /// `[state]`: where shared state lives.
 #[derive(Debug, Clone, Serialize)]
 pub struct StateConfig {
-    /// `local`: files and SQLite under the data directory (the only backend in this build).
+    /// `local`: files and SQLite under the data directory; `redis`: shared with the other
+    /// replicas through Redis at `url`.
     pub backend: String,
-    /// The shared store's address, for a backend that has one.
+    /// The Redis URL (`redis://[:password@]host:port/db`, `rediss://` for TLS).
     #[serde(serialize_with = "redact")]
     pub url: Secret,
+    /// What every key this gateway writes in Redis starts with, so several gateways can share
+    /// one Redis.
+    pub prefix: String,
     /// The usage database; `None` (written `usage_db = ""`): usage is counted in the
     /// metrics only.
     #[serde(serialize_with = "path_or_empty")]
@@ -923,14 +927,34 @@ impl Validator<'_> {
         let backend = self
             .opt_text("state.backend", raw.backend.as_ref())
             .unwrap_or_else(|| "local".to_owned());
-        if backend != "local" {
-            let span = raw.backend.as_ref().map(Spanned::span);
-            self.error(
-                "state.backend",
-                span,
-                format!("{backend:?} is not available in this build (local)"),
-            );
+        let url = self
+            .opt_text("state.url", raw.url.as_ref())
+            .unwrap_or_default();
+        match backend.as_str() {
+            "local" => {}
+            "redis" => {
+                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                    let span = raw.url.as_ref().or(raw.backend.as_ref()).map(Spanned::span);
+                    self.error(
+                        "state.url",
+                        span,
+                        "the redis backend needs url = \"redis://host:port\" (or rediss:// for TLS)",
+                    );
+                }
+            }
+            _ => {
+                let span = raw.backend.as_ref().map(Spanned::span);
+                self.error(
+                    "state.backend",
+                    span,
+                    format!("{backend:?} is not a state backend (local or redis)"),
+                );
+            }
         }
+        let prefix = self
+            .opt_text("state.prefix", raw.prefix.as_ref())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "gateway".to_owned());
         let usage_db = match self.opt_text("state.usage_db", raw.usage_db.as_ref()) {
             None => Some(PathBuf::from(DEFAULT_USAGE_DB)),
             Some(path) if path.trim().is_empty() => None,
@@ -938,10 +962,8 @@ impl Validator<'_> {
         };
         StateConfig {
             backend,
-            url: Secret::new(
-                self.opt_text("state.url", raw.url.as_ref())
-                    .unwrap_or_default(),
-            ),
+            url: Secret::new(url),
+            prefix,
             usage_db,
         }
     }

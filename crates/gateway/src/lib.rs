@@ -54,6 +54,7 @@ mod reload;
 mod responses_store;
 mod routing;
 mod server;
+mod state;
 pub mod telemetry;
 mod tokens;
 mod ui;

@@ -78,6 +78,8 @@ pub(crate) struct Metrics {
     pub(crate) failovers: Family<FailoverLabels, Counter>,
     pub(crate) circuit: Family<HopLabels, Gauge>,
     pub(crate) in_flight: Gauge,
+    /// Whether the shared state is reachable.
+    pub(crate) state_up: Gauge,
     pub(crate) time_to_first_token: Family<HopLabels, Histogram, fn() -> Histogram>,
     pub(crate) upstream_duration: Family<HopLabels, Histogram, fn() -> Histogram>,
     pub(crate) gateway_overhead: Histogram,
@@ -162,6 +164,7 @@ impl Default for Metrics {
             tokens,
             request_duration,
             usage_dropped,
+            state_up: Gauge::default(),
         };
         metrics.register_operations();
         metrics
@@ -184,6 +187,11 @@ impl Metrics {
             "usage_dropped",
             "Usage records dropped because the writer's queue was full",
             self.usage_dropped.clone(),
+        );
+        self.registry.register(
+            "state_up",
+            "Whether the shared state is reachable: 0 while its Redis is down (1 for the local state)",
+            self.state_up.clone(),
         );
     }
 
@@ -244,6 +252,7 @@ impl Metrics {
             tokens: self.tokens.clone(),
             request_duration: self.request_duration.clone(),
             usage_dropped: self.usage_dropped.clone(),
+            state_up: self.state_up.clone(),
         };
         shared.register_operations();
         shared
@@ -256,7 +265,9 @@ impl Metrics {
         breakers: &[View],
         in_flight: usize,
         labels: &ModelLabels,
+        state_up: bool,
     ) -> String {
+        self.state_up.set(i64::from(state_up));
         let mut states: std::collections::HashMap<HopLabels, i64> =
             std::collections::HashMap::new();
         for view in breakers {
@@ -443,7 +454,12 @@ mod tests {
                 status: "200".to_owned(),
             })
             .inc();
-        let text = second.render(&[], 0, &ModelLabels::new(&Config::embedded().unwrap()));
+        let text = second.render(
+            &[],
+            0,
+            &ModelLabels::new(&Config::embedded().unwrap()),
+            true,
+        );
         assert!(
             text.contains("gateway_requests_total{endpoint=\"x\",status=\"200\"} 2"),
             "{text}"
@@ -466,7 +482,12 @@ mod tests {
                 status: "200".to_owned(),
             })
             .inc();
-        let open = metrics.render(&[], 0, &ModelLabels::new(&Config::embedded().unwrap()));
+        let open = metrics.render(
+            &[],
+            0,
+            &ModelLabels::new(&Config::embedded().unwrap()),
+            true,
+        );
         assert!(open.contains("# TYPE gateway_requests counter"), "{open}");
         assert!(open.ends_with("# EOF\n"), "{open}");
         let text = text_004(&open);

@@ -121,6 +121,12 @@ fn needs_restart(new: &Config, old: &Config) -> Vec<String> {
     note(n.max_headers != o.max_headers, "server.max_headers");
     note(new.state.usage_db != old.state.usage_db, "state.usage_db");
     note(
+        new.state.backend != old.state.backend
+            || new.state.url != old.state.url
+            || new.state.prefix != old.state.prefix,
+        "[state] backend, url and prefix",
+    );
+    note(
         new.logging.format != old.logging.format || new.logging.level != old.logging.level,
         "logging",
     );

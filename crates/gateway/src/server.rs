@@ -29,6 +29,7 @@ use crate::{
     metrics::{EndpointLabels, RequestLabels, TokenLabels},
     models,
     reload::Current,
+    state::Shared,
     ui::{self, Logins},
     usage::{Account, Meter, Query, Record, Recorder, Scanner, Tokens},
 };
@@ -71,11 +72,13 @@ pub async fn serve_with_reload(
     shutdown: impl Future<Output = ()>,
     mut reloads: mpsc::Receiver<()>,
 ) -> Result<(), GatewayError> {
-    let app = Arc::new(App::new(config)?);
+    let shared = Shared::start(&config.state)?;
+    let app = Arc::new(App::new(config, shared.clone())?);
     crate::breaker::health::spawn(&app);
     let server = Arc::new(Server {
         recorder: Recorder::start(
             app.config.state.usage_db.clone(),
+            shared.usage(),
             app.metrics.usage_dropped.clone(),
         ),
         limiter: Limiter::default(),
@@ -486,7 +489,8 @@ fn count(app: &App, server: &Server, usage: Served, tokens: Tokens) {
         }
     }
     if app.keys.limits(&caller).1.is_some() {
-        server.limiter.spend(&caller.name, tokens.total());
+        app.shared
+            .spend(&server.limiter, &caller.name, tokens.total());
     }
     server.recorder.record(Record {
         key: caller.name,
@@ -670,9 +674,12 @@ async fn route(server: &Server, app: Arc<App>, request: Request<Incoming>) -> An
         }
         (&Method::GET | &Method::HEAD, "/metrics") => {
             let in_flight = app.in_flight.load(std::sync::atomic::Ordering::Relaxed);
-            let text = app
-                .metrics
-                .render(&app.breakers.views(), in_flight, &app.model_labels);
+            let text = app.metrics.render(
+                &app.breakers.views(),
+                in_flight,
+                &app.model_labels,
+                app.shared.up().unwrap_or(true),
+            );
             // OpenMetrics to a scraper that asks for it (Prometheus does), else the 0.0.4 text.
             let openmetrics = parts
                 .headers
@@ -834,7 +841,11 @@ async fn route(server: &Server, app: Arc<App>, request: Request<Incoming>) -> An
             return error_in(dialect, &err).into();
         }
         let (rpm, tpm) = app.keys.limits(caller);
-        if let Err(err) = server.limiter.admit(&caller.name, rpm, tpm) {
+        if let Err(err) = app
+            .shared
+            .admit(&server.limiter, &caller.name, rpm, tpm)
+            .await
+        {
             return error_in(dialect, &err).into();
         }
     }

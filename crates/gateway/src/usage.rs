@@ -37,6 +37,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use gateway_core::{ErrorKind, GatewayError, conversation};
 
+use crate::state::redis::UsageLink;
+
 /// Records waiting for the writer; beyond this a record is dropped, never waited for.
 const QUEUE: usize = 4096;
 
@@ -392,6 +394,7 @@ enum Message {
 pub(crate) struct Recorder {
     queue: Option<mpsc::Sender<Message>>,
     path: Option<PathBuf>,
+    redis: Option<UsageLink>,
     dropped: Counter,
 }
 
@@ -405,14 +408,15 @@ impl std::fmt::Debug for Message {
 }
 
 impl Recorder {
-    /// A recorder writing to `path` (none: records are not kept); `dropped` counts records
-    /// lost to a full queue.
-    pub(crate) fn start(path: Option<PathBuf>, dropped: Counter) -> Self {
-        let queue = path.clone().and_then(|path| {
+    /// A recorder writing to `path` and to the shared state's Redis (neither: records are not
+    /// kept); `dropped` counts records lost to a full queue.
+    pub(crate) fn start(path: Option<PathBuf>, redis: Option<UsageLink>, dropped: Counter) -> Self {
+        let stores = (path.is_some() || redis.is_some()).then(|| (path.clone(), redis.clone()));
+        let queue = stores.and_then(|(path, redis)| {
             let (queue, receiver) = mpsc::channel(QUEUE);
             let spawned = std::thread::Builder::new()
                 .name("usage-writer".to_owned())
-                .spawn(move || writer(&path, receiver));
+                .spawn(move || writer(path.as_deref(), redis.as_ref(), receiver));
             match spawned {
                 Ok(_) => Some(queue),
                 Err(err) => {
@@ -424,6 +428,7 @@ impl Recorder {
         Self {
             queue,
             path,
+            redis,
             dropped,
         }
     }
@@ -446,24 +451,44 @@ impl Recorder {
         }
     }
 
-    /// Rows of the database matching `query`, summed over what `query` does not group by.
+    /// Rows matching `query`, summed over what `query` does not group by: from the shared
+    /// state's Redis (every replica's usage) when there is one and it answers, else from this
+    /// replica's database.
     pub(crate) async fn query(&self, query: Query) -> Result<Value, GatewayError> {
-        let Some(path) = self.path.clone() else {
+        if self.path.is_none() && self.redis.is_none() {
             return Err(GatewayError::new(
                 ErrorKind::NotFound,
                 "usage is not kept: state.usage_db is empty",
             ));
-        };
+        }
         self.flush().await;
-        tokio::task::spawn_blocking(move || read(&path, &query))
-            .await
-            .map_err(|e| GatewayError::internal(format!("the usage query failed: {e}")))?
+        let path = self.path.clone();
+        let redis = self.redis.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Some(redis) = &redis {
+                match read_redis(redis, &query) {
+                    Ok(answer) => return Ok(answer),
+                    Err(err) if path.is_none() => return Err(err),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "usage from this replica only");
+                    }
+                }
+            }
+            match &path {
+                Some(path) => read(path, &query),
+                None => Err(GatewayError::internal("no usage store")),
+            }
+        })
+        .await
+        .map_err(|e| GatewayError::internal(format!("the usage query failed: {e}")))?
     }
 }
 
-/// The writer thread: batches of records summed per row, one transaction per batch.
-fn writer(path: &Path, mut receiver: mpsc::Receiver<Message>) {
+/// The writer thread: batches of records summed per row, one transaction per batch (and one
+/// pipeline to Redis; what Redis did not take is added to the next batch's).
+fn writer(path: Option<&Path>, redis: Option<&UsageLink>, mut receiver: mpsc::Receiver<Message>) {
     let mut database: Option<rusqlite::Connection> = None;
+    let mut shared = SharedUsage::default();
     while let Some(first) = receiver.blocking_recv() {
         let mut sums: HashMap<RowKey, Sums> = HashMap::new();
         let mut waiting = Vec::new();
@@ -495,7 +520,9 @@ fn writer(path: &Path, mut receiver: mpsc::Receiver<Message>) {
                 }
             }
         }
-        if !sums.is_empty() {
+        if !sums.is_empty()
+            && let Some(path) = path
+        {
             if database.is_none() {
                 database = open(path)
                     .map_err(|err| tracing::warn!(error = %err, path = %path.display(), "cannot open the usage database"))
@@ -507,6 +534,9 @@ fn writer(path: &Path, mut receiver: mpsc::Receiver<Message>) {
                 tracing::warn!(error = %err, rows = sums.len(), "cannot write usage; this batch is lost");
                 database = None;
             }
+        }
+        if let Some(redis) = redis {
+            shared.write(redis, sums);
         }
         for done in waiting {
             let _ = done.send(());
@@ -714,6 +744,133 @@ fn is_day(text: &str) -> bool {
         })
 }
 
+/// Usage on its way to Redis: the sums Redis has not taken yet (kept while it is away, up to
+/// a bound), and the connection.
+#[derive(Default)]
+struct SharedUsage {
+    unsent: HashMap<RowKey, Sums>,
+    connection: Option<redis::Connection>,
+}
+
+/// Rows kept for Redis while it is away; beyond this the oldest knowledge is the one lost.
+const UNSENT_ROWS: usize = 100_000;
+
+/// The field of one sum in the usage hash: the row's dimensions and the column, separated by
+/// the unit separator (which no name contains).
+fn field(row: &RowKey, column: &str) -> String {
+    format!(
+        "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{column}",
+        row.day, row.key, row.model, row.backend, row.account
+    )
+}
+
+impl SharedUsage {
+    fn write(&mut self, link: &UsageLink, sums: HashMap<RowKey, Sums>) {
+        for (row, sum) in sums {
+            let kept = self.unsent.entry(row).or_default();
+            kept.requests += sum.requests;
+            kept.tokens.input += sum.tokens.input;
+            kept.tokens.output += sum.tokens.output;
+            kept.tokens.reasoning += sum.tokens.reasoning;
+            kept.tokens.cached += sum.tokens.cached;
+        }
+        if self.unsent.is_empty() {
+            return;
+        }
+        if self.connection.is_none() {
+            self.connection = link
+                .client
+                .get_connection_with_timeout(crate::state::redis::BOUND * 4)
+                .ok();
+            if let Some(connection) = &self.connection {
+                let _ = connection.set_read_timeout(Some(crate::state::redis::BOUND * 4));
+                let _ = connection.set_write_timeout(Some(crate::state::redis::BOUND * 4));
+            }
+        }
+        let Some(connection) = self.connection.as_mut() else {
+            self.bound();
+            return;
+        };
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (row, sum) in &self.unsent {
+            let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            for (column, n) in [
+                ("requests", sum.requests),
+                ("input_tokens", sum.tokens.input),
+                ("output_tokens", sum.tokens.output),
+                ("reasoning_tokens", sum.tokens.reasoning),
+                ("cached_tokens", sum.tokens.cached),
+            ] {
+                pipe.hincr(&link.key, field(row, column), count(n)).ignore();
+            }
+        }
+        match pipe.exec(connection) {
+            Ok(()) => self.unsent.clear(),
+            Err(_) => {
+                self.connection = None;
+                self.bound();
+            }
+        }
+    }
+
+    fn bound(&mut self) {
+        if self.unsent.len() > UNSENT_ROWS {
+            tracing::warn!(
+                rows = self.unsent.len(),
+                "usage for redis over its bound; dropped"
+            );
+            self.unsent.clear();
+        }
+    }
+}
+
+/// Every replica's usage from Redis, queried like the database (loaded into one in memory).
+fn read_redis(link: &UsageLink, query: &Query) -> Result<Value, GatewayError> {
+    let failed = |err: rusqlite::Error| GatewayError::internal(format!("usage: {err}"));
+    let mut connection = link
+        .client
+        .get_connection_with_timeout(crate::state::redis::BOUND * 4)
+        .map_err(|e| crate::state::redis::unavailable(&e))?;
+    let _ = connection.set_read_timeout(Some(crate::state::redis::BOUND * 8));
+    let all: HashMap<String, i64> = redis::Commands::hgetall(&mut connection, &link.key)
+        .map_err(|e| crate::state::redis::unavailable(&e))?;
+    let mut rows: HashMap<[String; 5], [i64; 5]> = HashMap::new();
+    for (name, value) in all {
+        let parts: Vec<&str> = name.split('\u{1f}').collect();
+        let [day, key, model, backend, account, column] = parts[..] else {
+            continue;
+        };
+        let Some(index) = SUMS.iter().position(|c| *c == column) else {
+            continue;
+        };
+        let row = rows
+            .entry([day, key, model, backend, account].map(str::to_owned))
+            .or_default();
+        row[index] += value;
+    }
+    let mut memory = rusqlite::Connection::open_in_memory().map_err(failed)?;
+    memory.execute_batch(SCHEMA).map_err(failed)?;
+    {
+        let transaction = memory.transaction().map_err(failed)?;
+        {
+            let mut insert = transaction
+                .prepare("INSERT INTO usage VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
+                .map_err(failed)?;
+            for (row, sums) in &rows {
+                insert
+                    .execute(rusqlite::params![
+                        row[0], row[1], row[2], row[3], row[4], sums[0], sums[1], sums[2], sums[3],
+                        sums[4]
+                    ])
+                    .map_err(failed)?;
+            }
+        }
+        transaction.commit().map_err(failed)?;
+    }
+    select(&memory, query)
+}
+
 fn read(path: &Path, query: &Query) -> Result<Value, GatewayError> {
     let failed = |err: rusqlite::Error| {
         GatewayError::internal(format!("cannot read the usage database: {err}"))
@@ -729,6 +886,14 @@ fn read(path: &Path, query: &Query) -> Result<Value, GatewayError> {
     connection
         .busy_timeout(Duration::from_secs(5))
         .map_err(failed)?;
+    select(&connection, query)
+}
+
+/// Run `query` on a connection holding the usage table.
+fn select(connection: &rusqlite::Connection, query: &Query) -> Result<Value, GatewayError> {
+    let failed = |err: rusqlite::Error| {
+        GatewayError::internal(format!("cannot read the usage database: {err}"))
+    };
     let mut conditions = Vec::new();
     let mut values: Vec<String> = Vec::new();
     for (column, op, value) in [
@@ -967,14 +1132,14 @@ mod tests {
             },
             at,
         };
-        let recorder = Recorder::start(Some(path.clone()), Counter::default());
+        let recorder = Recorder::start(Some(path.clone()), None, Counter::default());
         recorder.record(record("alice", "m1", 10));
         recorder.record(record("alice", "m1", 5));
         recorder.record(record("bob", "m2", 1));
         let all = recorder.query(Query::parse(None).unwrap()).await.unwrap();
         assert_eq!(all["data"].as_array().unwrap().len(), 2, "{all}");
         drop(recorder);
-        let again = Recorder::start(Some(path), Counter::default());
+        let again = Recorder::start(Some(path), None, Counter::default());
         again.record(record("alice", "m1", 1));
         let alice = again
             .query(Query::parse(Some("key=alice&group_by=day")).unwrap())

@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration, time::SystemTime};
 
 use tokio::time::Instant;
 
-use gateway_core::{GatewayError, Transport};
+use gateway_core::{GatewayError, Transport, state::AccountFact};
 
 use super::{Account, AccountPool};
 use crate::credentials::unix_ms;
@@ -43,6 +43,12 @@ impl<T: Transport> AccountPool<T> {
                     live.last_success = Some(unix_ms(SystemTime::now()));
                     urgent = live.strikes.remove(model).is_some()
                         | live.cooldowns.remove(model).is_some();
+                    if urgent {
+                        self.config.shared.publish(AccountFact::Cleared {
+                            account: account.id.clone(),
+                            model: model.to_owned(),
+                        });
+                    }
                 }
                 Err(err) => {
                     live.failures += 1;
@@ -53,12 +59,21 @@ impl<T: Transport> AccountPool<T> {
         if let Err(err) = outcome {
             match err.upstream_status().map(|s| s.as_u16()) {
                 Some(429) if !is_capacity_error(err) => {
-                    self.cool_down(account, model, err);
+                    let delay = self.cool_down(account, model, err);
+                    self.config.shared.publish(AccountFact::Cooldown {
+                        account: account.id.clone(),
+                        model: model.to_owned(),
+                        until_ms: super::shared::ms_from_now(delay),
+                    });
                     urgent = true;
                 }
                 Some(403) if self.config.disable_on_forbidden => {
-                    account.live().disabled =
-                        Some(format!("forbidden by the upstream: {}", err.message()));
+                    let reason = format!("forbidden by the upstream: {}", err.message());
+                    account.live().disabled = Some(reason.clone());
+                    self.config.shared.publish(AccountFact::Disabled {
+                        account: account.id.clone(),
+                        reason,
+                    });
                     urgent = true;
                 }
                 _ => {}
@@ -69,7 +84,8 @@ impl<T: Transport> AccountPool<T> {
     }
 
     /// Cool `account` down for `model`: the error's retry hint, else the next lockout tier.
-    fn cool_down(&self, account: &Arc<Account>, model: &str, err: &GatewayError) {
+    /// Returns for how long.
+    fn cool_down(&self, account: &Arc<Account>, model: &str, err: &GatewayError) -> Duration {
         let mut live = account.live();
         let delay = match err.retry_after() {
             Some(delay) => delay,
@@ -88,5 +104,6 @@ impl<T: Transport> AccountPool<T> {
         };
         live.cooldowns
             .insert(model.to_owned(), Instant::now() + delay);
+        delay
     }
 }

@@ -17,10 +17,16 @@ use serde::Deserialize;
 
 use gateway_core::{
     CallOptions, ErrorKind, Expect, GatewayError, Secret, Timeouts, Transport, body,
+    state::AccountFact,
 };
 
 use super::{Account, AccountPool, roster};
 use crate::credentials::format_rfc3339;
+
+/// How often, and how many times, a call looks for the token another replica is refreshing
+/// (ten seconds in all, past a refresh's own retries, then it refreshes itself).
+const SHARED_TOKEN_POLL: Duration = Duration::from_millis(50);
+const SHARED_TOKEN_POLLS: usize = 200;
 
 /// How long a refreshed token lives when the issuer does not say.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
@@ -45,12 +51,32 @@ impl<T: Transport> AccountPool<T> {
         if account.live().token_fresh() {
             return Ok(());
         }
+        // Another replica may be refreshing this account's token: its token arrives as a fact.
+        if !self.config.shared.claim_refresh(&account.id).await
+            && self.await_shared_token(account).await
+        {
+            return Ok(());
+        }
         let result = self.refresh_token(account).await;
         match &result {
-            Ok(()) => {}
+            Ok(()) => {
+                let live = account.live();
+                if let (Some(token), Some(expires)) = (&live.file.access_token, live.token_expires)
+                {
+                    self.config.shared.publish(AccountFact::Token {
+                        account: account.id.clone(),
+                        access_token: token.clone(),
+                        expires_ms: crate::credentials::unix_ms(expires),
+                    });
+                }
+            }
             Err(err) if is_permanent_refresh_failure(err) => {
-                account.live().disabled =
-                    Some(format!("token refresh rejected: {}", err.message()));
+                let reason = format!("token refresh rejected: {}", err.message());
+                account.live().disabled = Some(reason.clone());
+                self.config.shared.publish(AccountFact::Disabled {
+                    account: account.id.clone(),
+                    reason,
+                });
             }
             Err(err) => {
                 account.live().last_error = Some(format!("token refresh failed: {}", err.message()))
@@ -58,6 +84,19 @@ impl<T: Transport> AccountPool<T> {
         }
         roster::persist(self.roster.clone(), account.clone()).await;
         result
+    }
+
+    /// Wait (bounded) for the token another replica is refreshing; whether it came.
+    async fn await_shared_token(&self, account: &Arc<Account>) -> bool {
+        for _ in 0..SHARED_TOKEN_POLLS {
+            tokio::time::sleep(SHARED_TOKEN_POLL).await;
+            if account.live().token_fresh() {
+                return true;
+            }
+        }
+        // The other replica's refresh did not arrive (it failed, or the engine lost it):
+        // refresh here.
+        false
     }
 
     async fn refresh_token(&self, account: &Arc<Account>) -> Result<(), GatewayError> {

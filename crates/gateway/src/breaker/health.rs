@@ -131,7 +131,7 @@ mod tests {
             "[antigravity]\ncredentials_dir = \"/nonexistent/gateway-health-test\"\n[backends.up]\nkind = \"openai\"\nbase_url = \"{url}/v1\"\nhealth_path = \"/models\"\nhealth_interval = \"1s\"\n"
         );
         let config = Config::parse(&toml, "test.toml", &|_| None).unwrap();
-        Arc::new(App::new(config).unwrap())
+        Arc::new(App::new(config, crate::state::Shared::default()).unwrap())
     }
 
     #[tokio::test]

@@ -69,6 +69,7 @@ pub(super) struct RawKey {
 pub(super) struct RawState {
     pub(super) backend: Option<Str>,
     pub(super) url: Option<Str>,
+    pub(super) prefix: Option<Str>,
     pub(super) usage_db: Option<Str>,
 }
 

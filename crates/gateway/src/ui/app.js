@@ -202,6 +202,17 @@ async function overview() {
     [{ key: "ok", class: "bar-ok", label: "answered" }, { key: "errors", class: "bar-bad", label: "errors" }],
     (s) => new Date(s.minute * 60000).toLocaleTimeString());
   $("in-flight").textContent = `In flight now: ${backends.in_flight}.`;
+  const state = backends.state || { backend: "local" };
+  const shared = $("shared-state");
+  if (state.backend === "redis") {
+    shared.textContent = state.up
+      ? `Shared state: Redis (prefix ${state.prefix}), reachable since ${state.since}.`
+      : `Shared state: Redis is unreachable since ${state.since} (${state.last_error || "no answer"}); this replica serves on its own state.`;
+    shared.className = state.up ? "state-ok" : "state-bad";
+  } else {
+    shared.textContent = "State: this replica only (local).";
+    shared.className = "small";
+  }
 
   fill($("backends").tBodies[0], backends.data.map((b) => {
     const health = b.health || {};
