@@ -4,8 +4,9 @@
 //! `{prefix}:facts`; every replica applies what the others publish to its local state, and on
 //! each (re)connection writes again what it learned (its journal) and reads what Redis holds,
 //! so a Redis that restarted empty converges. A token refresh is claimed with `SET NX` on
-//! `{prefix}:lock:refresh:{account}`; rate windows are sorted sets under `{prefix}:rate:*`,
-//! checked and counted by one script; usage sums are a hash, `{prefix}:usage`.
+//! `{prefix}:lock:refresh:{account}`; rate windows are hashes of one-second buckets under
+//! `{prefix}:rate:*`, checked and counted by one script; usage sums are a hash,
+//! `{prefix}:usage`.
 //!
 //! Every call on the request path waits at most [`BOUND`]; writes go through a bounded queue
 //! and never wait. A supervisor task keeps one multiplexed connection and one subscription,
@@ -64,45 +65,56 @@ fn batch(rpm: Option<u32>) -> u32 {
 struct Credit {
     left: u32,
     until: Instant,
+    /// More are being asked for.
+    refilling: bool,
 }
 
-/// Rate admission in one step: drop what left the window, refuse over `tpm` (the token sum) or
-/// `rpm` (the request count) with how long to wait, else count up to ARGV[5] requests (as many
-/// as the window has room for) and answer how many were granted.
+/// Rate admission in one step, over one-second buckets of the last minute (a hash per key and
+/// kind): drop the buckets that left the window, refuse over `tpm` (the token sum) or `rpm`
+/// (the request count) with how long to wait, else count up to ARGV[4] requests (as many as
+/// the window has room for) in this second's bucket and answer how many were granted.
 const ADMIT: &str = r"
 local now = tonumber(ARGV[1])
-local start = now - 60000
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', start)
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', start)
+local sec = math.floor(now / 1000)
+local first = sec - 59
+local function window(key)
+  local all = redis.call('HGETALL', key)
+  local sum = 0
+  local buckets = {}
+  for i = 1, #all, 2 do
+    local s = tonumber(all[i])
+    local n = tonumber(all[i + 1])
+    if s < first then
+      redis.call('HDEL', key, all[i])
+    else
+      sum = sum + n
+      buckets[#buckets + 1] = {s, n}
+    end
+  end
+  table.sort(buckets, function(a, b) return a[1] < b[1] end)
+  return sum, buckets
+end
+local function wait(sum, buckets, limit)
+  local left = sum
+  for _, bucket in ipairs(buckets) do
+    left = left - bucket[2]
+    if left < limit then return (bucket[1] + 60) * 1000 - now end
+  end
+  return 60000
+end
 local tpm = tonumber(ARGV[3])
 if tpm > 0 then
-  local items = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
-  local sum = 0
-  for i = 1, #items, 2 do
-    sum = sum + (tonumber(string.match(items[i], ':(%d+)$')) or 0)
-  end
-  if sum >= tpm then
-    local left = sum
-    for i = 1, #items, 2 do
-      left = left - (tonumber(string.match(items[i], ':(%d+)$')) or 0)
-      if left < tpm then return {2, tonumber(items[i + 1]) + 60000 - now} end
-    end
-    return {2, 60000}
-  end
+  local sum, buckets = window(KEYS[2])
+  if sum >= tpm then return {2, wait(sum, buckets, tpm)} end
 end
 local rpm = tonumber(ARGV[2])
-local want = tonumber(ARGV[5])
+local want = tonumber(ARGV[4])
 if rpm > 0 then
-  local n = redis.call('ZCARD', KEYS[1])
-  if n >= rpm then
-    local oldest = redis.call('ZRANGE', KEYS[1], n - rpm, n - rpm, 'WITHSCORES')
-    return {1, tonumber(oldest[2]) + 60000 - now}
-  end
-  local grant = math.min(want, rpm - n)
-  for i = 1, grant do
-    redis.call('ZADD', KEYS[1], now, ARGV[4] .. ':' .. i)
-  end
-  redis.call('PEXPIRE', KEYS[1], 60000)
+  local sum, buckets = window(KEYS[1])
+  if sum >= rpm then return {1, wait(sum, buckets, rpm)} end
+  local grant = math.min(want, rpm - sum)
+  redis.call('HINCRBY', KEYS[1], sec, grant)
+  redis.call('PEXPIRE', KEYS[1], 61000)
   return {0, grant}
 end
 return {0, want}
@@ -381,25 +393,79 @@ impl RedisState {
     }
 
     /// Admit one request across replicas; `None` when Redis cannot answer within [`BOUND`].
+    /// A key with a high limit spends requests granted ahead, and asks for more in the
+    /// background when half of them are gone.
     pub(crate) async fn admit(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         rpm: Option<u32>,
         tpm: Option<u64>,
     ) -> Option<Result<(), GatewayError>> {
-        {
+        let want = batch(rpm);
+        if want > 1 {
             let mut credits = self.credits.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(credit) = credits.get_mut(name)
                 && credit.left > 0
                 && credit.until > Instant::now()
             {
                 credit.left -= 1;
+                if credit.left < want / 2 && !credit.refilling {
+                    credit.refilling = true;
+                    let engine = self.clone();
+                    let name = name.to_owned();
+                    tokio::spawn(async move { engine.refill(&name, rpm, tpm, want).await });
+                }
                 return Some(Ok(()));
             }
         }
+        match self.ask(name, rpm, tpm, want).await? {
+            Ok(granted) => {
+                if granted > 1 {
+                    self.credits
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(
+                            name.to_owned(),
+                            Credit {
+                                left: granted - 1,
+                                until: Instant::now() + CREDIT_LIFE,
+                                refilling: false,
+                            },
+                        );
+                }
+                Some(Ok(()))
+            }
+            Err(err) => Some(Err(err)),
+        }
+    }
+
+    /// More requests granted ahead for `name`, added to what is left.
+    async fn refill(&self, name: &str, rpm: Option<u32>, tpm: Option<u64>, want: u32) {
+        let granted = match self.ask(name, rpm, tpm, want).await {
+            Some(Ok(granted)) => granted,
+            // Refused or unanswered: the next request asks for itself once these are spent.
+            _ => 0,
+        };
+        let mut credits = self.credits.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(credit) = credits.get_mut(name) {
+            credit.refilling = false;
+            if granted > 0 {
+                credit.left += granted;
+                credit.until = Instant::now() + CREDIT_LIFE;
+            }
+        }
+    }
+
+    /// Ask Redis to admit up to `want` requests of `name`: how many it granted, or the 429.
+    async fn ask(
+        &self,
+        name: &str,
+        rpm: Option<u32>,
+        tpm: Option<u64>,
+        want: u32,
+    ) -> Option<Result<u32, GatewayError>> {
         let mut conn = self.connection()?;
         let (requests, tokens) = self.rate_keys(name);
-        let member = uuid::Uuid::new_v4().simple().to_string();
         let mut invocation = self.admit.prepare_invoke();
         invocation
             .key(&requests)
@@ -407,30 +473,14 @@ impl RedisState {
             .arg(now_ms())
             .arg(rpm.unwrap_or(0))
             .arg(tpm.unwrap_or(0))
-            .arg(member)
-            .arg(batch(rpm));
+            .arg(want);
         let answer: Result<Result<(u8, i64), _>, _> =
             tokio::time::timeout(BOUND, invocation.invoke_async(&mut conn)).await;
         if matches!(answer, Ok(Ok(_))) {
             self.mark_up();
         }
         match answer {
-            Ok(Ok((0, granted))) => {
-                let left = u32::try_from(granted.saturating_sub(1)).unwrap_or(0);
-                if left > 0 {
-                    self.credits
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(
-                            name.to_owned(),
-                            Credit {
-                                left,
-                                until: Instant::now() + CREDIT_LIFE,
-                            },
-                        );
-                }
-                Some(Ok(()))
-            }
+            Ok(Ok((0, granted))) => Some(Ok(u32::try_from(granted.max(1)).unwrap_or(1))),
             Ok(Ok((code, wait_ms))) => {
                 let wait = Duration::from_millis(u64::try_from(wait_ms.max(0)).unwrap_or(0));
                 let message = if code == 1 {
@@ -688,11 +738,10 @@ async fn write_all(state: std::sync::Weak<RedisState>, mut writes: mpsc::Receive
             }
             Write::Spend { name, tokens } => {
                 let (_, key) = engine.rate_keys(name);
-                let member = format!("{}:{tokens}", uuid::Uuid::new_v4().simple());
                 let mut pipe = redis::pipe();
-                pipe.zadd(&key, member, now_ms())
+                pipe.hincr(&key, now_ms() / 1000, *tokens)
                     .ignore()
-                    .pexpire(&key, i64::try_from(WINDOW_MS).unwrap_or(60_000))
+                    .pexpire(&key, i64::try_from(WINDOW_MS + 1000).unwrap_or(61_000))
                     .ignore();
                 tokio::time::timeout(BOUND, pipe.query_async::<()>(&mut conn)).await
             }
