@@ -1170,3 +1170,133 @@ async fn a_stalled_chat_stream_is_continued_on_the_next_hop() {
     assert_clean_stream(&answer);
     assert_eq!(chat_text(&answer).0, mock_text(10));
 }
+
+/// Two Anthropic-compatible backends (Claude clients' streams pass through byte for byte).
+async fn anthropic_pair() -> Setup {
+    native_pair("anthropic", "v1").await
+}
+
+/// Two backends of `kind` at `{mock}/{root}`, in front of clients of their own protocol.
+async fn native_pair(kind: &str, root: &str) -> Setup {
+    let primary = MockUpstream::start().await.unwrap();
+    let secondary = MockUpstream::start().await.unwrap();
+    let backend = |name: &str, mock: &MockUpstream, priority: u8| {
+        format!(
+            "[backends.{name}]\nkind = \"{kind}\"\nbase_url = \"{}/{root}\"\napi_key = \"k\"\npriority = {priority}\nmodels = [\"m*\"]\nfirst_byte_timeout = \"5s\"\nidle_timeout = \"3s\"\ntimeout = \"60s\"\n",
+            mock.url()
+        )
+    };
+    let gateway = Gateway::start(&format!(
+        "{}{}",
+        backend("primary", &primary, 1),
+        backend("secondary", &secondary, 2)
+    ))
+    .await;
+    Setup {
+        primary,
+        secondary,
+        gateway,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_anthropic_stream_passed_through_is_continued_on_the_next_hop() {
+    let s = anthropic_pair().await;
+    s.primary.push(Behaviour {
+        chunks: 10,
+        drop_after: Some(4),
+        ..Behaviour::default()
+    });
+    s.secondary.push(Behaviour {
+        chunks: 10,
+        ..Behaviour::default()
+    });
+    let answer = s.ask_messages(false).await;
+    // The mock's own Anthropic stream counts from tok0.
+    let native =
+        |chunks: usize| -> String { (0..chunks).map(|i| format!("tok{i} 世界🌏 ")).collect() };
+    assert_one_anthropic_answer(&answer, &native(10));
+    assert_eq!(answer.header("x-gateway-backend"), "primary");
+    assert_eq!(s.hits(), (1, 1));
+    // The continuation was asked with the delivered text as an assistant prefill.
+    let asked = s.secondary.recorded()[0].json();
+    let last = asked["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["role"], "assistant", "{asked}");
+    assert_eq!(last["content"], native(4).trim_end(), "{asked}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_anthropic_tool_call_cut_passed_through_is_not_rescued() {
+    let s = anthropic_pair().await;
+    s.primary.push(Behaviour {
+        chunks: 10,
+        drop_after: Some(2),
+        ..Behaviour::default()
+    });
+    let answer = s.ask_messages(true).await;
+    assert_eq!(count(&answer, "error"), 1, "{}", answer.text());
+    assert_eq!(count(&answer, "message_stop"), 0, "{}", answer.text());
+    assert_eq!(s.hits(), (1, 0), "a half-sent call is not continued");
+}
+
+/// The text of a Gemini SSE answer, and how many finish reasons it carried.
+fn gemini_text(answer: &Answer) -> (String, usize) {
+    let mut text = String::new();
+    let mut finishes = 0;
+    for data in crate::harness::events(answer.body.as_ref()) {
+        let Ok(chunk) = serde_json::from_str::<Value>(&data) else {
+            continue;
+        };
+        for part in chunk["candidates"][0]["content"]["parts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            text += part["text"].as_str().unwrap_or("");
+        }
+        finishes += usize::from(chunk["candidates"][0]["finishReason"].is_string());
+    }
+    (text, finishes)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gemini_stream_passed_through_is_continued_on_the_next_hop() {
+    let s = native_pair("gemini", "v1beta").await;
+    let url = s
+        .gateway
+        .url("/v1beta/models/m:streamGenerateContent?alt=sse");
+    let body = json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]});
+    let ask = || post(&url, &body);
+    s.primary.push(Behaviour {
+        chunks: 10,
+        ..Behaviour::default()
+    });
+    let whole = ask().await;
+    let (expected, _) = gemini_text(&whole);
+    s.primary.push(Behaviour {
+        chunks: 10,
+        drop_after: Some(4),
+        ..Behaviour::default()
+    });
+    s.secondary.push(Behaviour {
+        chunks: 10,
+        ..Behaviour::default()
+    });
+    let answer = ask().await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let (text, finishes) = gemini_text(&answer);
+    assert_eq!(
+        text,
+        expected,
+        "the text whole, and once: {}",
+        answer.text()
+    );
+    assert_eq!(finishes, 1, "{}", answer.text());
+    assert!(!answer.text().contains("\"error\""), "{}", answer.text());
+    assert_eq!(s.hits(), (2, 1));
+}

@@ -176,8 +176,8 @@ pub(crate) struct SseSource {
     upstream_ended: bool,
     finished: bool,
     committed: bool,
-    /// Continues an OpenAI Chat answer on another hop when it breaks after the commit.
-    rescue: Option<Box<rescue::ChatRescue>>,
+    /// Continues the answer on another hop when it breaks after the commit.
+    rescue: Option<Box<rescue::PassRescue>>,
 }
 
 impl SseSource {
@@ -197,12 +197,12 @@ impl SseSource {
         }
     }
 
-    /// Let `plan` continue the answer when an OpenAI Chat stream breaks after the commit (other
-    /// dialects passed through are not rescued).
+    /// Let `plan` continue the answer when the stream breaks after the commit (OpenAI Chat,
+    /// Anthropic and Gemini streams; a Responses stream passed through is not rescued).
     pub(crate) fn rescued_by(mut self, plan: Option<rescue::Plan>) -> Self {
-        if self.tools.dialect == Dialect::OpenAiChat {
-            self.rescue = plan.map(|plan| Box::new(rescue::ChatRescue::new(plan)));
-        }
+        self.rescue = plan
+            .and_then(|plan| rescue::PassRescue::new(plan, self.tools.dialect))
+            .map(Box::new);
         self
     }
 

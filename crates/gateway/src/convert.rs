@@ -256,6 +256,23 @@ impl Encoder {
         })
     }
 
+    /// An encoder of the server-sent events of `dialect` (Anthropic or Gemini) for an answer
+    /// of `model` that a rescue continues: fed the events the client already has, with the
+    /// output dropped, it stands where the client's stream stands.
+    pub(crate) fn resumed(dialect: Dialect, model: &str) -> Option<Self> {
+        match dialect {
+            Dialect::Anthropic => Some(Self::Anthropic(anthropic::StreamEncoder::new(
+                String::new(),
+                model,
+            ))),
+            Dialect::Gemini => Some(Self::Gemini {
+                encoder: gemini::StreamEncoder::new(model, String::new()),
+                array: None,
+            }),
+            _ => None,
+        }
+    }
+
     /// The content type of the encoded stream.
     pub(crate) fn content_type(&self) -> &'static str {
         match self {
@@ -366,7 +383,7 @@ fn gemini_chunks(
 
 /// Decodes one upstream event of a dialect into conversation events.
 #[derive(Debug)]
-enum Decoder {
+pub(crate) enum Decoder {
     OpenAi(ChunkDecoder),
     Anthropic(anthropic::StreamDecoder),
     Responses(responses::StreamDecoder),
@@ -374,7 +391,19 @@ enum Decoder {
 }
 
 impl Decoder {
-    fn event(&mut self, event: &sse::Event) -> Result<Vec<Event>, GatewayError> {
+    /// The decoder of `dialect`'s stream events.
+    pub(crate) fn new(dialect: Dialect) -> Result<Self, GatewayError> {
+        Ok(match dialect {
+            Dialect::OpenAiChat => Self::OpenAi(ChunkDecoder::new()),
+            Dialect::Anthropic => Self::Anthropic(anthropic::StreamDecoder::new()),
+            Dialect::Responses => Self::Responses(responses::StreamDecoder::new()),
+            Dialect::Gemini => Self::Gemini(gemini::StreamDecoder::new()),
+            Dialect::Passthrough => return Err(unsupported(dialect)),
+        })
+    }
+
+    /// The conversation events of one upstream event.
+    pub(crate) fn event(&mut self, event: &sse::Event) -> Result<Vec<Event>, GatewayError> {
         match self {
             Self::OpenAi(decoder) => {
                 if event.is_done() {
@@ -433,13 +462,7 @@ pub(crate) struct Decoded {
 impl Decoded {
     /// Decode `body`, an event stream of `dialect`.
     pub(crate) fn new(body: Body, dialect: Dialect) -> Result<Self, GatewayError> {
-        let decoder = match dialect {
-            Dialect::OpenAiChat => Decoder::OpenAi(ChunkDecoder::new()),
-            Dialect::Anthropic => Decoder::Anthropic(anthropic::StreamDecoder::new()),
-            Dialect::Responses => Decoder::Responses(responses::StreamDecoder::new()),
-            Dialect::Gemini => Decoder::Gemini(gemini::StreamDecoder::new()),
-            Dialect::Passthrough => return Err(unsupported(dialect)),
-        };
+        let decoder = Decoder::new(dialect)?;
         Ok(Self {
             body,
             sse: sse::Decoder::default(),

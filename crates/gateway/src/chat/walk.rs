@@ -95,20 +95,29 @@ pub(crate) async fn walk(app: &Arc<App>, plan: &Plan, client: Request<'_>) -> Re
         .filter(|_| request.stream());
     let rescues = route.map_or(Rescue::Continue, |r| r.rescue) == Rescue::Continue;
     // A stream can be continued on another hop when it is translated (the conversation is
-    // there) or an OpenAI Chat stream passed through (its request is decoded if a rescue needs
-    // it); the headers are kept for that once per request.
+    // there) or passed through in Chat, Anthropic or Gemini (its request is decoded if a
+    // rescue needs it); the headers are kept for that once per request.
     let conversation = match request {
         _ if !rescues || !request.stream() || plan.hops.len() < 2 => None,
         Routed::Conversation(conversation) => Some(rescue::Conversation::Decoded(Arc::new(
             conversation.as_ref().clone(),
         ))),
-        Routed::Peeked(_)
-            if client.client.dialect == Dialect::OpenAiChat
-                && client.kind == Endpoint::ChatCompletions =>
-        {
-            Some(rescue::Conversation::Chat(client.original.clone()))
+        Routed::Peeked(_) => {
+            let dialect = client.client.dialect;
+            let generates = match dialect {
+                Dialect::OpenAiChat => client.kind == Endpoint::ChatCompletions,
+                Dialect::Anthropic => true,
+                Dialect::Gemini => client.client.sse,
+                Dialect::Responses | Dialect::Passthrough => false,
+            };
+            generates.then(|| {
+                rescue::Conversation::Raw(Arc::new(rescue::RawRequest {
+                    dialect,
+                    body: client.original.clone(),
+                    path: (dialect == Dialect::Gemini).then(|| (request.model().to_owned(), true)),
+                }))
+            })
         }
-        Routed::Peeked(_) => None,
     };
     let ctx = Ctx {
         app,

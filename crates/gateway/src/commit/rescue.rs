@@ -45,7 +45,7 @@ use antigravity_service::Credentials;
 use gateway_core::{
     CallOptions, Dialect, ErrorKind, Expect, GatewayError, Side, body,
     conversation::{self, Event, EventStream, FinishReason, Message, Part, Role, Usage},
-    openai::{self, ChunkEncoder},
+    openai::ChunkEncoder,
     sse,
 };
 
@@ -124,21 +124,37 @@ pub(crate) struct Plan {
 }
 
 /// The client's request as a conversation: decoded already (a translated chain), or the
-/// bytes of an OpenAI Chat request passed through, decoded only if a rescue needs them.
+/// bytes of a request passed through, decoded only if a rescue needs them.
 #[derive(Debug, Clone)]
 pub(crate) enum Conversation {
     Decoded(Arc<conversation::Request>),
-    Chat(Bytes),
+    Raw(Arc<RawRequest>),
+}
+
+/// A request passed through: its dialect, its body, and for Gemini the model and streaming
+/// its path named.
+#[derive(Debug)]
+pub(crate) struct RawRequest {
+    pub(crate) dialect: Dialect,
+    pub(crate) body: Bytes,
+    pub(crate) path: Option<(String, bool)>,
 }
 
 impl Conversation {
-    /// The request as a conversation (decoded now, for Chat bytes).
+    /// The request as a conversation (decoded now, for bytes passed through).
     fn get(&self) -> Result<Arc<conversation::Request>, GatewayError> {
         match self {
             Self::Decoded(request) => Ok(request.clone()),
-            Self::Chat(bytes) => openai::parse_json(bytes)
-                .and_then(openai::request_to_conversation)
-                .map(Arc::new),
+            Self::Raw(raw) => {
+                let path = raw
+                    .path
+                    .as_ref()
+                    .map(|(model, stream)| (model.as_str(), *stream));
+                // Only Responses requests need the seal, and they are not rescued passed
+                // through; a throwaway one keeps the decoder's signature.
+                let seal = gateway_core::responses::ReasoningSeal::new(b"unused");
+                convert::decode_request(raw.dialect, &raw.body, path, &seal).map(Arc::new)
+            }
         }
     }
 }
@@ -421,17 +437,34 @@ impl Rescuer {
     }
 }
 
-/// The rescue of an OpenAI Chat stream passed through byte for byte: the chunks are watched as
-/// they pass (for the delivered text, the tool calls, the finish, and the response's id), and
-/// after a break the continuation is encoded as chunks of the same response, then `[DONE]`.
-pub(crate) struct ChatRescue {
+/// The rescue of a stream passed through byte for byte in the client's own dialect (OpenAI
+/// Chat, Anthropic, Gemini): the events are followed as they pass (for the delivered text, the
+/// tool calls, the finish, and where the client's stream stands), and after a break the
+/// continuation is encoded as the rest of the same answer.
+pub(crate) struct PassRescue {
     rescuer: Rescuer,
-    id: Option<String>,
-    created: u64,
-    model: Option<String>,
+    follow: Follow,
     encoder: Option<Encoder>,
     events: Option<EventStream>,
     ended: bool,
+}
+
+/// How a passed-through stream is followed.
+enum Follow {
+    /// OpenAI Chat: the chunks are peeked at (their text, calls and finish), and their id,
+    /// time and model kept for the chunks of the continuation.
+    Chat {
+        id: Option<String>,
+        created: u64,
+        model: Option<String>,
+    },
+    /// Anthropic and Gemini: the events are decoded, and fed to an encoder of the client's
+    /// dialect whose output is dropped, so that it stands where the client's stream stands
+    /// (the message open, the block numbering) when the continuation comes.
+    Decoded {
+        decoder: convert::Decoder,
+        shadow: Option<Box<Encoder>>,
+    },
 }
 
 /// The parts of a Chat chunk the rescue looks at.
@@ -460,56 +493,48 @@ struct DeltaPeek {
     function_call: Option<serde::de::IgnoredAny>,
 }
 
-impl ChatRescue {
-    /// A rescue for the Chat stream served by `plan.serving`.
-    pub(crate) fn new(plan: Plan) -> Self {
-        Self {
+impl PassRescue {
+    /// A rescue for the stream of `dialect` served by `plan.serving`; `None` for a dialect
+    /// whose stream cannot be continued as it was passed through (Responses: its item ids and
+    /// sequence numbers are the upstream's).
+    pub(crate) fn new(plan: Plan, dialect: Dialect) -> Option<Self> {
+        let follow = match dialect {
+            Dialect::OpenAiChat => Follow::Chat {
+                id: None,
+                created: 0,
+                model: None,
+            },
+            Dialect::Anthropic | Dialect::Gemini => Follow::Decoded {
+                decoder: convert::Decoder::new(dialect).ok()?,
+                shadow: Some(Box::new(Encoder::resumed(dialect, &plan.serving.model)?)),
+            },
+            Dialect::Responses | Dialect::Passthrough => return None,
+        };
+        Some(Self {
             rescuer: Rescuer::new(plan),
-            id: None,
-            created: 0,
-            model: None,
+            follow,
             encoder: None,
             events: None,
             ended: false,
-        }
+        })
     }
 
     /// Follow one well-formed event that was forwarded.
     pub(crate) fn observe(&mut self, event: &sse::Event) {
-        if event.is_done() {
-            return;
-        }
-        let Ok(chunk) = serde_json::from_str::<ChunkPeek>(&event.data) else {
-            return;
-        };
-        if self.id.is_none() {
-            self.id = chunk.id;
-            self.created = chunk.created.unwrap_or(0);
-            self.model = chunk.model;
-        }
-        for choice in chunk.choices {
-            let delta = choice.delta;
-            let mut seen = Vec::new();
-            if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
-                seen.push(Event::TextDelta { index: 0, text });
+        match &mut self.follow {
+            Follow::Chat { id, created, model } => {
+                peek(&mut self.rescuer, id, created, model, event);
             }
-            if let Some(text) = delta.refusal.filter(|t| !t.is_empty()) {
-                seen.push(Event::RefusalDelta { index: 1, text });
-            }
-            if delta.tool_calls.is_some_and(|c| !c.is_empty()) || delta.function_call.is_some() {
-                seen.push(Event::ToolCallStart {
-                    index: 2,
-                    id: String::new(),
-                    name: String::new(),
-                });
-            }
-            if let Some(reason) = choice.finish_reason {
-                seen.push(Event::Finish {
-                    reason: FinishReason::Other(reason),
-                });
-            }
-            for event in seen {
-                self.rescuer.pass(event);
+            Follow::Decoded { decoder, shadow } => {
+                let mut dropped = Vec::new();
+                for event in decoder.event(event).unwrap_or_default() {
+                    self.rescuer.pass(event.clone());
+                    // The client has these bytes already, from the upstream.
+                    if let Some(shadow) = shadow.as_mut() {
+                        let _ = shadow.push(event, &mut dropped);
+                    }
+                    dropped.clear();
+                }
             }
         }
     }
@@ -567,25 +592,76 @@ impl ChatRescue {
         Poll::Ready(Ok(Some(Bytes::from(out))))
     }
 
-    /// An encoder that goes on with the chunks of the response the client has (its id, time
-    /// and model; no second role chunk).
-    fn encoder(&self) -> Result<Encoder, GatewayError> {
+    /// An encoder that goes on where the client's stream stands: for Chat, the chunks of the
+    /// response the client has (its id, time and model; no second role chunk); otherwise the
+    /// shadow encoder.
+    fn encoder(&mut self) -> Result<Encoder, GatewayError> {
+        let (id, created, model) = match &mut self.follow {
+            Follow::Chat { id, created, model } => (id.clone(), *created, model.clone()),
+            Follow::Decoded { shadow, .. } => {
+                return shadow
+                    .take()
+                    .map(|shadow| *shadow)
+                    .ok_or_else(|| GatewayError::internal("the rescue's encoder is in use"));
+            }
+        };
         let usage = self.rescuer.plan.request.get()?.stream_usage;
-        let model = self
-            .model
-            .clone()
-            .unwrap_or_else(|| self.rescuer.plan.serving.model.clone());
-        let id = self
-            .id
-            .clone()
-            .unwrap_or_else(|| "chatcmpl-rescued".to_owned());
-        let mut encoder = ChunkEncoder::new(id, self.created, model, usage);
+        let model = model.unwrap_or_else(|| self.rescuer.plan.serving.model.clone());
+        let id = id.unwrap_or_else(|| "chatcmpl-rescued".to_owned());
+        let mut encoder = ChunkEncoder::new(id, created, model, usage);
         // The role chunk the client already had.
         encoder.push(Event::Start {
             id: String::new(),
             model: String::new(),
         })?;
         Ok(Encoder::OpenAi(encoder))
+    }
+}
+
+/// Follow one Chat chunk: its text, refusal, calls and finish for `rescuer`, and the
+/// response's id, time and model (from the first chunk).
+fn peek(
+    rescuer: &mut Rescuer,
+    id: &mut Option<String>,
+    created: &mut u64,
+    model: &mut Option<String>,
+    event: &sse::Event,
+) {
+    if event.is_done() {
+        return;
+    }
+    let Ok(chunk) = serde_json::from_str::<ChunkPeek>(&event.data) else {
+        return;
+    };
+    if id.is_none() {
+        *id = chunk.id;
+        *created = chunk.created.unwrap_or(0);
+        *model = chunk.model;
+    }
+    for choice in chunk.choices {
+        let delta = choice.delta;
+        let mut seen = Vec::new();
+        if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
+            seen.push(Event::TextDelta { index: 0, text });
+        }
+        if let Some(text) = delta.refusal.filter(|t| !t.is_empty()) {
+            seen.push(Event::RefusalDelta { index: 1, text });
+        }
+        if delta.tool_calls.is_some_and(|c| !c.is_empty()) || delta.function_call.is_some() {
+            seen.push(Event::ToolCallStart {
+                index: 2,
+                id: String::new(),
+                name: String::new(),
+            });
+        }
+        if let Some(reason) = choice.finish_reason {
+            seen.push(Event::Finish {
+                reason: FinishReason::Other(reason),
+            });
+        }
+        for event in seen {
+            rescuer.pass(event);
+        }
     }
 }
 
