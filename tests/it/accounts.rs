@@ -17,7 +17,7 @@ use gateway_proxy::{Client, ClientConfig};
 use test_support::{Behaviour, MockUpstream};
 use tokio::time::Instant;
 
-use crate::harness::{Gateway, post};
+use crate::harness::{Gateway, post, quota_429};
 
 type Svc = Service<Client, AccountPool<Client>>;
 
@@ -129,21 +129,6 @@ fn tokens_seen(upstream: &MockUpstream) -> Vec<String> {
                 .to_owned()
         })
         .collect()
-}
-
-fn quota_429(delay: &str) -> Behaviour {
-    Behaviour {
-        status: 429,
-        body: Some(
-            format!(
-                r#"{{"error":{{"code":429,"message":"You have exhausted your capacity on this model.","status":"RESOURCE_EXHAUSTED",
-                   "details":[{{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"QUOTA_EXHAUSTED",
-                   "metadata":{{"quotaResetDelay":"{delay}"}}}}]}}}}"#
-            )
-            .into(),
-        ),
-        ..Behaviour::default()
-    }
 }
 
 #[tokio::test]

@@ -27,11 +27,17 @@ async fn setup() -> Setup {
 /// The usual pair, with `primary` (more keys of the primary's table) and `extra` (more tables)
 /// added to the configuration.
 async fn setup_with(primary_keys: &str, extra: &str) -> Setup {
+    pair("openai", "v1", primary_keys, extra).await
+}
+
+/// Two backends of `kind` at `{mock}/{root}` (the primary first), with `primary_keys` added to
+/// the primary's table and `extra` to the configuration.
+async fn pair(kind: &str, root: &str, primary_keys: &str, extra: &str) -> Setup {
     let primary = MockUpstream::start().await.unwrap();
     let secondary = MockUpstream::start().await.unwrap();
     let backend = |name: &str, mock: &MockUpstream, priority: u8, keys: &str| {
         format!(
-            "[backends.{name}]\nkind = \"openai\"\nbase_url = \"{}/v1\"\npriority = {priority}\nmodels = [\"m*\"]\nfirst_byte_timeout = \"5s\"\nidle_timeout = \"3s\"\ntimeout = \"60s\"\n{keys}",
+            "[backends.{name}]\nkind = \"{kind}\"\nbase_url = \"{}/{root}\"\npriority = {priority}\nmodels = [\"m*\"]\nfirst_byte_timeout = \"5s\"\nidle_timeout = \"3s\"\ntimeout = \"60s\"\n{keys}",
             mock.url()
         )
     };
@@ -1173,30 +1179,7 @@ async fn a_stalled_chat_stream_is_continued_on_the_next_hop() {
 
 /// Two Anthropic-compatible backends (Claude clients' streams pass through byte for byte).
 async fn anthropic_pair() -> Setup {
-    native_pair("anthropic", "v1").await
-}
-
-/// Two backends of `kind` at `{mock}/{root}`, in front of clients of their own protocol.
-async fn native_pair(kind: &str, root: &str) -> Setup {
-    let primary = MockUpstream::start().await.unwrap();
-    let secondary = MockUpstream::start().await.unwrap();
-    let backend = |name: &str, mock: &MockUpstream, priority: u8| {
-        format!(
-            "[backends.{name}]\nkind = \"{kind}\"\nbase_url = \"{}/{root}\"\napi_key = \"k\"\npriority = {priority}\nmodels = [\"m*\"]\nfirst_byte_timeout = \"5s\"\nidle_timeout = \"3s\"\ntimeout = \"60s\"\n",
-            mock.url()
-        )
-    };
-    let gateway = Gateway::start(&format!(
-        "{}{}",
-        backend("primary", &primary, 1),
-        backend("secondary", &secondary, 2)
-    ))
-    .await;
-    Setup {
-        primary,
-        secondary,
-        gateway,
-    }
+    pair("anthropic", "v1", "", "").await
 }
 
 #[tokio::test(start_paused = true)]
@@ -1266,7 +1249,7 @@ fn gemini_text(answer: &Answer) -> (String, usize) {
 
 #[tokio::test(start_paused = true)]
 async fn a_gemini_stream_passed_through_is_continued_on_the_next_hop() {
-    let s = native_pair("gemini", "v1beta").await;
+    let s = pair("gemini", "v1beta", "api_key = \"k\"\n", "").await;
     let url = s
         .gateway
         .url("/v1beta/models/m:streamGenerateContent?alt=sse");

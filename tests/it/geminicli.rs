@@ -6,9 +6,9 @@ use std::path::Path;
 
 use http::StatusCode;
 use serde_json::{Value, json};
-use test_support::{Behaviour, MockUpstream};
+use test_support::MockUpstream;
 
-use crate::harness::{Gateway, get, get_as, post, post_as};
+use crate::harness::{Gateway, get, get_as, post, post_as, quota_429};
 
 const GEMINI_CLI_CLIENT: &str =
     "681255809395-oo8ft2oprdrnp9e3aqf6av3hmdib135j.apps.googleusercontent.com";
@@ -147,19 +147,6 @@ async fn openai_anthropic_and_gemini_clients_are_served_by_a_geminicli_backend()
     );
 }
 
-fn quota_429() -> Behaviour {
-    Behaviour {
-        status: 429,
-        body: Some(
-            r#"{"error":{"code":429,"message":"You have exhausted your capacity on this model.","status":"RESOURCE_EXHAUSTED",
-               "details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"QUOTA_EXHAUSTED",
-               "metadata":{"quotaResetDelay":"3600s"}}]}}"#
-                .into(),
-        ),
-        ..Behaviour::default()
-    }
-}
-
 #[tokio::test]
 async fn a_chain_fails_over_from_a_cooling_geminicli_pool_to_antigravity() {
     let upstream = MockUpstream::start().await.unwrap();
@@ -178,7 +165,7 @@ async fn a_chain_fails_over_from_a_cooling_geminicli_pool_to_antigravity() {
     let body =
         json!({"model": "gemini-2.5-pro", "messages": [{"role": "user", "content": "hello"}]});
     let ask = || post(&url, &body);
-    upstream.push(quota_429());
+    upstream.push(quota_429("3600s"));
     let first = ask().await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.text());
     assert_eq!(first.header("x-gateway-backend"), "antigravity");

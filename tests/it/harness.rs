@@ -183,3 +183,19 @@ pub(crate) async fn get_as(gateway: &Gateway, key: &str, path: &str) -> Answer {
     )
     .await
 }
+
+/// A Cloud Code quota 429 whose reset is `delay` away (`"3600s"`).
+pub(crate) fn quota_429(delay: &str) -> test_support::Behaviour {
+    test_support::Behaviour {
+        status: 429,
+        body: Some(
+            format!(
+                r#"{{"error":{{"code":429,"message":"You have exhausted your capacity on this model.","status":"RESOURCE_EXHAUSTED",
+                   "details":[{{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"QUOTA_EXHAUSTED",
+                   "metadata":{{"quotaResetDelay":"{delay}"}}}}]}}}}"#
+            )
+            .into(),
+        ),
+        ..test_support::Behaviour::default()
+    }
+}

@@ -13,9 +13,9 @@ use std::{
 
 use http::StatusCode;
 use serde_json::{Value, json};
-use test_support::{Behaviour, MockUpstream};
+use test_support::MockUpstream;
 
-use crate::harness::{Answer, Gateway, get_as, post_as};
+use crate::harness::{Answer, Gateway, get_as, post_as, quota_429};
 
 /// A `redis-server` of our own; killed when dropped.
 struct Redis {
@@ -203,23 +203,10 @@ fn generate_calls(upstream: &MockUpstream) -> usize {
         .count()
 }
 
-fn quota_429() -> Behaviour {
-    Behaviour {
-        status: 429,
-        body: Some(
-            r#"{"error":{"code":429,"message":"You have exhausted your capacity on this model.","status":"RESOURCE_EXHAUSTED",
-               "details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"QUOTA_EXHAUSTED",
-               "metadata":{"quotaResetDelay":"3600s"}}]}}"#
-                .into(),
-        ),
-        ..Behaviour::default()
-    }
-}
-
 async fn a_cooldown_learned_by_one_replica_is_honoured_by_the_other(engine: Engine) {
     let upstream = MockUpstream::start().await.unwrap();
     let replicas = Replicas::start(engine, &upstream, false, "").await;
-    upstream.push(quota_429());
+    upstream.push(quota_429("3600s"));
     let first = chat(&replicas.a, "root").await;
     assert_eq!(
         first.status,
@@ -371,7 +358,7 @@ async fn without_redis_both_replicas_serve_and_when_it_returns_the_state_converg
     assert!(metrics.contains("gateway_state_up 0"), "{metrics}");
 
     // Learned while Redis is away: a cooldown on A only.
-    upstream.push(quota_429());
+    upstream.push(quota_429("3600s"));
     let cooled = chat(&replicas.a, "root").await;
     assert_eq!(cooled.status, StatusCode::TOO_MANY_REQUESTS);
     let b = get_as(replicas.b(), "root", "/admin/accounts").await.json();

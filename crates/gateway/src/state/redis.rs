@@ -49,13 +49,14 @@ const WINDOW_MS: u64 = 60_000;
 const CREDIT_LIFE: Duration = Duration::from_secs(1);
 
 /// How many requests one admission asks Redis for: one at a time under 1,000 per minute (the
-/// limit is then exact across replicas), else a thousandth of the limit, at most 100, used by
+/// limit is then exact across replicas), else a thousandth of the limit, at most 1,000, used by
 /// this replica within [`CREDIT_LIFE`] (a grant counts in the window whether used or not, so
-/// the limit is never exceeded; a key with only `tpm` checks its token sum once per grant).
+/// the limit is never exceeded; a key with only `tpm` checks its token sum once per grant of
+/// 100).
 fn batch(rpm: Option<u32>) -> u32 {
     match rpm {
         Some(rpm) if rpm < 1000 => 1,
-        Some(rpm) => (rpm / 1000).min(100),
+        Some(rpm) => (rpm / 1000).min(1000),
         None => 100,
     }
 }
@@ -772,7 +773,7 @@ mod tests {
         assert_eq!(batch(Some(999)), 1);
         assert_eq!(batch(Some(1000)), 1);
         assert_eq!(batch(Some(50_000)), 50);
-        assert_eq!(batch(Some(1_000_000_000)), 100);
+        assert_eq!(batch(Some(1_000_000_000)), 1000);
         assert_eq!(batch(None), 100);
     }
 
