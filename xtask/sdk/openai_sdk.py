@@ -173,6 +173,22 @@ def a_first_hop_failing_before_content_is_invisible():
 
 
 
+@check
+def a_stream_cut_after_content_is_continued_on_the_next_hop():
+    # The first hop cuts its stream halfway; the gateway continues the answer on the next one.
+    text, finishes, ids = "", [], set()
+    for chunk in ask("gpt-rescue", stream=True, extra_headers={"x-mock-chunks": "8"}):
+        ids.add(chunk.id)
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+            if choice.finish_reason:
+                finishes.append(choice.finish_reason)
+    expected = "".join(f"tok{i} 世界🌏 " for i in range(1, 8))
+    assert text == expected, f"the text whole and once: {text!r}"
+    assert finishes == ["stop"], finishes
+    assert len(ids) == 1, f"one response: {ids}"
+
+
 def metrics(accept=None, method="GET"):
     root = BASE_URL[: -len("/v1")] if BASE_URL.endswith("/v1") else BASE_URL
     request = urllib.request.Request(root + "/metrics", method=method)

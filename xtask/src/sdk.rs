@@ -60,6 +60,10 @@ pub(crate) fn run(root: &Path) -> Result<()> {
 models = ["gpt-failover"]
 chain = [{ backend = "mock", model = "mock-error-before-content" }, { backend = "mock", model = "gpt-4o" }]
 
+[[routes]]
+models = ["gpt-rescue"]
+chain = [{ backend = "mock", model = "mock-cut-after-content" }, { backend = "mock", model = "gpt-4o" }]
+
 [logging]
 level = "warn,gateway=info"
 "#,

@@ -351,6 +351,9 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Mo
     if model == FAIL_BEFORE_CONTENT {
         behaviour.error_event_after = Some(0);
     }
+    if model == CUT_AFTER_CONTENT {
+        behaviour.drop_after = Some((behaviour.chunks / 2).max(1));
+    }
     let named_model = dialects::model_of(&json, parts.uri.path());
     if behaviour.status == 200
         && let Some(status) = named_model.as_deref().and_then(dialects::status_from_model)
@@ -633,6 +636,9 @@ pub fn completion_json(model: &str) -> String {
 /// Asking for this model makes a stream fail with an error event before any content, so a
 /// route can fault one hop by its model name.
 pub const FAIL_BEFORE_CONTENT: &str = "mock-error-before-content";
+
+/// A model name that makes the mock cut its stream halfway through its content chunks.
+pub const CUT_AFTER_CONTENT: &str = "mock-cut-after-content";
 
 /// The arguments every mock tool call carries.
 pub const TOOL_ARGUMENTS: &str = r#"{"city":"Paris"}"#;
