@@ -1283,3 +1283,82 @@ async fn a_gemini_stream_passed_through_is_continued_on_the_next_hop() {
     assert!(!answer.text().contains("\"error\""), "{}", answer.text());
     assert_eq!(s.hits(), (2, 1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_responses_stream_passed_through_is_continued_with_its_ids_and_numbers() {
+    let s = pair("openai", "v1", "native_responses = true\n", "").await;
+    let url = s.gateway.url("/v1/responses");
+    let body = json!({"model": "m", "stream": true, "input": "hi"});
+    let ask = || post(&url, &body);
+    // The same answer whole, for comparison.
+    s.primary.push(Behaviour {
+        chunks: 10,
+        ..Behaviour::default()
+    });
+    let whole = ask().await;
+    let text_of = |answer: &Answer| -> (String, Vec<Value>) {
+        let events: Vec<Value> = crate::harness::events(answer.body.as_ref())
+            .iter()
+            .filter_map(|data| serde_json::from_str(data).ok())
+            .collect();
+        let text = events
+            .iter()
+            .filter(|e| e["type"] == "response.output_text.delta")
+            .map(|e| e["delta"].as_str().unwrap_or("").to_owned())
+            .collect();
+        (text, events)
+    };
+    let (expected, _) = text_of(&whole);
+    assert!(!expected.is_empty(), "{}", whole.text());
+
+    s.primary.push(Behaviour {
+        chunks: 10,
+        drop_after: Some(4),
+        ..Behaviour::default()
+    });
+    s.secondary.push(Behaviour {
+        chunks: 10,
+        ..Behaviour::default()
+    });
+    let answer = ask().await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let (text, events) = text_of(&answer);
+    assert_eq!(
+        text,
+        expected,
+        "the text whole, and once: {}",
+        answer.text()
+    );
+    let completed = events
+        .iter()
+        .filter(|e| e["type"] == "response.completed")
+        .count();
+    assert_eq!(completed, 1, "{}", answer.text());
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["type"] == "error" || e["type"] == "response.failed"),
+        "{}",
+        answer.text()
+    );
+    // One numbering from the upstream's first event to the continuation's last.
+    let numbers: Vec<u64> = events
+        .iter()
+        .filter_map(|e| e["sequence_number"].as_u64())
+        .collect();
+    let first = numbers[0];
+    assert_eq!(
+        numbers,
+        (first..first + numbers.len() as u64).collect::<Vec<_>>(),
+        "{}",
+        answer.text()
+    );
+    // Every text delta names the one message item the client was told of.
+    let items: std::collections::BTreeSet<&str> = events
+        .iter()
+        .filter(|e| e["type"] == "response.output_text.delta")
+        .filter_map(|e| e["item_id"].as_str())
+        .collect();
+    assert_eq!(items.len(), 1, "{}", answer.text());
+    assert_eq!(s.hits(), (2, 1));
+}

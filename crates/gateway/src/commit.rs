@@ -197,8 +197,7 @@ impl SseSource {
         }
     }
 
-    /// Let `plan` continue the answer when the stream breaks after the commit (OpenAI Chat,
-    /// Anthropic and Gemini streams; a Responses stream passed through is not rescued).
+    /// Let `plan` continue the answer when the stream breaks after the commit.
     pub(crate) fn rescued_by(mut self, plan: Option<rescue::Plan>) -> Self {
         self.rescue = plan
             .and_then(|plan| rescue::PassRescue::new(plan, self.tools.dialect))

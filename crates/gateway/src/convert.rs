@@ -256,20 +256,28 @@ impl Encoder {
         })
     }
 
-    /// An encoder of the server-sent events of `dialect` (Anthropic or Gemini) for an answer
-    /// of `model` that a rescue continues: fed the events the client already has, with the
-    /// output dropped, it stands where the client's stream stands.
-    pub(crate) fn resumed(dialect: Dialect, model: &str) -> Option<Self> {
+    /// An encoder of the server-sent events of `dialect` (Anthropic, Responses or Gemini) for
+    /// answer `id` of `model` that a rescue continues: fed the events the client already has,
+    /// with the output dropped, it stands where the client's stream stands.
+    pub(crate) fn resumed(
+        dialect: Dialect,
+        id: &str,
+        model: &str,
+        seal: &ReasoningSeal,
+    ) -> Option<Self> {
         match dialect {
-            Dialect::Anthropic => Some(Self::Anthropic(anthropic::StreamEncoder::new(
-                String::new(),
+            Dialect::Anthropic => Some(Self::Anthropic(anthropic::StreamEncoder::new(id, model))),
+            Dialect::Responses => Some(Self::Responses(Box::new(responses::StreamEncoder::new(
+                id,
                 model,
-            ))),
+                0,
+                Some(seal.clone()),
+            )))),
             Dialect::Gemini => Some(Self::Gemini {
-                encoder: gemini::StreamEncoder::new(model, String::new()),
+                encoder: gemini::StreamEncoder::new(model, id),
                 array: None,
             }),
-            _ => None,
+            Dialect::OpenAiChat | Dialect::Passthrough => None,
         }
     }
 

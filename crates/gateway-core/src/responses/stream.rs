@@ -164,6 +164,28 @@ impl StreamEncoder {
         self.sequence
     }
 
+    /// Go on with a stream another writer began (an upstream whose events reached the client
+    /// as they were, and were also pushed here): the next event gets `sequence`, and the items
+    /// still open take the ids the client has for their output index. Items already done keep
+    /// this encoder's ids in the final response object.
+    pub fn resume(&mut self, sequence: u64, item_ids: &HashMap<usize, String>) {
+        self.sequence = sequence;
+        let id_of = |index: usize, id: &mut String| {
+            if let Some(theirs) = item_ids.get(&index) {
+                theirs.clone_into(id);
+            }
+        };
+        if let Some(message) = self.message.as_mut() {
+            id_of(message.index, &mut message.id);
+        }
+        if let Some(reasoning) = self.reasoning.as_mut() {
+            id_of(reasoning.index, &mut reasoning.id);
+        }
+        for call in &mut self.calls {
+            id_of(call.index, &mut call.id);
+        }
+    }
+
     /// The events for one conversation event (often one or none). An event that does not fit
     /// its block (text for a tool call, arguments for a block that started no call) is an
     /// `UpstreamProtocol` error. Content after the finish is ignored; usage is kept.

@@ -1014,3 +1014,18 @@ fn encoder_echoes_the_request() {
     );
     assert!(encoder.finish().unwrap().is_empty());
 }
+
+#[test]
+fn a_resumed_encoder_goes_on_with_the_clients_numbers_and_item_ids() {
+    let mut encoder = StreamEncoder::new("resp_1", "m", 0, None);
+    for event in [start(), text(0, "Hello ")] {
+        encoder.push(event).unwrap();
+    }
+    let ids = std::collections::HashMap::from([(0, "msg_from_upstream".to_owned())]);
+    encoder.resume(100, &ids);
+    let out = encoder.push(text(0, "world")).unwrap();
+    let delta: Value = serde_json::from_str(&out[0].data).unwrap();
+    assert_eq!(delta["sequence_number"], 100, "{delta}");
+    assert_eq!(delta["item_id"], "msg_from_upstream", "{delta}");
+    assert_eq!(encoder.next_sequence_number(), 101);
+}

@@ -108,7 +108,8 @@ pub(crate) async fn walk(app: &Arc<App>, plan: &Plan, client: Request<'_>) -> Re
                 Dialect::OpenAiChat => client.kind == Endpoint::ChatCompletions,
                 Dialect::Anthropic => true,
                 Dialect::Gemini => client.client.sse,
-                Dialect::Responses | Dialect::Passthrough => false,
+                Dialect::Responses => client.kind == Endpoint::Other,
+                Dialect::Passthrough => false,
             };
             generates.then(|| {
                 rescue::Conversation::Raw(Arc::new(rescue::RawRequest {

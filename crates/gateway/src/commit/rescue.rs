@@ -141,8 +141,12 @@ pub(crate) struct RawRequest {
 }
 
 impl Conversation {
-    /// The request as a conversation (decoded now, for bytes passed through).
-    fn get(&self) -> Result<Arc<conversation::Request>, GatewayError> {
+    /// The request as a conversation (decoded now, for bytes passed through; a Responses
+    /// request's sealed reasoning is opened with `seal`).
+    fn get(
+        &self,
+        seal: &gateway_core::responses::ReasoningSeal,
+    ) -> Result<Arc<conversation::Request>, GatewayError> {
         match self {
             Self::Decoded(request) => Ok(request.clone()),
             Self::Raw(raw) => {
@@ -150,10 +154,7 @@ impl Conversation {
                     .path
                     .as_ref()
                     .map(|(model, stream)| (model.as_str(), *stream));
-                // Only Responses requests need the seal, and they are not rescued passed
-                // through; a throwaway one keeps the decoder's signature.
-                let seal = gateway_core::responses::ReasoningSeal::new(b"unused");
-                convert::decode_request(raw.dialect, &raw.body, path, &seal).map(Arc::new)
+                convert::decode_request(raw.dialect, &raw.body, path, seal).map(Arc::new)
             }
         }
     }
@@ -438,9 +439,9 @@ impl Rescuer {
 }
 
 /// The rescue of a stream passed through byte for byte in the client's own dialect (OpenAI
-/// Chat, Anthropic, Gemini): the events are followed as they pass (for the delivered text, the
-/// tool calls, the finish, and where the client's stream stands), and after a break the
-/// continuation is encoded as the rest of the same answer.
+/// Chat, Anthropic, Responses, Gemini): the events are followed as they pass (for the
+/// delivered text, the tool calls, the finish, and where the client's stream stands), and after
+/// a break the continuation is encoded as the rest of the same answer.
 pub(crate) struct PassRescue {
     rescuer: Rescuer,
     follow: Follow,
@@ -458,12 +459,17 @@ enum Follow {
         created: u64,
         model: Option<String>,
     },
-    /// Anthropic and Gemini: the events are decoded, and fed to an encoder of the client's
-    /// dialect whose output is dropped, so that it stands where the client's stream stands
-    /// (the message open, the block numbering) when the continuation comes.
+    /// Anthropic, Responses and Gemini: the events are decoded, and fed to an encoder of the
+    /// client's dialect (made at the answer's start, with its id) whose output is dropped, so
+    /// that it stands where the client's stream stands (the message open, the block
+    /// numbering) when the continuation comes. For Responses, the upstream's sequence numbers
+    /// and item ids are kept too, for the continuation to carry on.
     Decoded {
-        decoder: convert::Decoder,
+        dialect: Dialect,
+        decoder: Box<convert::Decoder>,
         shadow: Option<Box<Encoder>>,
+        sequence: Option<u64>,
+        item_ids: HashMap<usize, String>,
     },
 }
 
@@ -494,9 +500,7 @@ struct DeltaPeek {
 }
 
 impl PassRescue {
-    /// A rescue for the stream of `dialect` served by `plan.serving`; `None` for a dialect
-    /// whose stream cannot be continued as it was passed through (Responses: its item ids and
-    /// sequence numbers are the upstream's).
+    /// A rescue for the stream of `dialect` served by `plan.serving`.
     pub(crate) fn new(plan: Plan, dialect: Dialect) -> Option<Self> {
         let follow = match dialect {
             Dialect::OpenAiChat => Follow::Chat {
@@ -504,11 +508,14 @@ impl PassRescue {
                 created: 0,
                 model: None,
             },
-            Dialect::Anthropic | Dialect::Gemini => Follow::Decoded {
-                decoder: convert::Decoder::new(dialect).ok()?,
-                shadow: Some(Box::new(Encoder::resumed(dialect, &plan.serving.model)?)),
+            Dialect::Anthropic | Dialect::Responses | Dialect::Gemini => Follow::Decoded {
+                dialect,
+                decoder: Box::new(convert::Decoder::new(dialect).ok()?),
+                shadow: None,
+                sequence: None,
+                item_ids: HashMap::new(),
             },
-            Dialect::Responses | Dialect::Passthrough => return None,
+            Dialect::Passthrough => return None,
         };
         Some(Self {
             rescuer: Rescuer::new(plan),
@@ -525,9 +532,30 @@ impl PassRescue {
             Follow::Chat { id, created, model } => {
                 peek(&mut self.rescuer, id, created, model, event);
             }
-            Follow::Decoded { decoder, shadow } => {
+            Follow::Decoded {
+                dialect,
+                decoder,
+                shadow,
+                sequence,
+                item_ids,
+            } => {
+                if *dialect == Dialect::Responses {
+                    follow_responses(event, sequence, item_ids);
+                }
+                let plan = &self.rescuer.plan;
                 let mut dropped = Vec::new();
-                for event in decoder.event(event).unwrap_or_default() {
+                let events = decoder.event(event).unwrap_or_default();
+                if shadow.is_none() {
+                    let (id, model) = match events.first() {
+                        Some(Event::Start { id, model }) if !model.is_empty() => {
+                            (id.as_str(), model.as_str())
+                        }
+                        Some(Event::Start { id, .. }) => (id.as_str(), plan.serving.model.as_str()),
+                        _ => ("", plan.serving.model.as_str()),
+                    };
+                    *shadow = Encoder::resumed(*dialect, id, model, &plan.app.seal).map(Box::new);
+                }
+                for event in events {
                     self.rescuer.pass(event.clone());
                     // The client has these bytes already, from the upstream.
                     if let Some(shadow) = shadow.as_mut() {
@@ -598,14 +626,28 @@ impl PassRescue {
     fn encoder(&mut self) -> Result<Encoder, GatewayError> {
         let (id, created, model) = match &mut self.follow {
             Follow::Chat { id, created, model } => (id.clone(), *created, model.clone()),
-            Follow::Decoded { shadow, .. } => {
-                return shadow
+            Follow::Decoded {
+                shadow,
+                sequence,
+                item_ids,
+                ..
+            } => {
+                let mut encoder = shadow
                     .take()
                     .map(|shadow| *shadow)
-                    .ok_or_else(|| GatewayError::internal("the rescue's encoder is in use"));
+                    .ok_or_else(|| GatewayError::internal("the rescue has no encoder"))?;
+                if let (Encoder::Responses(responses), Some(last)) = (&mut encoder, *sequence) {
+                    responses.resume(last + 1, item_ids);
+                }
+                return Ok(encoder);
             }
         };
-        let usage = self.rescuer.plan.request.get()?.stream_usage;
+        let usage = self
+            .rescuer
+            .plan
+            .request
+            .get(&self.rescuer.plan.app.seal)?
+            .stream_usage;
         let model = model.unwrap_or_else(|| self.rescuer.plan.serving.model.clone());
         let id = id.unwrap_or_else(|| "chatcmpl-rescued".to_owned());
         let mut encoder = ChunkEncoder::new(id, created, model, usage);
@@ -615,6 +657,26 @@ impl PassRescue {
             model: String::new(),
         })?;
         Ok(Encoder::OpenAi(encoder))
+    }
+}
+
+/// Follow one Responses event: its sequence number, and the id of an item it opens.
+fn follow_responses(
+    event: &sse::Event,
+    sequence: &mut Option<u64>,
+    item_ids: &mut HashMap<usize, String>,
+) {
+    let Ok(data) = serde_json::from_str::<serde_json::Value>(&event.data) else {
+        return;
+    };
+    if let Some(number) = data["sequence_number"].as_u64() {
+        *sequence = Some(number);
+    }
+    if data["type"] == "response.output_item.added"
+        && let (Some(index), Some(id)) =
+            (data["output_index"].as_u64(), data["item"]["id"].as_str())
+    {
+        item_ids.insert(usize::try_from(index).unwrap_or(usize::MAX), id.to_owned());
     }
 }
 
@@ -710,7 +772,7 @@ pub(crate) fn continuation(
 /// produces content; the events (the held ones first) and which hop it was.
 async fn open(plan: Plan, delivered: String) -> Result<(EventStream, usize), GatewayError> {
     let app = &plan.app;
-    let asked = plan.request.get()?;
+    let asked = plan.request.get(&plan.app.seal)?;
     let mut last: Option<GatewayError> = None;
     for (position, hop) in plan.next.iter().enumerate() {
         let backend = &app.backends[hop.backend];
