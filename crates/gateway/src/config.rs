@@ -96,6 +96,9 @@ pub struct ServerConfig {
     /// Whether the dashboard is served at `/ui` (and `GET /` leads there); by default when the
     /// gateway listens on a loopback address.
     pub dashboard: bool,
+    /// Whether the file set `dashboard` (else it follows the listen address).
+    #[serde(skip)]
+    dashboard_set: bool,
     /// How long a merged model list is reused.
     #[serde(serialize_with = "duration")]
     pub models_cache_ttl: Duration,
@@ -522,10 +525,14 @@ impl Config {
         &self.logging
     }
 
-    /// The same configuration listening on `listen` (the `--listen` flag).
+    /// The same configuration listening on `listen` (the `--listen` flag); a dashboard the
+    /// file did not set follows the new address.
     #[must_use]
     pub fn with_listen(mut self, listen: SocketAddr) -> Self {
         self.server.listen = listen;
+        if !self.server.dashboard_set {
+            self.server.dashboard = listen.ip().is_loopback();
+        }
         self
     }
 
@@ -856,6 +863,7 @@ impl Validator<'_> {
             public_health: raw.public_health.unwrap_or(true),
             public_metrics: raw.public_metrics.unwrap_or(false),
             dashboard: raw.dashboard.unwrap_or(listen.ip().is_loopback()),
+            dashboard_set: raw.dashboard.is_some(),
             models_cache_ttl: self.duration(
                 "server.models_cache_ttl",
                 raw.models_cache_ttl.as_ref(),

@@ -235,3 +235,16 @@ fn substitution_only_touches_strings_and_keeps_types() {
     let errors = errors("[server]\nmax_in_flight = \"${PORT}\"\n");
     assert!(errors[0].contains("invalid type"), "{errors:?}");
 }
+
+#[test]
+fn the_dashboard_follows_the_listen_address_unless_the_file_sets_it() {
+    let parse = |text: &str| Config::parse(text, "t.toml", &|_| None).unwrap();
+    let public: std::net::SocketAddr = "0.0.0.0:7861".parse().unwrap();
+    let loopback = parse("[server]\nlisten = \"127.0.0.1:7861\"\n");
+    assert!(loopback.server().dashboard);
+    assert!(!loopback.with_listen(public).server().dashboard);
+    let set = parse("[server]\nlisten = \"127.0.0.1:7861\"\ndashboard = true\n");
+    assert!(set.with_listen(public).server().dashboard);
+    let open = parse("[server]\nlisten = \"0.0.0.0:7861\"\n");
+    assert!(!open.server().dashboard);
+}
