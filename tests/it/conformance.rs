@@ -902,9 +902,10 @@ impl Setup {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_stream_cut_after_content_is_continued_on_the_next_hop() {
-    let s = setup().await;
+/// A Claude client's stream cut after four of ten chunks is continued on the next hop: one
+/// clean answer with the text (`text(chunks)` is the mock's text of that many chunks) whole and
+/// once, the next hop asked with the delivered text as an assistant prefill.
+async fn assert_anthropic_stream_continued(s: &Setup, text: impl Fn(usize) -> String) {
     s.primary.push(Behaviour {
         chunks: 10,
         drop_after: Some(4),
@@ -916,7 +917,7 @@ async fn a_stream_cut_after_content_is_continued_on_the_next_hop() {
         ..Behaviour::default()
     });
     let answer = s.ask_messages(false).await;
-    assert_one_anthropic_answer(&answer, &mock_text(10));
+    assert_one_anthropic_answer(&answer, &text(10));
     assert_eq!(answer.header("x-gateway-backend"), "primary");
     assert_eq!(s.hits(), (1, 1));
     // Asked with the delivered text as an assistant prefill (without its trailing space).
@@ -928,7 +929,12 @@ async fn a_stream_cut_after_content_is_continued_on_the_next_hop() {
         .unwrap()
         .clone();
     assert_eq!(last["role"], "assistant", "{asked}");
-    assert_eq!(last["content"], mock_text(4).trim_end(), "{asked}");
+    assert_eq!(last["content"], text(4).trim_end(), "{asked}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_cut_after_content_is_continued_on_the_next_hop() {
+    assert_anthropic_stream_continued(&setup().await, mock_text).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -1184,33 +1190,10 @@ async fn anthropic_pair() -> Setup {
 
 #[tokio::test(start_paused = true)]
 async fn an_anthropic_stream_passed_through_is_continued_on_the_next_hop() {
-    let s = anthropic_pair().await;
-    s.primary.push(Behaviour {
-        chunks: 10,
-        drop_after: Some(4),
-        ..Behaviour::default()
-    });
-    s.secondary.push(Behaviour {
-        chunks: 10,
-        ..Behaviour::default()
-    });
-    let answer = s.ask_messages(false).await;
     // The mock's own Anthropic stream counts from tok0.
     let native =
         |chunks: usize| -> String { (0..chunks).map(|i| format!("tok{i} 世界🌏 ")).collect() };
-    assert_one_anthropic_answer(&answer, &native(10));
-    assert_eq!(answer.header("x-gateway-backend"), "primary");
-    assert_eq!(s.hits(), (1, 1));
-    // The continuation was asked with the delivered text as an assistant prefill.
-    let asked = s.secondary.recorded()[0].json();
-    let last = asked["messages"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
-    assert_eq!(last["role"], "assistant", "{asked}");
-    assert_eq!(last["content"], native(4).trim_end(), "{asked}");
+    assert_anthropic_stream_continued(&anthropic_pair().await, native).await;
 }
 
 #[tokio::test(start_paused = true)]
