@@ -1210,6 +1210,31 @@ async fn an_anthropic_tool_call_cut_passed_through_is_not_rescued() {
     assert_eq!(s.hits(), (1, 0), "a half-sent call is not continued");
 }
 
+/// Ask with `ask` twice: once answered whole by the primary (for comparison), once cut after
+/// four of ten chunks there and continued on the secondary (a 200, checked).
+async fn whole_then_cut<F>(s: &Setup, ask: impl Fn() -> F) -> (Answer, Answer)
+where
+    F: std::future::Future<Output = Answer>,
+{
+    s.primary.push(Behaviour {
+        chunks: 10,
+        ..Behaviour::default()
+    });
+    let whole = ask().await;
+    s.primary.push(Behaviour {
+        chunks: 10,
+        drop_after: Some(4),
+        ..Behaviour::default()
+    });
+    s.secondary.push(Behaviour {
+        chunks: 10,
+        ..Behaviour::default()
+    });
+    let cut = ask().await;
+    assert_eq!(cut.status, 200, "{}", cut.text());
+    (whole, cut)
+}
+
 /// The text of a Gemini SSE answer, and how many finish reasons it carried.
 fn gemini_text(answer: &Answer) -> (String, usize) {
     let mut text = String::new();
@@ -1237,24 +1262,8 @@ async fn a_gemini_stream_passed_through_is_continued_on_the_next_hop() {
         .gateway
         .url("/v1beta/models/m:streamGenerateContent?alt=sse");
     let body = json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]});
-    let ask = || post(&url, &body);
-    s.primary.push(Behaviour {
-        chunks: 10,
-        ..Behaviour::default()
-    });
-    let whole = ask().await;
+    let (whole, answer) = whole_then_cut(&s, || post(&url, &body)).await;
     let (expected, _) = gemini_text(&whole);
-    s.primary.push(Behaviour {
-        chunks: 10,
-        drop_after: Some(4),
-        ..Behaviour::default()
-    });
-    s.secondary.push(Behaviour {
-        chunks: 10,
-        ..Behaviour::default()
-    });
-    let answer = ask().await;
-    assert_eq!(answer.status, 200, "{}", answer.text());
     let (text, finishes) = gemini_text(&answer);
     assert_eq!(
         text,
@@ -1272,13 +1281,7 @@ async fn a_responses_stream_passed_through_is_continued_with_its_ids_and_numbers
     let s = pair("openai", "v1", "native_responses = true\n", "").await;
     let url = s.gateway.url("/v1/responses");
     let body = json!({"model": "m", "stream": true, "input": "hi"});
-    let ask = || post(&url, &body);
-    // The same answer whole, for comparison.
-    s.primary.push(Behaviour {
-        chunks: 10,
-        ..Behaviour::default()
-    });
-    let whole = ask().await;
+    let (whole, answer) = whole_then_cut(&s, || post(&url, &body)).await;
     let text_of = |answer: &Answer| -> (String, Vec<Value>) {
         let events: Vec<Value> = crate::harness::events(answer.body.as_ref())
             .iter()
@@ -1293,18 +1296,6 @@ async fn a_responses_stream_passed_through_is_continued_with_its_ids_and_numbers
     };
     let (expected, _) = text_of(&whole);
     assert!(!expected.is_empty(), "{}", whole.text());
-
-    s.primary.push(Behaviour {
-        chunks: 10,
-        drop_after: Some(4),
-        ..Behaviour::default()
-    });
-    s.secondary.push(Behaviour {
-        chunks: 10,
-        ..Behaviour::default()
-    });
-    let answer = ask().await;
-    assert_eq!(answer.status, 200, "{}", answer.text());
     let (text, events) = text_of(&answer);
     assert_eq!(
         text,
