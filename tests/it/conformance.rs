@@ -552,7 +552,12 @@ async fn a_primary_that_is_down_opens_its_breaker_then_recovers() {
     }
     for _ in 0..3 {
         let answer = s.ask(false).await;
-        assert_eq!(answer.header("x-gateway-backend"), "secondary");
+        assert_eq!(
+            answer.header("x-gateway-backend"),
+            "secondary",
+            "{}",
+            answer.text()
+        );
     }
     assert_eq!(
         s.primary.requests(),
@@ -600,7 +605,12 @@ async fn accounting_after_failover_names_what_served() {
     s.primary.push(status(429));
     let answer = s.ask(false).await;
     let body = answer.json();
-    assert_eq!(answer.header("x-gateway-backend"), "secondary");
+    assert_eq!(
+        answer.header("x-gateway-backend"),
+        "secondary",
+        "{}",
+        answer.text()
+    );
     assert_eq!(answer.header("x-gateway-model"), "m");
     assert_eq!(
         answer.header("x-gateway-attempts"),
@@ -1335,4 +1345,99 @@ async fn a_responses_stream_passed_through_is_continued_with_its_ids_and_numbers
         .collect();
     assert_eq!(items.len(), 1, "{}", answer.text());
     assert_eq!(s.hits(), (2, 1));
+}
+
+/// A Gemini stream without `alt=sse` (one JSON array) to the pair of Gemini backends.
+async fn ask_gemini_array(s: &Setup) -> Answer {
+    post(
+        &s.gateway.url("/v1beta/models/m:streamGenerateContent"),
+        &json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}),
+    )
+    .await
+}
+
+fn array_behaviour(body: &'static str) -> Behaviour {
+    Behaviour {
+        body: Some(Bytes::from_static(body.as_bytes())),
+        content_type: Some("application/json".to_owned()),
+        ..Behaviour::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gemini_json_array_stream_is_relayed_element_by_element() {
+    let s = pair("gemini", "v1beta", "", "").await;
+    let answer = ask_gemini_array(&s).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert!(
+        answer
+            .header("content-type")
+            .starts_with("application/json")
+    );
+    // The same elements as the upstream's own answer.
+    let direct = post(
+        &format!(
+            "{}/v1beta/models/m:streamGenerateContent",
+            s.secondary.url()
+        ),
+        &json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}),
+    )
+    .await;
+    assert_eq!(answer.json(), direct.json(), "{}", answer.text());
+    assert!(answer.json().as_array().unwrap().len() > 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gemini_json_array_cut_after_content_closes_with_an_error_element() {
+    let s = pair(
+        "gemini",
+        "v1beta",
+        "",
+        "[[routes]]\nmodels = [\"m\"]\nchain = [\"primary\"]\n",
+    )
+    .await;
+    // The upstream's array breaks off after one element.
+    s.primary.push(array_behaviour(
+        r#"[{"candidates":[{"content":{"role":"model","parts":[{"text":"Hello"}]},"index":0}]},{"candid"#,
+    ));
+    let answer = ask_gemini_array(&s).await;
+    assert_eq!(
+        answer.status,
+        200,
+        "the content was already on its way: {}",
+        answer.text()
+    );
+    let elements = answer.json();
+    let elements = elements.as_array().unwrap();
+    assert_eq!(elements.len(), 2, "{}", answer.text());
+    assert_eq!(
+        elements[0]["candidates"][0]["content"]["parts"][0]["text"],
+        "Hello"
+    );
+    assert!(
+        elements[1]["error"]["message"].is_string(),
+        "{}",
+        answer.text()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gemini_json_array_that_fails_before_content_fails_over() {
+    let s = pair("gemini", "v1beta", "", "").await;
+    s.primary.push(array_behaviour(
+        r#"[{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}]"#,
+    ));
+    let answer = ask_gemini_array(&s).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    // The 503 inside the 200 is retried (the same hop, then the next), never shown.
+    assert!(
+        answer
+            .header("x-gateway-attempts")
+            .starts_with("primary:503,"),
+        "{}",
+        answer.header("x-gateway-attempts")
+    );
+    assert!(!answer.text().contains("overloaded"), "{}", answer.text());
+    let elements = answer.json();
+    assert!(elements.as_array().unwrap().len() > 1, "{}", answer.text());
 }

@@ -41,7 +41,7 @@ use gateway_core::{
     Body, Dialect, ErrorKind, GatewayError, body,
     conversation::{self, EventStream},
     dialect::Tracker,
-    sse,
+    gemini, sse,
 };
 
 pub(crate) use crate::convert::Encoder;
@@ -319,6 +319,78 @@ impl SseSource {
                 None => self.upstream_ended = true,
             }
         }
+    }
+}
+
+/// A Gemini answer streamed as one JSON array (without `alt=sse`), passed through: each element
+/// checked as it completes (an error element before content fails over, as in an event
+/// stream), then forwarded as the upstream wrote it; the brackets and commas between elements
+/// are written anew, so that a terminal error can close the array validly.
+pub(crate) struct ArraySource {
+    body: Body,
+    decoder: gemini::JsonArrayDecoder,
+    tracker: Tracker,
+    elements: usize,
+    upstream_ended: bool,
+    finished: bool,
+}
+
+impl ArraySource {
+    pub(crate) fn new(body: Body) -> Self {
+        Self {
+            body,
+            decoder: gemini::JsonArrayDecoder::default(),
+            tracker: Tracker::new(Dialect::Gemini),
+            elements: 0,
+            upstream_ended: false,
+            finished: false,
+        }
+    }
+}
+
+impl Source for ArraySource {
+    fn poll_piece(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, GatewayError>> {
+        loop {
+            if self.finished {
+                return Poll::Ready(Ok(None));
+            }
+            if self.decoder.next()?.is_some() {
+                let element = self.decoder.last_element();
+                self.tracker
+                    .observe(&sse::Event::data(String::from_utf8_lossy(element)))?;
+                let mut piece = Vec::with_capacity(element.len() + 1);
+                piece.push(if self.elements == 0 { b'[' } else { b',' });
+                piece.extend_from_slice(element);
+                self.elements += 1;
+                return Poll::Ready(Ok(Some(Bytes::from(piece))));
+            }
+            if self.upstream_ended {
+                self.decoder.finish()?;
+                self.tracker.at_end()?;
+                self.finished = true;
+                let close: &'static [u8] = if self.elements == 0 { b"[]" } else { b"]" };
+                return Poll::Ready(Ok(Some(Bytes::from_static(close))));
+            }
+            match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.decoder.feed(&data);
+                    }
+                }
+                Some(Err(err)) => return Poll::Ready(Err(err)),
+                None => self.upstream_ended = true,
+            }
+        }
+    }
+
+    fn has_content(&self) -> bool {
+        self.tracker.has_content()
+    }
+
+    fn error_event(&self, err: &GatewayError) -> Option<Vec<u8>> {
+        let envelope = Dialect::Gemini.envelope(err).to_string();
+        let open = if self.elements == 0 { "[" } else { "," };
+        Some(format!("{open}{envelope}]").into_bytes())
     }
 }
 

@@ -441,6 +441,8 @@ pub struct JsonArrayDecoder {
     max_element: usize,
     state: ArrayState,
     failed: Option<String>,
+    /// Where in `buf` the element [`next`](JsonArrayDecoder::next) yielded last lies.
+    last: (usize, usize),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -481,7 +483,14 @@ impl JsonArrayDecoder {
             max_element: max_element_bytes,
             state: ArrayState::Start,
             failed: None,
+            last: (0, 0),
         }
+    }
+
+    /// The bytes of the element [`next`](JsonArrayDecoder::next) yielded last, as the upstream
+    /// wrote them (for a relay that forwards them unchanged); empty once more bytes were fed.
+    pub fn last_element(&self) -> &[u8] {
+        self.buf.get(self.last.0..self.last.1).unwrap_or_default()
     }
 
     /// Append received bytes.
@@ -489,6 +498,7 @@ impl JsonArrayDecoder {
         if self.failed.is_some() {
             return;
         }
+        self.last = (0, 0);
         if self.pos > 0 && (self.pos == self.buf.len() || self.pos * 2 > self.buf.len()) {
             self.buf.drain(..self.pos);
             self.scan -= self.pos;
@@ -651,6 +661,7 @@ impl JsonArrayDecoder {
             )));
         }
         let value = serde_json::from_slice::<Value>(&self.buf[self.pos..end]);
+        self.last = (self.pos, end);
         self.pos = end;
         self.scan = end;
         self.state = if bare {

@@ -1244,3 +1244,18 @@ fn json_array_encoder_writes_what_the_decoder_reads() {
     JsonArrayEncoder::new().finish(&mut empty);
     assert_eq!(empty, b"[]");
 }
+
+#[test]
+fn the_array_decoder_gives_each_element_as_the_upstream_wrote_it() {
+    let mut decoder = JsonArrayDecoder::default();
+    decoder.feed(b"[ {\"b\": 1,  \"a\": [2]} ,\r\n{\"c\"");
+    assert!(decoder.next().unwrap().is_some());
+    assert_eq!(decoder.last_element(), b"{\"b\": 1,  \"a\": [2]}");
+    assert!(decoder.next().unwrap().is_none());
+    decoder.feed(b":3}]");
+    assert!(decoder.last_element().is_empty(), "stale after a feed");
+    assert!(decoder.next().unwrap().is_some());
+    assert_eq!(decoder.last_element(), b"{\"c\":3}");
+    assert!(decoder.next().unwrap().is_none(), "the closing bracket");
+    decoder.finish().unwrap();
+}

@@ -16,7 +16,7 @@ use super::peek::Routed;
 use crate::{
     app::{App, Backend},
     commit::{
-        Encoder, EventSource, RawSource, Relay, SseSource, checked_json,
+        ArraySource, Encoder, EventSource, RawSource, Relay, SseSource, checked_json,
         rescue::{self, Rescuer},
     },
     convert::{self, Client},
@@ -496,10 +496,12 @@ async fn proxy(
         ));
     };
     let stream = request.stream();
+    // A Gemini stream without `alt=sse` is one JSON array.
+    let array = dialect == Dialect::Gemini && stream && !client.sse;
     let expect = match dialect {
         // Pass-through answers may be of any content type: audio, files, event streams.
         Dialect::Passthrough => Expect::Any,
-        _ if stream => Expect::EventStream,
+        _ if stream && !array => Expect::EventStream,
         _ => Expect::Json,
     };
     let options = CallOptions {
@@ -542,6 +544,11 @@ async fn proxy(
         // as the upstream wrote it.
         let source = SseSource::new(body, dialect).rescued_by(call_rescue);
         let relay = Relay::until_content(source, deadline, budget).await?;
+        parts.headers.remove(header::CONTENT_LENGTH);
+        relay.into_body(&app.closing)
+    } else if array {
+        // One JSON array, relayed element by element.
+        let relay = Relay::until_content(ArraySource::new(body), deadline, budget).await?;
         parts.headers.remove(header::CONTENT_LENGTH);
         relay.into_body(&app.closing)
     } else if dialect.has_events() || is_json(&parts.headers) {
