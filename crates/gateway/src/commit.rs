@@ -388,6 +388,10 @@ impl Source for ArraySource {
     }
 
     fn error_event(&self, err: &GatewayError) -> Option<Vec<u8>> {
+        if self.finished {
+            // The array is closed: nothing may follow it.
+            return None;
+        }
         let envelope = Dialect::Gemini.envelope(err).to_string();
         let open = if self.elements == 0 { "[" } else { "," };
         Some(format!("{open}{envelope}]").into_bytes())

@@ -108,7 +108,13 @@ pub(crate) async fn walk(app: &Arc<App>, plan: &Plan, client: Request<'_>) -> Re
                 Dialect::OpenAiChat => client.kind == Endpoint::ChatCompletions,
                 Dialect::Anthropic => true,
                 Dialect::Gemini => client.client.sse,
-                Dialect::Responses => client.kind == Endpoint::Other,
+                // A request that names an earlier response or custom tools needs the regular
+                // path's preparation to be decoded faithfully: not continued.
+                Dialect::Responses => {
+                    client.kind == Endpoint::Other
+                        && !mentions(client.original, b"previous_response_id")
+                        && !mentions(client.original, b"\"custom\"")
+                }
                 Dialect::Passthrough => false,
             };
             generates.then(|| {
@@ -491,4 +497,9 @@ pub(crate) fn name_the_server(
             headers.insert(name, value);
         }
     }
+}
+
+/// Whether `body` holds `needle` anywhere (a cheap, conservative look at raw JSON).
+fn mentions(body: &[u8], needle: &[u8]) -> bool {
+    memchr::memmem::find(body, needle).is_some()
 }

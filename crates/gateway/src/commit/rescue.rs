@@ -445,6 +445,9 @@ impl Rescuer {
 pub(crate) struct PassRescue {
     rescuer: Rescuer,
     follow: Follow,
+    /// Why the stream cannot be continued, once something passed that the shadow encoder
+    /// cannot mirror (a block or item the decoder leaves out).
+    unmirrored: Option<&'static str>,
     encoder: Option<Encoder>,
     events: Option<EventStream>,
     ended: bool,
@@ -520,6 +523,7 @@ impl PassRescue {
         Some(Self {
             rescuer: Rescuer::new(plan),
             follow,
+            unmirrored: None,
             encoder: None,
             events: None,
             ended: false,
@@ -541,6 +545,9 @@ impl PassRescue {
             } => {
                 if *dialect == Dialect::Responses {
                     follow_responses(event, sequence, item_ids);
+                }
+                if self.unmirrored.is_none() {
+                    self.unmirrored = unmirrored(*dialect, event);
                 }
                 let plan = &self.rescuer.plan;
                 let mut dropped = Vec::new();
@@ -574,6 +581,10 @@ impl PassRescue {
 
     /// The stream broke after the commit: start a rescue, or give the error back.
     pub(crate) fn broke(&mut self, err: GatewayError) -> Result<(), GatewayError> {
+        if let Some(why) = self.unmirrored {
+            tracing::info!(error = %err, why, "the broken stream is not continued");
+            return Err(err);
+        }
         self.rescuer.broke(err)
     }
 
@@ -636,8 +647,9 @@ impl PassRescue {
                     .take()
                     .map(|shadow| *shadow)
                     .ok_or_else(|| GatewayError::internal("the rescue has no encoder"))?;
-                if let (Encoder::Responses(responses), Some(last)) = (&mut encoder, *sequence) {
-                    responses.resume(last + 1, item_ids);
+                if let Encoder::Responses(responses) = &mut encoder {
+                    let next = sequence.map_or(responses.next_sequence_number(), |last| last + 1);
+                    responses.resume(next, item_ids);
                 }
                 return Ok(encoder);
             }
@@ -657,6 +669,37 @@ impl PassRescue {
             model: String::new(),
         })?;
         Ok(Encoder::OpenAi(encoder))
+    }
+}
+
+/// What in a passed-through event the shadow encoder cannot mirror, if anything: a block or
+/// output item the decoder leaves out (an Anthropic server tool's blocks, a Responses web
+/// search or a reasoning item, which may carry no summary), after which the client's numbering
+/// and the shadow's differ.
+fn unmirrored(dialect: Dialect, event: &sse::Event) -> Option<&'static str> {
+    let kind = |data: &serde_json::Value, field: &str| -> Option<String> {
+        data[field]["type"].as_str().map(str::to_owned)
+    };
+    match dialect {
+        Dialect::Anthropic if event.data.contains("content_block_start") => {
+            let data: serde_json::Value = serde_json::from_str(&event.data).ok()?;
+            let block = kind(&data, "content_block")?;
+            (!matches!(
+                block.as_str(),
+                "text" | "thinking" | "redacted_thinking" | "tool_use"
+            ))
+            .then_some("a content block the gateway does not follow")
+        }
+        Dialect::Responses if event.data.contains("response.output_item.added") => {
+            let data: serde_json::Value = serde_json::from_str(&event.data).ok()?;
+            let item = kind(&data, "item")?;
+            (!matches!(
+                item.as_str(),
+                "message" | "function_call" | "custom_tool_call"
+            ))
+            .then_some("an output item the gateway does not follow")
+        }
+        _ => None,
     }
 }
 
@@ -1104,5 +1147,27 @@ mod tests {
         assert_eq!(instruct.messages.len(), 3);
         assert_eq!(instruct.messages[2].role, Role::User);
         assert_eq!(continuation(&request, " ", true).messages.len(), 1);
+    }
+
+    #[test]
+    fn blocks_and_items_the_shadow_cannot_mirror_stop_a_rescue() {
+        let event = |data: &str| sse::Event::data(data);
+        let server_tool = event(
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"server_tool_use","id":"s","name":"web_search","input":{}}}"#,
+        );
+        assert!(unmirrored(Dialect::Anthropic, &server_tool).is_some());
+        let text = event(
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+        );
+        assert!(unmirrored(Dialect::Anthropic, &text).is_none());
+        let reasoning = event(
+            r#"{"type":"response.output_item.added","output_index":0,"item":{"type":"reasoning","id":"rs_1","summary":[]}}"#,
+        );
+        assert!(unmirrored(Dialect::Responses, &reasoning).is_some());
+        let message = event(
+            r#"{"type":"response.output_item.added","output_index":0,"item":{"type":"message","id":"msg_1","role":"assistant","content":[]}}"#,
+        );
+        assert!(unmirrored(Dialect::Responses, &message).is_none());
+        assert!(unmirrored(Dialect::Gemini, &server_tool).is_none());
     }
 }
