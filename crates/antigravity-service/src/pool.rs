@@ -382,9 +382,11 @@ impl<T: Transport> AccountPool<T> {
             .watch_interval
             .and_then(|every| roster::watch(&roster, every));
         let released = Arc::new(Notify::new());
-        config
-            .shared
-            .listen(shared::sink(Arc::downgrade(&roster), released.clone()));
+        config.shared.listen(shared::sink(
+            Arc::downgrade(&roster),
+            released.clone(),
+            config.profile,
+        ));
         Self {
             transport,
             config,
@@ -415,13 +417,12 @@ impl<T: Transport> AccountPool<T> {
             let mut live = account.live();
             live.disabled = (!enabled).then(|| OPERATOR_DISABLED.to_owned());
         }
+        let shared = shared::shared_id(self.config.profile, id);
         self.config.shared.publish(if enabled {
-            AccountFact::Enabled {
-                account: id.to_owned(),
-            }
+            AccountFact::Enabled { account: shared }
         } else {
             AccountFact::Disabled {
-                account: id.to_owned(),
+                account: shared,
                 reason: OPERATOR_DISABLED.to_owned(),
             }
         });

@@ -67,8 +67,9 @@ impl AccountFact {
     }
 }
 
-/// Where facts from the other replicas are applied (the pool's local state).
-pub type FactSink = Arc<dyn Fn(AccountFact) + Send + Sync>;
+/// Where facts from the other replicas are applied (the pool's local state); it answers
+/// whether it still listens (`false` once its pool is gone, and the engine forgets it).
+pub type FactSink = Arc<dyn Fn(AccountFact) -> bool + Send + Sync>;
 
 /// How the replicas of one gateway share what their account pools learn.
 ///

@@ -45,7 +45,7 @@ impl<T: Transport> AccountPool<T> {
                         | live.cooldowns.remove(model).is_some();
                     if urgent {
                         self.config.shared.publish(AccountFact::Cleared {
-                            account: account.id.clone(),
+                            account: super::shared::shared_id(self.config.profile, &account.id),
                             model: model.to_owned(),
                         });
                     }
@@ -61,7 +61,7 @@ impl<T: Transport> AccountPool<T> {
                 Some(429) if !is_capacity_error(err) => {
                     let delay = self.cool_down(account, model, err);
                     self.config.shared.publish(AccountFact::Cooldown {
-                        account: account.id.clone(),
+                        account: super::shared::shared_id(self.config.profile, &account.id),
                         model: model.to_owned(),
                         until_ms: super::shared::ms_from_now(delay),
                     });
@@ -71,7 +71,7 @@ impl<T: Transport> AccountPool<T> {
                     let reason = format!("forbidden by the upstream: {}", err.message());
                     account.live().disabled = Some(reason.clone());
                     self.config.shared.publish(AccountFact::Disabled {
-                        account: account.id.clone(),
+                        account: super::shared::shared_id(self.config.profile, &account.id),
                         reason,
                     });
                     urgent = true;

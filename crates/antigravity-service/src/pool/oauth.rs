@@ -52,7 +52,11 @@ impl<T: Transport> AccountPool<T> {
             return Ok(());
         }
         // Another replica may be refreshing this account's token: its token arrives as a fact.
-        if !self.config.shared.claim_refresh(&account.id).await
+        if !self
+            .config
+            .shared
+            .claim_refresh(&super::shared::shared_id(self.config.profile, &account.id))
+            .await
             && self.await_shared_token(account).await
         {
             return Ok(());
@@ -64,7 +68,7 @@ impl<T: Transport> AccountPool<T> {
                 if let (Some(token), Some(expires)) = (&live.file.access_token, live.token_expires)
                 {
                     self.config.shared.publish(AccountFact::Token {
-                        account: account.id.clone(),
+                        account: super::shared::shared_id(self.config.profile, &account.id),
                         access_token: token.clone(),
                         expires_ms: crate::credentials::unix_ms(expires),
                     });
@@ -74,7 +78,7 @@ impl<T: Transport> AccountPool<T> {
                 let reason = format!("token refresh rejected: {}", err.message());
                 account.live().disabled = Some(reason.clone());
                 self.config.shared.publish(AccountFact::Disabled {
-                    account: account.id.clone(),
+                    account: super::shared::shared_id(self.config.profile, &account.id),
                     reason,
                 });
             }

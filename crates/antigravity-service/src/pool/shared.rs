@@ -15,19 +15,36 @@ use gateway_core::state::{AccountFact, FactSink};
 use super::roster::Roster;
 use crate::credentials::unix_ms;
 
-/// The sink that applies the other replicas' facts to `roster` while it lives.
-pub(super) fn sink(roster: Weak<Roster>, released: Arc<Notify>) -> FactSink {
+/// The name of account `id` of a `profile` pool in the facts the replicas share: the two
+/// pools may hold the same Google account (the same id), and their facts must not mix.
+pub(super) fn shared_id(profile: crate::Profile, id: &str) -> String {
+    format!("{}:{id}", profile.name())
+}
+
+/// The sink that applies the other replicas' facts about `profile` accounts to `roster` while
+/// it lives.
+pub(super) fn sink(
+    roster: Weak<Roster>,
+    released: Arc<Notify>,
+    profile: crate::Profile,
+) -> FactSink {
+    let prefix = format!("{}:", profile.name());
     Arc::new(move |fact| {
-        if let Some(roster) = roster.upgrade() {
-            apply(&roster, fact);
+        let Some(roster) = roster.upgrade() else {
+            return false;
+        };
+        if let Some(id) = fact.account().strip_prefix(&prefix) {
+            let id = id.to_owned();
+            apply(&roster, &id, fact);
             // A cooldown that ended, or a token that arrived, may free a waiting call.
             released.notify_waiters();
         }
+        true
     })
 }
 
-fn apply(roster: &Roster, fact: AccountFact) {
-    let Some(account) = roster.find(fact.account()) else {
+fn apply(roster: &Roster, id: &str, fact: AccountFact) {
+    let Some(account) = roster.find(id) else {
         return;
     };
     let mut live = account.live();

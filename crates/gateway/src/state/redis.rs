@@ -41,8 +41,11 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 const REFRESH_LOCK: Duration = Duration::from_secs(15);
 /// Writes waiting for Redis; beyond this they are dropped (the journal keeps the facts).
 const OUTBOX: usize = 4096;
-/// Pools listening at once (one per configuration still serving requests).
-const MAX_SINKS: usize = 16;
+/// Pools listening at once, at most (those whose pool is gone are forgotten as facts come).
+const MAX_SINKS: usize = 64;
+/// How long this replica remembers a fact that undid another (an account enabled, a cooldown
+/// ended), to write it again after Redis was away.
+const TOMBSTONE: Duration = Duration::from_secs(24 * 3600);
 /// The rate window.
 const WINDOW_MS: u64 = 60_000;
 /// How long requests granted ahead stay usable by this replica.
@@ -121,8 +124,9 @@ end
 return {0, want}
 ";
 
-/// A fact as it travels through Redis (the token in clear: Redis is the shared store).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A fact as it travels through Redis (the token in clear: Redis is the shared store; no
+/// `Debug`, so that it cannot reach a log).
+#[derive(Clone, Serialize, Deserialize)]
 struct Wire {
     /// The replica that learned it.
     from: String,
@@ -130,7 +134,7 @@ struct Wire {
     fact: WireFact,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(tag = "fact", rename_all = "snake_case")]
 enum WireFact {
     Cooldown {
@@ -240,7 +244,6 @@ impl WireFact {
 }
 
 /// A write for the writer task.
-#[derive(Debug)]
 enum Write {
     Fact(Wire),
     Spend { name: String, tokens: u64 },
@@ -266,6 +269,8 @@ pub(crate) struct RedisState {
     /// The latest fact this replica wrote per key, and until when it holds.
     journal: Mutex<HashMap<String, (String, u64)>>,
     credits: Mutex<HashMap<String, Credit>>,
+    /// Tells the supervisor that a command failed: the connection is made anew.
+    reconnect: Arc<tokio::sync::Notify>,
     outbox: mpsc::Sender<Write>,
     admit: redis::Script,
 }
@@ -321,6 +326,7 @@ impl RedisState {
             sinks: Mutex::new(VecDeque::new()),
             journal: Mutex::new(HashMap::new()),
             credits: Mutex::new(HashMap::new()),
+            reconnect: Arc::new(tokio::sync::Notify::new()),
             outbox,
             admit: redis::Script::new(ADMIT),
         });
@@ -348,6 +354,12 @@ impl RedisState {
             status.last_error = None;
             tracing::info!(prefix = %self.prefix, "shared state: redis is reachable");
         }
+    }
+
+    /// A command failed: serve on local state, and have the supervisor connect anew.
+    fn failed(&self, why: String) {
+        self.mark_down(why);
+        self.reconnect.notify_one();
     }
 
     /// Redis failed: serve on local state (a later answer, or the next connection, brings it
@@ -422,17 +434,18 @@ impl RedisState {
         match self.ask(name, rpm, tpm, want).await? {
             Ok(granted) => {
                 if granted > 1 {
-                    self.credits
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(
-                            name.to_owned(),
-                            Credit {
-                                left: granted - 1,
-                                until: Instant::now() + CREDIT_LIFE,
-                                refilling: false,
-                            },
-                        );
+                    // Requests that missed at once each got a grant: they add up.
+                    let mut credits = self.credits.lock().unwrap_or_else(|p| p.into_inner());
+                    let credit = credits.entry(name.to_owned()).or_insert(Credit {
+                        left: 0,
+                        until: Instant::now(),
+                        refilling: false,
+                    });
+                    if credit.until <= Instant::now() {
+                        credit.left = 0;
+                    }
+                    credit.left += granted - 1;
+                    credit.until = Instant::now() + CREDIT_LIFE;
                 }
                 Some(Ok(()))
             }
@@ -498,11 +511,11 @@ impl RedisState {
                 Some(Err(crate::auth::limited(message, wait)))
             }
             Ok(Err(err)) => {
-                self.mark_down(describe(&err));
+                self.failed(describe(&err));
                 None
             }
             Err(_) => {
-                self.mark_down(format!("no answer within {} ms", BOUND.as_millis()));
+                self.failed(format!("no answer within {} ms", BOUND.as_millis()));
                 None
             }
         }
@@ -519,22 +532,24 @@ impl RedisState {
     }
 
     fn dispatch(&self, fact: AccountFact) {
-        let sinks: Vec<FactSink> = self
-            .sinks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .cloned()
-            .collect();
-        for sink in sinks {
-            sink(fact.clone());
-        }
+        let mut sinks = self.sinks.lock().unwrap_or_else(|p| p.into_inner());
+        // A sink whose pool is gone (replaced by a reload) says so, and is forgotten.
+        sinks.retain(|sink| sink(fact.clone()));
     }
 
     /// Apply a message from Redis, unless this replica wrote it.
     fn receive(&self, payload: &[u8]) {
         match serde_json::from_slice::<Wire>(payload) {
-            Ok(wire) if wire.from != self.replica => self.dispatch(wire.fact.into()),
+            Ok(wire) if wire.from != self.replica => {
+                // Another replica learned later what this one holds for the key: its fact
+                // stands, and this replica's must not be written back over it.
+                let key = wire.fact.key(&self.prefix);
+                self.journal
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&key);
+                self.dispatch(wire.fact.into());
+            }
             Ok(_) => {}
             Err(err) => {
                 tracing::debug!(error = %err, "shared state: an unreadable fact was skipped")
@@ -613,17 +628,13 @@ impl SharedAccounts for RedisState {
         let key = wire.fact.key(&self.prefix);
         {
             let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
-            match wire.fact.kept_until() {
-                Some(until) => {
-                    journal.insert(
-                        key,
-                        (serde_json::to_string(&wire).unwrap_or_default(), until),
-                    );
-                }
-                None => {
-                    journal.remove(&key);
-                }
-            }
+            let until = wire.fact.kept_until().unwrap_or_else(|| {
+                now_ms().saturating_add(u64::try_from(TOMBSTONE.as_millis()).unwrap_or(0))
+            });
+            journal.insert(
+                key,
+                (serde_json::to_string(&wire).unwrap_or_default(), until),
+            );
         }
         let _ = self.outbox.try_send(Write::Fact(wire));
     }
@@ -659,10 +670,13 @@ impl SharedAccounts for RedisState {
                 }
                 Ok(Ok(None)) => {
                     self.mark_up();
-                    false
+                    // The lock may be this replica's own, from its last refresh of the account.
+                    let holder: Result<redis::RedisResult<Option<String>>, _> =
+                        tokio::time::timeout(BOUND, conn.get(&key)).await;
+                    matches!(holder, Ok(Ok(Some(holder))) if holder == self.replica)
                 }
                 Ok(Err(err)) => {
-                    self.mark_down(describe(&err));
+                    self.failed(describe(&err));
                     true
                 }
                 Err(_) => true,
@@ -682,8 +696,17 @@ async fn supervise(state: std::sync::Weak<RedisState>) {
                 *engine.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn);
                 engine.mark_up();
                 let mut messages = pubsub.on_message();
+                let reconnect = engine.reconnect.clone();
                 drop(engine);
-                while let Some(message) = messages.next().await {
+                loop {
+                    let message = tokio::select! {
+                        message = messages.next() => message,
+                        // A command failed: this connection is suspect, make both anew.
+                        () = reconnect.notified() => None,
+                    };
+                    let Some(message) = message else {
+                        break;
+                    };
                     let Some(engine) = state.upgrade() else {
                         return;
                     };
@@ -749,8 +772,8 @@ async fn write_all(state: std::sync::Weak<RedisState>, mut writes: mpsc::Receive
         };
         match sent {
             Ok(Ok(())) => engine.mark_up(),
-            Ok(Err(err)) => engine.mark_down(describe(&err)),
-            Err(_) => engine.mark_down(format!("no answer within {} ms", BOUND.as_millis())),
+            Ok(Err(err)) => engine.failed(describe(&err)),
+            Err(_) => engine.failed(format!("no answer within {} ms", BOUND.as_millis())),
         }
     }
 }
