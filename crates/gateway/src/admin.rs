@@ -71,10 +71,7 @@ pub(crate) fn pool(query: Option<&str>) -> Result<Profile, GatewayError> {
 /// `GET /admin/accounts`: the accounts of every running pool, each naming its `pool`.
 pub(crate) async fn accounts(app: &Arc<App>) -> Value {
     let mut data = Vec::new();
-    for profile in [Profile::Antigravity, Profile::GeminiCli] {
-        let Some(service) = app.local(profile) else {
-            continue;
-        };
+    for (profile, service) in app.locals() {
         for view in service.credentials().views(true).await {
             let mut value = serde_json::to_value(view).unwrap_or(Value::Null);
             if let Some(object) = value.as_object_mut() {
@@ -87,7 +84,7 @@ pub(crate) async fn accounts(app: &Arc<App>) -> Value {
 }
 
 /// Take what changed on disk into the running pool of `profile`, if it runs.
-async fn refresh(app: &App, profile: Profile) {
+pub(crate) async fn refresh(app: &App, profile: Profile) {
     if let Some(service) = app.local(profile) {
         service.credentials().refresh().await;
     }

@@ -252,6 +252,13 @@ impl App {
         }
     }
 
+    /// Every in-process service this configuration runs, with its pool.
+    pub(crate) fn locals(&self) -> impl Iterator<Item = (Profile, &Arc<Antigravity>)> {
+        [Profile::Antigravity, Profile::GeminiCli]
+            .into_iter()
+            .filter_map(|profile| self.local(profile).map(|service| (profile, service)))
+    }
+
     /// The in-process service of `backend`, if it is served by one.
     pub(crate) fn local_of(&self, backend: &Backend) -> Option<&Arc<Antigravity>> {
         backend.reach.profile().and_then(|p| self.local(p))
@@ -386,10 +393,7 @@ fn pool(
     shared: &Shared,
 ) -> Result<Antigravity, GatewayError> {
     let settings = config.pool(profile);
-    let client = Client::new(ClientConfig {
-        proxy: settings.outbound_proxy.clone(),
-        ..ClientConfig::default()
-    })?;
+    let client = settings.client()?;
     let pool_config = PoolConfig {
         profile,
         shared: shared.accounts(),

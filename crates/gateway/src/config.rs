@@ -22,7 +22,7 @@ use serde::Serialize;
 use toml::Spanned;
 
 use antigravity_service::{Profile, Selection};
-use gateway_core::{Secret, Timeouts};
+use gateway_core::{GatewayError, Secret, Timeouts};
 
 use raw::{RawBackend, RawCondition, RawConfig, RawHop, Str};
 
@@ -147,6 +147,25 @@ pub struct AntigravityConfig {
 }
 
 impl AntigravityConfig {
+    /// The HTTP client of this pool's upstream traffic (through its `outbound_proxy`).
+    pub fn client(&self) -> Result<gateway_proxy::Client, GatewayError> {
+        gateway_proxy::Client::new(gateway_proxy::ClientConfig {
+            proxy: self.outbound_proxy.clone(),
+            ..gateway_proxy::ClientConfig::default()
+        })
+    }
+
+    /// A login that adds an account to this pool (`gateway login` and the dashboard's "add
+    /// account").
+    pub fn login(
+        &self,
+    ) -> Result<antigravity_service::LoginFlow<gateway_proxy::Client>, GatewayError> {
+        Ok(antigravity_service::LoginFlow::new(
+            self.client()?,
+            self.oauth(),
+        ))
+    }
+
     /// The OAuth settings of a login (`gateway login` and the dashboard's "add account").
     pub fn oauth(&self) -> antigravity_service::OAuthConfig {
         antigravity_service::OAuthConfig {

@@ -16,7 +16,7 @@ use antigravity_service::{
     AccountStore, CALLBACK_PATH, ImportOutcome, Imported, LoginFlow, Profile,
 };
 use gateway::{Config, config::LogFormat, telemetry};
-use gateway_proxy::{Client, ClientConfig};
+use gateway_proxy::Client;
 
 /// One OpenAI-compatible endpoint in front of Antigravity and OpenAI-compatible providers.
 #[derive(Debug, Parser)]
@@ -288,11 +288,7 @@ async fn shutdown_signal() {
 #[expect(clippy::print_stdout, reason = "the login talks to the user")]
 async fn login(config: &Config, profile: Profile, no_browser: bool) -> Result<()> {
     let settings = config.pool(profile);
-    let client = Client::new(ClientConfig {
-        proxy: settings.outbound_proxy.clone(),
-        ..ClientConfig::default()
-    })?;
-    let flow = LoginFlow::new(client, settings.oauth());
+    let flow = settings.login()?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let redirect = format!("http://{}{CALLBACK_PATH}", listener.local_addr()?);
     println!(

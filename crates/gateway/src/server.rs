@@ -169,10 +169,7 @@ pub async fn serve_with_reload(
         let _ = tokio::time::timeout(CLOSE_AFTER_GRACE, &mut draining).await;
     }
     flusher.abort();
-    for service in [Some(&app.antigravity), app.geminicli.as_ref()]
-        .into_iter()
-        .flatten()
-    {
+    for (_, service) in app.locals() {
         service.credentials().flush().await;
     }
     server.recorder.flush().await;

@@ -12,7 +12,7 @@ use std::{
 
 use antigravity_service::{AccountStore, CALLBACK_PATH, LoginFlow, Profile};
 use gateway_core::{Body, ErrorKind, GatewayError, body};
-use gateway_proxy::{Client, ClientConfig};
+use gateway_proxy::Client;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use serde_json::{Value, json};
 
@@ -104,13 +104,7 @@ impl Logins {
             .filter(|h| valid_host(h))
             .map_or_else(|| app.config.server.listen.to_string(), str::to_owned);
         let redirect = format!("http://{host}{CALLBACK_PATH}");
-        let settings = app.config.pool(profile);
-        let client = Client::new(ClientConfig {
-            proxy: settings.outbound_proxy.clone(),
-            ..ClientConfig::default()
-        })
-        .map_err(|e| GatewayError::internal(format!("cannot start a login: {e}")))?;
-        let flow = LoginFlow::new(client, settings.oauth());
+        let flow = app.config.pool(profile).login()?;
         let url = flow.authorization_url(&redirect);
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         pending.retain(|_, p| p.started.elapsed() < LOGIN_TTL);
@@ -196,9 +190,7 @@ async fn add(
     let id = tokio::task::spawn_blocking(move || store.add(account))
         .await
         .map_err(|e| GatewayError::internal(format!("saving the account failed: {e}")))??;
-    if let Some(service) = app.local(profile) {
-        service.credentials().refresh().await;
-    }
+    crate::admin::refresh(app, profile).await;
     Ok(email.unwrap_or(id))
 }
 

@@ -18,7 +18,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime},
 };
 
 use futures_util::StreamExt;
@@ -30,6 +30,8 @@ use redis::{AsyncCommands, aio::MultiplexedConnection};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+
+use crate::activity::unix_ms;
 
 /// The longest a request waits on Redis.
 pub(crate) const BOUND: Duration = Duration::from_millis(250);
@@ -292,13 +294,6 @@ pub(crate) struct UsageLink {
     pub(crate) key: String,
 }
 
-fn now_ms() -> u64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO);
-    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-}
-
 /// A Redis error without the URL (which may hold a password).
 fn describe(err: &redis::RedisError) -> String {
     format!("{:?}: {}", err.kind(), err.detail().unwrap_or("no detail"))
@@ -484,7 +479,7 @@ impl RedisState {
         invocation
             .key(&requests)
             .key(&tokens)
-            .arg(now_ms())
+            .arg(unix_ms())
             .arg(rpm.unwrap_or(0))
             .arg(tpm.unwrap_or(0))
             .arg(want);
@@ -571,7 +566,7 @@ impl RedisState {
                 pipe.set(&key, &text).ignore();
             }
             Some(until) => {
-                let left = until.saturating_sub(now_ms());
+                let left = until.saturating_sub(unix_ms());
                 if left == 0 {
                     return Ok(());
                 }
@@ -589,7 +584,7 @@ impl RedisState {
     /// After a (re)connection: write this replica's journal again, then read every fact
     /// Redis holds.
     async fn resync(&self, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
-        let now = now_ms();
+        let now = unix_ms();
         let journal: Vec<String> = {
             let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
             journal.retain(|_, (_, until)| *until > now);
@@ -629,7 +624,7 @@ impl SharedAccounts for RedisState {
         {
             let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
             let until = wire.fact.kept_until().unwrap_or_else(|| {
-                now_ms().saturating_add(u64::try_from(TOMBSTONE.as_millis()).unwrap_or(0))
+                unix_ms().saturating_add(u64::try_from(TOMBSTONE.as_millis()).unwrap_or(0))
             });
             journal.insert(
                 key,
@@ -763,7 +758,7 @@ async fn write_all(state: std::sync::Weak<RedisState>, mut writes: mpsc::Receive
             Write::Spend { name, tokens } => {
                 let (_, key) = engine.rate_keys(name);
                 let mut pipe = redis::pipe();
-                pipe.hincr(&key, now_ms() / 1000, *tokens)
+                pipe.hincr(&key, unix_ms() / 1000, *tokens)
                     .ignore()
                     .pexpire(&key, i64::try_from(WINDOW_MS + 1000).unwrap_or(61_000))
                     .ignore();
