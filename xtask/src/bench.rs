@@ -28,6 +28,7 @@ use crate::process::{Running, first_line, listening_address, mock_gateway_setup}
 use serde_json::{Value, json};
 
 mod fast;
+mod plot;
 mod reference;
 mod requests;
 mod translated;
@@ -666,6 +667,11 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         return Ok(());
     }
     std::fs::write(root.join("docs/benchmarks.md"), report.markdown(root))?;
+    let pictures = root.join("docs/bench");
+    std::fs::create_dir_all(&pictures)?;
+    for (name, svg) in report.plots() {
+        std::fs::write(pictures.join(name), svg)?;
+    }
     if args.iter().any(|a| a == "--record-reference") {
         let (commit, date, cpu) = machine(root);
         reference::record(
@@ -882,6 +888,7 @@ fn full_scenarios(bin: &Path, targets: &[Target], raw: &mut Vec<Value>) -> Resul
 
 /// B8: instructions per request of the gateway under callgrind (pass-through, 2000 requests).
 fn b8(bin: &Path, out_dir: &Path, mock_url: &str) -> Result<Value> {
+    let valgrind = crate::process::debian("/usr/bin/valgrind", "valgrind")?;
     let config = mock_gateway_setup(&out_dir.join("b8"), mock_url, BENCH_EXTRA)?;
     let callgrind_out = out_dir.join("callgrind.out");
     let config_arg = config.display().to_string();
@@ -891,7 +898,7 @@ fn b8(bin: &Path, out_dir: &Path, mock_url: &str) -> Result<Value> {
         let _ = std::fs::remove_file(&callgrind_out);
         let (process, addr) = start(
             TARGET_CORE,
-            Path::new("valgrind"),
+            valgrind,
             &[
                 "--tool=callgrind",
                 &out_arg,
@@ -1489,6 +1496,72 @@ impl Report<'_> {
         })
     }
 
+    /// The pictures: file name under `docs/bench/` and its SVG.
+    fn plots(&self) -> Vec<(&'static str, String)> {
+        let name = |t: &Target| format!("{} {}", t.id, t.name);
+        let latency = plot::Chart {
+            title: "B1: sequential non-streaming latency (lower is better)",
+            unit: "µs",
+            series: &["p50", "p99"],
+            rows: self
+                .targets
+                .iter()
+                .map(|t| {
+                    let (p50, p99) = self.b1_of(t.id);
+                    (name(t), vec![p50, p99])
+                })
+                .collect(),
+        };
+        let throughput = plot::Chart {
+            title: "B2: closed-loop throughput (higher is better)",
+            unit: "rps",
+            series: &["16 connections", "64 connections"],
+            rows: self
+                .targets
+                .iter()
+                .map(|t| (name(t), vec![self.b2_rps(t.id, 16), self.b2_rps(t.id, 64)]))
+                .collect(),
+        };
+        let mut plots = vec![
+            ("latency.svg", latency.svg()),
+            ("throughput.svg", throughput.svg()),
+        ];
+        let fast = &self.b11["targets"];
+        let fast_rows = |key: &str, other: Option<&str>| -> Vec<(String, Vec<f64>)> {
+            ["U0", "U1", "U3", "U4"]
+                .iter()
+                .filter(|id| !fast[**id].is_null())
+                .map(|id| {
+                    let f = &fast[*id];
+                    let get = |k: &str| f[k].as_f64().unwrap_or(f64::NAN);
+                    let mut values = vec![get(key)];
+                    values.extend(other.map(get));
+                    (
+                        format!("{id} {}", f["name"].as_str().unwrap_or_default()),
+                        values,
+                    )
+                })
+                .collect()
+        };
+        if fast.is_object() {
+            let cpu = plot::Chart {
+                title: "B11: CPU per request, fast upstream, 64 connections (lower is better)",
+                unit: "µs",
+                series: &["CPU per request"],
+                rows: fast_rows("cpu_us_per_request", None),
+            };
+            let rps = plot::Chart {
+                title: "B11: throughput, fast upstream, 64 connections (higher is better)",
+                unit: "rps",
+                series: &["our load client", "wrk"],
+                rows: fast_rows("rps", Some("wrk_rps")),
+            };
+            plots.push(("fast-cpu.svg", cpu.svg()));
+            plots.push(("fast-throughput.svg", rps.svg()));
+        }
+        plots
+    }
+
     fn markdown(&self, root: &Path) -> String {
         let (commit, date, cpu) = machine(root);
         let mut md = String::new();
@@ -1512,6 +1585,10 @@ impl Report<'_> {
         md += "- The mock records every request it serves; the harness clears the record after every run so its memory stays flat.\n";
         md += "- Full runs add B3 (open loop at rising rates, latency from the intended start), B5 (1000 concurrent slow streams), B6 (2000 idle keep-alive connections), B7 (slow readers), B8 (instructions per request under callgrind, the regression guard: `cargo xtask bench --check`).\n\n";
         md += &self.goals();
+        md += "## At a glance\n\n![B1 latency](bench/latency.svg)\n\n![B2 throughput](bench/throughput.svg)\n\n";
+        if self.b11["targets"].is_object() {
+            md += "![B11 CPU per request](bench/fast-cpu.svg)\n\n![B11 throughput](bench/fast-throughput.svg)\n\n";
+        }
         md += "## Peers\n\n| peer | status |\n|---|---|\n";
         for (peer, status) in self.peers {
             md += &format!("| {peer} | {status} |\n");

@@ -2,7 +2,8 @@
 //!
 //! - `test`: format check, clippy with warnings denied, the whole test suite, the doc tests,
 //!   `cargo doc` with warnings denied, the official SDKs and CLIs against the gateway binary, the
-//!   release checks, then tidy (which also runs as a test).
+//!   release checks, the instruction-count guard (`bench --check`, on a release build), then tidy
+//!   (which also runs as a test).
 //! - `release-check`: the release artefacts alone (see [`release`]).
 //! - `tidy`: the repository's structural checks alone (see [`tidy`]).
 //! - `bench [--quick] [--check]`: the benchmarks (see [`mod@bench`]).
@@ -119,6 +120,10 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     clients::run(root, clients::IN_TEST).context("step `clients` failed")?;
     eprintln!("==> release: the systemd unit, the Containerfile, cargo install, completions, man");
     release::run(root).context("step `release` failed")?;
+    eprintln!(
+        "==> bench check: instructions per request under callgrind against xtask/bench-baseline.json"
+    );
+    bench::run(root, &["--check".to_owned()]).context("step `bench check` failed")?;
     eprintln!("==> tidy");
     tidy::run(root).context("step `tidy` failed")?;
     eprintln!("==> all steps passed");

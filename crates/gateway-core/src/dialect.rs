@@ -89,9 +89,43 @@ impl Dialect {
         !matches!(self, Self::Passthrough)
     }
 
-    /// Check a non-streaming 200 answer: an error in the body (or an answer of the wrong shape)
-    /// is a failure, never content.
-    pub fn check_answer(self, value: &Value) -> Result<(), GatewayError> {
+    /// Check a non-streaming 200 answer: a body that is not JSON, an error in the body, or an
+    /// answer of the wrong shape is a failure, never content.
+    ///
+    /// Only the top-level keys that decide are read; the rest is checked for syntax and skipped
+    /// without building a document (an answer's bytes are relayed as they came).
+    pub fn check_answer(self, body: &[u8]) -> Result<(), GatewayError> {
+        match serde_json::from_slice::<Top>(body) {
+            Ok(top) if top.error.is_none_or(|e| e == Kind::Null) => {
+                let shaped = match self {
+                    Self::OpenAiChat => top.choices == Some(Kind::Array),
+                    Self::Anthropic => top.content == Some(Kind::Array),
+                    Self::Responses => {
+                        top.output == Some(Kind::Array) || top.object == Some(Kind::Response)
+                    }
+                    Self::Gemini => {
+                        top.candidates == Some(Kind::Array)
+                            || top.prompt_feedback == Some(Kind::Object)
+                    }
+                    Self::Passthrough => true,
+                };
+                if shaped { Ok(()) } else { Err(wrong_shape()) }
+            }
+            // An error in the body, or an unusual document (not an object, a key twice): the
+            // whole document decides.
+            Ok(_) | Err(_) => {
+                let value: Value = serde_json::from_slice(body).map_err(|e| {
+                    GatewayError::new(
+                        ErrorKind::UpstreamProtocol,
+                        format!("the upstream answered 200 with invalid json: {e}"),
+                    )
+                })?;
+                self.check_value(&value)
+            }
+        }
+    }
+
+    fn check_value(self, value: &Value) -> Result<(), GatewayError> {
         if let Some(error) = value.get("error").filter(|e| !e.is_null()) {
             return Err(error_in_body(error, value));
         }
@@ -102,14 +136,85 @@ impl Dialect {
             Self::Gemini => value["candidates"].is_array() || value["promptFeedback"].is_object(),
             Self::Passthrough => true,
         };
-        if shaped {
-            Ok(())
-        } else {
-            Err(GatewayError::new(
-                ErrorKind::UpstreamProtocol,
-                "the upstream answer is not of the expected shape",
-            ))
+        if shaped { Ok(()) } else { Err(wrong_shape()) }
+    }
+}
+
+fn wrong_shape() -> GatewayError {
+    GatewayError::new(
+        ErrorKind::UpstreamProtocol,
+        "the upstream answer is not of the expected shape",
+    )
+}
+
+/// The top-level keys of an answer that [`Dialect::check_answer`] reads.
+#[derive(Deserialize)]
+struct Top {
+    error: Option<Kind>,
+    choices: Option<Kind>,
+    content: Option<Kind>,
+    output: Option<Kind>,
+    object: Option<Kind>,
+    candidates: Option<Kind>,
+    #[serde(rename = "promptFeedback")]
+    prompt_feedback: Option<Kind>,
+}
+
+/// What kind of JSON value a key holds; the value itself is skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Null,
+    Array,
+    Object,
+    /// The string `"response"` (a Responses answer's `object`).
+    Response,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Kind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+        struct KindVisitor;
+        impl<'de> Visitor<'de> for KindVisitor {
+            type Value = Kind;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Kind, E> {
+                Ok(Kind::Null)
+            }
+            fn visit_none<E>(self) -> Result<Kind, E> {
+                Ok(Kind::Null)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Kind, E> {
+                Ok(Kind::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Kind, E> {
+                Ok(Kind::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Kind, E> {
+                Ok(Kind::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Kind, E> {
+                Ok(Kind::Other)
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Kind, E> {
+                Ok(if v == "response" {
+                    Kind::Response
+                } else {
+                    Kind::Other
+                })
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Kind, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Kind::Array)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Kind, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Kind::Object)
+            }
         }
+        deserializer.deserialize_any(KindVisitor)
     }
 }
 

@@ -45,7 +45,9 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Idle pooled connections close after this long.
     pub pool_idle_timeout: Duration,
-    /// At most this many idle connections are kept per host.
+    /// At most this many idle connections are kept per host. It should cover the concurrency
+    /// a host sees: a connection returned beyond it is closed, and the next burst pays a
+    /// new connect (and TLS handshake) for it.
     pub pool_max_idle_per_host: usize,
     /// Outbound proxy for every connection: `http://host:port` (CONNECT) or `socks5://host:port`.
     pub proxy: Option<String>,
@@ -60,7 +62,7 @@ impl Default for ClientConfig {
         Self {
             connect_timeout: Duration::from_secs(5),
             pool_idle_timeout: Duration::from_secs(90),
-            pool_max_idle_per_host: 32,
+            pool_max_idle_per_host: 1024,
             proxy: None,
             extra_roots: Vec::new(),
             error_body_limit: 64 * 1024,

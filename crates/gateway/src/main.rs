@@ -207,12 +207,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         None => config.logging().format,
     };
     telemetry::init(format, &config.logging().level);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
+    let (runtime, workers) = runtime().context("cannot start the runtime")?;
     match command {
-        Command::Serve { listen } => runtime.block_on(serve(config, listen.or(cli.listen)))?,
+        Command::Serve { listen } => {
+            runtime.block_on(serve(config, listen.or(cli.listen), workers))?
+        }
         Command::Check | Command::Completions { .. } | Command::Man => {}
         Command::Login {
             provider: Provider::Antigravity { no_browser },
@@ -225,7 +224,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(mut config: Config, listen: Option<SocketAddr>) -> Result<()> {
+/// The runtime: one worker per core the process may use (`TOKIO_WORKER_THREADS` overrides),
+/// and on a single core the single-threaded scheduler, which does the same work without the
+/// cross-thread hand-offs of a pool of one.
+fn runtime() -> std::io::Result<(tokio::runtime::Runtime, usize)> {
+    let workers = std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
+        .unwrap_or(1);
+    let mut builder = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    Ok((builder.enable_all().build()?, workers.max(1)))
+}
+
+async fn serve(mut config: Config, listen: Option<SocketAddr>, workers: usize) -> Result<()> {
     if let Some(listen) = listen {
         config = config.with_listen(listen);
     }
@@ -235,7 +251,7 @@ async fn serve(mut config: Config, listen: Option<SocketAddr>) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.server().listen))?;
     let address = listener.local_addr()?;
-    tracing::info!(target: "gateway::startup", %address, config = %config.source(), "gateway listening on {address}");
+    tracing::info!(target: "gateway::startup", %address, config = %config.source(), workers, "gateway listening on {address}");
     gateway::serve_with_reload(listener, config, shutdown_signal(), reloads).await?;
     Ok(())
 }

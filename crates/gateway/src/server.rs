@@ -131,7 +131,7 @@ pub async fn serve_with_reload(
                     let server = server.clone();
                     async move { Ok::<_, Infallible>(handle(server, request, peer).await) }
                 });
-                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let connection = builder.serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection.into_owned());
                 tokio::spawn(async move {
                     if let Err(err) = connection.await {
@@ -249,10 +249,10 @@ async fn handle(
     let started = tokio::time::Instant::now();
     let endpoint = endpoint_label(request.uri().path());
     let meter = Meter::default();
-    let answer = meter
-        .clone()
-        .scope(route(&server, app.clone(), request).instrument(span.clone()))
-        .await;
+    // Boxed: the routed future is large, and built once in place it is not copied again by
+    // every future that holds it.
+    let routed = Box::pin(route(&server, app.clone(), request));
+    let answer = meter.clone().scope(routed.instrument(span.clone())).await;
     let Answer {
         response,
         in_flight,

@@ -107,10 +107,21 @@ fn http_get(addr: &str, path: &str) -> String {
     answer
 }
 
+/// On one core (here asked with `TOKIO_WORKER_THREADS=1`) the gateway runs the single-threaded
+/// scheduler; both serve and stop the same way.
 #[test]
 fn serve_answers_health_and_stops_on_sigterm() {
+    serve_health_and_stop(None);
+    serve_health_and_stop(Some(1));
+}
+
+fn serve_health_and_stop(workers: Option<usize>) {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = gateway()
+    let mut command = gateway();
+    if let Some(workers) = workers {
+        command.env("TOKIO_WORKER_THREADS", workers.to_string());
+    }
+    let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0"])
         .current_dir(dir.path())
         .stderr(Stdio::piped())
@@ -121,6 +132,9 @@ fn serve_answers_health_and_stops_on_sigterm() {
     for _ in 0..50 {
         let Some(Ok(line)) = lines.next() else { break };
         if let Some(rest) = line.split("listening on ").nth(1) {
+            if let Some(workers) = workers {
+                assert!(line.contains(&format!("workers={workers}")), "{line}");
+            }
             addr = rest.split_whitespace().next().map(str::to_owned);
             break;
         }

@@ -282,24 +282,66 @@ fn answers_are_checked_by_shape() {
         (Dialect::Passthrough, r#"{"data":[]}"#),
     ];
     for (dialect, body) in ok {
-        let value: Value = serde_json::from_str(body).unwrap();
-        assert!(dialect.check_answer(&value).is_ok(), "{dialect:?}");
+        assert!(dialect.check_answer(body.as_bytes()).is_ok(), "{dialect:?}");
     }
-    let value: Value = serde_json::from_str(
-        r#"{"type":"error","error":{"type":"rate_limit_error","message":"later"}}"#,
-    )
-    .unwrap();
+    let body = r#"{"type":"error","error":{"type":"rate_limit_error","message":"later"}}"#;
     assert_eq!(
         Dialect::Anthropic
-            .check_answer(&value)
+            .check_answer(body.as_bytes())
             .unwrap_err()
             .status()
             .as_u16(),
         429
     );
-    let value: Value = serde_json::from_str(r#"{"id":"x"}"#).unwrap();
     assert_eq!(
-        Dialect::OpenAiChat.check_answer(&value).unwrap_err().kind(),
+        Dialect::OpenAiChat
+            .check_answer(br#"{"id":"x"}"#)
+            .unwrap_err()
+            .kind(),
         ErrorKind::UpstreamProtocol
     );
+}
+
+/// The check reads only the top-level keys; it decides as a check of the whole document would.
+#[test]
+fn the_answer_check_decides_as_the_whole_document_does() {
+    let dialects = [
+        Dialect::OpenAiChat,
+        Dialect::Anthropic,
+        Dialect::Responses,
+        Dialect::Gemini,
+        Dialect::Passthrough,
+    ];
+    let bodies = [
+        r#"{"choices":[{"message":{"content":"hi \"x\" \u00e9"}}],"usage":{"total_tokens":3}}"#,
+        r#"{"choices":{}}"#,
+        r#"{"choices":[],"error":null}"#,
+        r#"{"choices":[],"error":{"message":"quota","code":429}}"#,
+        r#"{"choices":[],"choices":{}}"#,
+        r#"{"content":[{"type":"text","text":"a"}],"stop_reason":"end_turn"}"#,
+        r#"{"object":"response","status":"completed"}"#,
+        r#"{"object":"chat.completion","output":"x"}"#,
+        r#"{"candidates":[],"promptFeedback":{"blockReason":"SAFETY"}}"#,
+        r#"{"promptFeedback":[]}"#,
+        r#"{"error":{"code":503,"message":"later","status":"UNAVAILABLE"}}"#,
+        r#"[{"choices":[]}]"#,
+        r#""text""#,
+        r#"{"choices":[1,2,}"#,
+        r#"{"choices":[]} trailing"#,
+        "",
+    ];
+    for dialect in dialects {
+        for body in bodies {
+            let whole = match serde_json::from_str::<Value>(body) {
+                Ok(value) => dialect
+                    .check_value(&value)
+                    .map_err(|e| (e.kind(), e.status())),
+                Err(_) => Err((ErrorKind::UpstreamProtocol, StatusCode::BAD_GATEWAY)),
+            };
+            let fast = dialect
+                .check_answer(body.as_bytes())
+                .map_err(|e| (e.kind(), e.status()));
+            assert_eq!(fast, whole, "{dialect:?} {body}");
+        }
+    }
 }

@@ -99,7 +99,9 @@ pub(crate) async fn attempt(
                         service,
                         settings: app.config.pool(service.profile()),
                     };
-                    local_with(
+                    // Boxed, as the conversions below: the translated paths' futures are
+                    // large, and the pass-through path should not carry their size.
+                    Box::pin(local_with(
                         app,
                         local,
                         request,
@@ -107,7 +109,7 @@ pub(crate) async fn attempt(
                         call.headers,
                         call.client,
                         rescue,
-                    )
+                    ))
                     .await
                 }
                 (Routed::Conversation(_), None) => Err(GatewayError::internal(
@@ -133,7 +135,9 @@ pub(crate) async fn attempt(
             let mut left = backend.reach.keys();
             loop {
                 let result = match way {
-                    Way::Convert(upstream) => converted(app, backend, call.clone(), upstream).await,
+                    Way::Convert(upstream) => {
+                        Box::pin(converted(app, backend, call.clone(), upstream)).await
+                    }
                     _ => proxy(app, backend, call.clone()).await,
                 };
                 left = left.saturating_sub(1);
