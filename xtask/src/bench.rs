@@ -241,6 +241,16 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
+    if args.iter().any(|a| a == "--plots") {
+        // Draw the pictures again from the last run's summary.
+        let path = crate::target_dir(root).join("bench/summary.json");
+        let summary: Value = serde_json::from_slice(
+            &std::fs::read(&path).with_context(|| format!("no {}", path.display()))?,
+        )?;
+        plot::write(root, &summary)?;
+        eprintln!("==> drew docs/bench/*.svg from {}", path.display());
+        return Ok(());
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let check = args.iter().any(|a| a == "--check");
     let only: Option<Vec<String>> = args
@@ -667,11 +677,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         return Ok(());
     }
     std::fs::write(root.join("docs/benchmarks.md"), report.markdown(root))?;
-    let pictures = root.join("docs/bench");
-    std::fs::create_dir_all(&pictures)?;
-    for (name, svg) in report.plots() {
-        std::fs::write(pictures.join(name), svg)?;
-    }
+    plot::write(root, &summary)?;
     if args.iter().any(|a| a == "--record-reference") {
         let (commit, date, cpu) = machine(root);
         reference::record(
@@ -1496,72 +1502,6 @@ impl Report<'_> {
         })
     }
 
-    /// The pictures: file name under `docs/bench/` and its SVG.
-    fn plots(&self) -> Vec<(&'static str, String)> {
-        let name = |t: &Target| format!("{} {}", t.id, t.name);
-        let latency = plot::Chart {
-            title: "B1: sequential non-streaming latency (lower is better)",
-            unit: "µs",
-            series: &["p50", "p99"],
-            rows: self
-                .targets
-                .iter()
-                .map(|t| {
-                    let (p50, p99) = self.b1_of(t.id);
-                    (name(t), vec![p50, p99])
-                })
-                .collect(),
-        };
-        let throughput = plot::Chart {
-            title: "B2: closed-loop throughput (higher is better)",
-            unit: "rps",
-            series: &["16 connections", "64 connections"],
-            rows: self
-                .targets
-                .iter()
-                .map(|t| (name(t), vec![self.b2_rps(t.id, 16), self.b2_rps(t.id, 64)]))
-                .collect(),
-        };
-        let mut plots = vec![
-            ("latency.svg", latency.svg()),
-            ("throughput.svg", throughput.svg()),
-        ];
-        let fast = &self.b11["targets"];
-        let fast_rows = |key: &str, other: Option<&str>| -> Vec<(String, Vec<f64>)> {
-            ["U0", "U1", "U3", "U4"]
-                .iter()
-                .filter(|id| !fast[**id].is_null())
-                .map(|id| {
-                    let f = &fast[*id];
-                    let get = |k: &str| f[k].as_f64().unwrap_or(f64::NAN);
-                    let mut values = vec![get(key)];
-                    values.extend(other.map(get));
-                    (
-                        format!("{id} {}", f["name"].as_str().unwrap_or_default()),
-                        values,
-                    )
-                })
-                .collect()
-        };
-        if fast.is_object() {
-            let cpu = plot::Chart {
-                title: "B11: CPU per request, fast upstream, 64 connections (lower is better)",
-                unit: "µs",
-                series: &["CPU per request"],
-                rows: fast_rows("cpu_us_per_request", None),
-            };
-            let rps = plot::Chart {
-                title: "B11: throughput, fast upstream, 64 connections (higher is better)",
-                unit: "rps",
-                series: &["our load client", "wrk"],
-                rows: fast_rows("rps", Some("wrk_rps")),
-            };
-            plots.push(("fast-cpu.svg", cpu.svg()));
-            plots.push(("fast-throughput.svg", rps.svg()));
-        }
-        plots
-    }
-
     fn markdown(&self, root: &Path) -> String {
         let (commit, date, cpu) = machine(root);
         let mut md = String::new();
@@ -1662,7 +1602,7 @@ impl Report<'_> {
                 serde_json::to_string_pretty(self.b8).unwrap_or_default()
             );
         }
-        md += "\n## Reproduce\n\n```sh\ncargo xtask bench --quick   # B1, B2, B4, B9, B10, B11 in a few minutes\ncargo xtask bench           # everything, with nginx and LiteLLM installed by the harness\ncargo xtask bench --check   # B8 against xtask/bench-baseline.json\ncargo xtask bench --quick --only B10,B11 --no-build   # some scenarios, prebuilt binaries; docs untouched\ncargo xtask bench --quick --record-reference   # make this run the pass-through reference\n```\n";
+        md += "\n## Reproduce\n\n```sh\ncargo xtask bench --quick   # B1, B2, B4, B9, B10, B11 in a few minutes\ncargo xtask bench           # everything, with nginx and LiteLLM installed by the harness\ncargo xtask bench --check   # B8 against xtask/bench-baseline.json\ncargo xtask bench --plots   # draw docs/bench/*.svg again from the last run's summary\ncargo xtask bench --quick --only B10,B11 --no-build   # some scenarios, prebuilt binaries; docs untouched\ncargo xtask bench --quick --record-reference   # make this run the pass-through reference\n```\n";
         md
     }
 }
