@@ -228,17 +228,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
 /// and on a single core the single-threaded scheduler, which does the same work without the
 /// cross-thread hand-offs of a pool of one.
 fn runtime() -> std::io::Result<(tokio::runtime::Runtime, usize)> {
-    let workers = std::env::var("TOKIO_WORKER_THREADS")
-        .ok()
+    let asked = std::env::var("TOKIO_WORKER_THREADS").ok();
+    let parsed = asked
+        .as_deref()
         .and_then(|n| n.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0);
+    if let (Some(asked), None) = (&asked, parsed) {
+        tracing::warn!(value = %asked, "TOKIO_WORKER_THREADS is not a positive number; using one worker per core");
+    }
+    let workers = parsed
         .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
         .unwrap_or(1);
-    let mut builder = if workers <= 1 {
+    let mut builder = if workers == 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
-        tokio::runtime::Builder::new_multi_thread()
+        // Set here, so the runtime never reads (and panics on) the variable itself.
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(workers);
+        builder
     };
-    Ok((builder.enable_all().build()?, workers.max(1)))
+    Ok((builder.enable_all().build()?, workers))
 }
 
 async fn serve(mut config: Config, listen: Option<SocketAddr>, workers: usize) -> Result<()> {

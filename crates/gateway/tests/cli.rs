@@ -11,7 +11,9 @@ use std::{
 
 fn gateway() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
-    command.env_remove("RUST_LOG");
+    command
+        .env_remove("RUST_LOG")
+        .env_remove("TOKIO_WORKER_THREADS");
     command
 }
 
@@ -111,15 +113,18 @@ fn http_get(addr: &str, path: &str) -> String {
 /// scheduler; both serve and stop the same way.
 #[test]
 fn serve_answers_health_and_stops_on_sigterm() {
-    serve_health_and_stop(None);
-    serve_health_and_stop(Some(1));
+    serve_health_and_stop(None, None);
+    serve_health_and_stop(Some("1"), Some(1));
+    serve_health_and_stop(Some("3"), Some(3));
+    // Not a number: one worker per core, and no panic.
+    serve_health_and_stop(Some("many"), None);
 }
 
-fn serve_health_and_stop(workers: Option<usize>) {
+fn serve_health_and_stop(asked: Option<&str>, workers: Option<usize>) {
     let dir = tempfile::tempdir().unwrap();
     let mut command = gateway();
-    if let Some(workers) = workers {
-        command.env("TOKIO_WORKER_THREADS", workers.to_string());
+    if let Some(asked) = asked {
+        command.env("TOKIO_WORKER_THREADS", asked);
     }
     let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0"])
@@ -139,7 +144,8 @@ fn serve_health_and_stop(workers: Option<usize>) {
             break;
         }
     }
-    let addr = addr.expect("the gateway logs its address");
+    assert!(addr.is_some(), "the gateway logs its address");
+    let addr = addr.unwrap();
     let health = http_get(&addr, "/health");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     assert!(health.ends_with("{\"status\":\"ok\"}"), "{health}");
@@ -162,7 +168,8 @@ fn serve_health_and_stop(workers: Option<usize>) {
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    let status = status.expect("the gateway stops after SIGTERM");
+    assert!(status.is_some(), "the gateway stops after SIGTERM");
+    let status = status.unwrap();
     assert!(status.success(), "{status:?}");
 }
 
