@@ -109,6 +109,15 @@ fn assert_failed_stream(answer: &Answer) -> Value {
     last
 }
 
+/// Ten chunks, the connection dropped after `sent` of them: a stream cut after its content.
+fn cut_after(sent: usize) -> Behaviour {
+    Behaviour {
+        chunks: 10,
+        drop_after: Some(sent),
+        ..Behaviour::default()
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn rate_limit_with_a_short_retry_after_waits_and_retries_the_same_hop() {
     let s = setup().await;
@@ -322,11 +331,7 @@ const NO_RESCUE: &str =
 #[tokio::test(start_paused = true)]
 async fn a_stream_cut_mid_answer_ends_with_an_error_event() {
     let s = setup_with("", NO_RESCUE).await;
-    s.primary.push(Behaviour {
-        chunks: 10,
-        drop_after: Some(4),
-        ..Behaviour::default()
-    });
+    s.primary.push(cut_after(4));
     let answer = s.ask(true).await;
     let last = assert_failed_stream(&answer);
     assert!(
@@ -916,11 +921,7 @@ impl Setup {
 /// clean answer with the text (`text(chunks)` is the mock's text of that many chunks) whole and
 /// once, the next hop asked with the delivered text as an assistant prefill.
 async fn assert_anthropic_stream_continued(s: &Setup, text: impl Fn(usize) -> String) {
-    s.primary.push(Behaviour {
-        chunks: 10,
-        drop_after: Some(4),
-        ..Behaviour::default()
-    });
+    s.primary.push(cut_after(4));
     // The next hop ignores the prefill and starts over: the repeated beginning is removed.
     s.secondary.push(Behaviour {
         chunks: 10,
@@ -950,11 +951,7 @@ async fn a_stream_cut_after_content_is_continued_on_the_next_hop() {
 #[tokio::test(start_paused = true)]
 async fn a_cut_stream_is_continued_where_the_next_hop_refuses_a_prefill() {
     let s = setup().await;
-    s.primary.push(Behaviour {
-        chunks: 10,
-        drop_after: Some(4),
-        ..Behaviour::default()
-    });
+    s.primary.push(cut_after(4));
     s.secondary.push(error_body(
         400,
         r#"{"error":{"message":"This model does not support assistant message prefill. The conversation must end with a user message.","type":"invalid_request_error","param":null,"code":null}}"#,
@@ -990,11 +987,7 @@ async fn a_cut_stream_is_continued_where_the_next_hop_refuses_a_prefill() {
     );
     assert!(last["content"].as_str().unwrap().contains("Continue"));
     // Remembered: the next rescue on that hop asks without a prefill at once.
-    s.primary.push(Behaviour {
-        chunks: 10,
-        drop_after: Some(4),
-        ..Behaviour::default()
-    });
+    s.primary.push(cut_after(4));
     s.secondary.push(Behaviour {
         chunks: 10,
         ..Behaviour::default()
@@ -1034,11 +1027,7 @@ async fn a_stalled_stream_is_continued_on_the_next_hop() {
 #[tokio::test(start_paused = true)]
 async fn a_responses_stream_cut_is_continued_too() {
     let s = setup().await;
-    s.primary.push(Behaviour {
-        chunks: 10,
-        drop_after: Some(4),
-        ..Behaviour::default()
-    });
+    s.primary.push(cut_after(4));
     s.secondary.push(Behaviour {
         chunks: 10,
         ..Behaviour::default()
@@ -1081,11 +1070,7 @@ async fn a_cut_inside_a_tool_call_is_not_rescued() {
 #[tokio::test(start_paused = true)]
 async fn a_route_without_rescue_ends_a_broken_stream_with_the_error() {
     let s = setup_with("", NO_RESCUE).await;
-    s.primary.push(Behaviour {
-        chunks: 10,
-        drop_after: Some(4),
-        ..Behaviour::default()
-    });
+    s.primary.push(cut_after(4));
     let answer = s.ask_messages(false).await;
     assert_eq!(anthropic_text(&answer), mock_text(4));
     assert_eq!(event_values(&answer).last().unwrap()["type"], "error");
@@ -1115,11 +1100,7 @@ fn chat_text(answer: &Answer) -> (String, Vec<String>) {
 #[tokio::test(start_paused = true)]
 async fn a_chat_stream_cut_after_content_is_continued_on_the_next_hop() {
     let s = setup().await;
-    s.primary.push(Behaviour {
-        chunks: 10,
-        drop_after: Some(4),
-        ..Behaviour::default()
-    });
+    s.primary.push(cut_after(4));
     s.secondary.push(Behaviour {
         chunks: 10,
         ..Behaviour::default()
@@ -1151,11 +1132,7 @@ fn mock_text_events(chunks: usize) -> String {
 #[tokio::test(start_paused = true)]
 async fn a_chat_stream_is_continued_where_the_next_hop_refuses_a_prefill() {
     let s = setup().await;
-    s.primary.push(Behaviour {
-        chunks: 10,
-        drop_after: Some(4),
-        ..Behaviour::default()
-    });
+    s.primary.push(cut_after(4));
     s.secondary.push(error_body(
         400,
         r#"{"error":{"message":"assistant prefill is not supported for this model","type":"invalid_request_error","param":null,"code":null}}"#,
@@ -1209,11 +1186,7 @@ async fn an_anthropic_stream_passed_through_is_continued_on_the_next_hop() {
 #[tokio::test(start_paused = true)]
 async fn an_anthropic_tool_call_cut_passed_through_is_not_rescued() {
     let s = anthropic_pair().await;
-    s.primary.push(Behaviour {
-        chunks: 10,
-        drop_after: Some(2),
-        ..Behaviour::default()
-    });
+    s.primary.push(cut_after(2));
     let answer = s.ask_messages(true).await;
     assert_eq!(count(&answer, "error"), 1, "{}", answer.text());
     assert_eq!(count(&answer, "message_stop"), 0, "{}", answer.text());
@@ -1231,11 +1204,7 @@ where
         ..Behaviour::default()
     });
     let whole = ask().await;
-    s.primary.push(Behaviour {
-        chunks: 10,
-        drop_after: Some(4),
-        ..Behaviour::default()
-    });
+    s.primary.push(cut_after(4));
     s.secondary.push(Behaviour {
         chunks: 10,
         ..Behaviour::default()
