@@ -96,21 +96,7 @@ impl Dialect {
     /// without building a document (an answer's bytes are relayed as they came).
     pub fn check_answer(self, body: &[u8]) -> Result<(), GatewayError> {
         match serde_json::from_slice::<Top>(body) {
-            Ok(top) if top.error.is_none_or(|e| e == Kind::Null) => {
-                let shaped = match self {
-                    Self::OpenAiChat => top.choices == Some(Kind::Array),
-                    Self::Anthropic => top.content == Some(Kind::Array),
-                    Self::Responses => {
-                        top.output == Some(Kind::Array) || top.object == Some(Kind::Response)
-                    }
-                    Self::Gemini => {
-                        top.candidates == Some(Kind::Array)
-                            || top.prompt_feedback == Some(Kind::Object)
-                    }
-                    Self::Passthrough => true,
-                };
-                if shaped { Ok(()) } else { Err(wrong_shape()) }
-            }
+            Ok(top) if top.error.is_none_or(|e| e == Kind::Null) => self.shaped(&top),
             // An error in the body, or an unusual document (not an object, a key twice): the
             // whole document decides.
             Ok(_) | Err(_) => {
@@ -129,22 +115,31 @@ impl Dialect {
         if let Some(error) = value.get("error").filter(|e| !e.is_null()) {
             return Err(error_in_body(error, value));
         }
+        self.shaped(&Top::of(value))
+    }
+
+    /// Whether an answer without an error has the shape of this dialect's answers.
+    fn shaped(self, top: &Top) -> Result<(), GatewayError> {
         let shaped = match self {
-            Self::OpenAiChat => value["choices"].is_array(),
-            Self::Anthropic => value["content"].is_array(),
-            Self::Responses => value["output"].is_array() || value["object"] == "response",
-            Self::Gemini => value["candidates"].is_array() || value["promptFeedback"].is_object(),
+            Self::OpenAiChat => top.choices == Some(Kind::Array),
+            Self::Anthropic => top.content == Some(Kind::Array),
+            Self::Responses => {
+                top.output == Some(Kind::Array) || top.object == Some(Kind::Response)
+            }
+            Self::Gemini => {
+                top.candidates == Some(Kind::Array) || top.prompt_feedback == Some(Kind::Object)
+            }
             Self::Passthrough => true,
         };
-        if shaped { Ok(()) } else { Err(wrong_shape()) }
+        if shaped {
+            Ok(())
+        } else {
+            Err(GatewayError::new(
+                ErrorKind::UpstreamProtocol,
+                "the upstream answer is not of the expected shape",
+            ))
+        }
     }
-}
-
-fn wrong_shape() -> GatewayError {
-    GatewayError::new(
-        ErrorKind::UpstreamProtocol,
-        "the upstream answer is not of the expected shape",
-    )
 }
 
 /// The top-level keys of an answer that [`Dialect::check_answer`] reads.
@@ -160,6 +155,22 @@ struct Top {
     prompt_feedback: Option<Kind>,
 }
 
+impl Top {
+    /// The same keys, read from a whole document.
+    fn of(value: &Value) -> Self {
+        let kind = |key: &str| value.get(key).map(Kind::of);
+        Self {
+            error: kind("error"),
+            choices: kind("choices"),
+            content: kind("content"),
+            output: kind("output"),
+            object: kind("object"),
+            candidates: kind("candidates"),
+            prompt_feedback: kind("promptFeedback"),
+        }
+    }
+}
+
 /// What kind of JSON value a key holds; the value itself is skipped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -169,6 +180,18 @@ enum Kind {
     /// The string `"response"` (a Responses answer's `object`).
     Response,
     Other,
+}
+
+impl Kind {
+    fn of(value: &Value) -> Self {
+        match value {
+            Value::Null => Self::Null,
+            Value::Array(_) => Self::Array,
+            Value::Object(_) => Self::Object,
+            Value::String(text) if text == "response" => Self::Response,
+            _ => Self::Other,
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for Kind {
